@@ -1,0 +1,146 @@
+/*
+ * config.h - the parsed msagate.conf (libconfig syntax) as one immutable
+ * struct, plus the loader/validator used by msagated, msagatectl and `-n`.
+ *
+ * Every key the daemon knows is a field here, with its default set by
+ * config_load().  Problems are collected as "FILE:LINE: message" strings so
+ * that `msagated -n` can print all of them at once.
+ */
+#ifndef MSAGATE_CONFIG_H
+#define MSAGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum listen_role { LISTEN_SUBMISSION, LISTEN_RELAY };
+enum listen_tls { LISTEN_TLS_NONE, LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT };
+
+struct listen_cfg {
+	char *address;               /* "0.0.0.0", "::1", "127.0.0.1" */
+	int port;
+	enum listen_role role;
+	enum listen_tls tls;
+	int line;                    /* for error messages */
+};
+
+/* One entry of auth.backends; which fields matter depends on driver. */
+struct backend_cfg {
+	char *driver;                /* "passwd-file", "pam", "dovecot" */
+	char *path;                  /* passwd-file */
+	char *service;               /* pam */
+	char *socket;                /* dovecot */
+	char *default_domain;        /* passwd-file: appended to bare names (optional) */
+	int line;
+};
+
+/* An IPv4 or IPv6 network in CIDR form (IPv4 stored as v4-mapped). */
+struct cidr {
+	uint8_t addr[16];
+	int prefix;                  /* 0..128, in the v6 space */
+};
+
+struct msagate_config {
+	char *file;                  /* path it was read from */
+
+	char *hostname;
+	char *user;                  /* unprivileged account for the roles */
+	char *state_dir;
+	char *run_dir;
+
+	struct {
+		char *cert;
+		char *key;
+		int min_protocol;        /* TLS1_2_VERSION etc. */
+		char *ciphers;           /* optional TLS 1.2 cipher list */
+	} tls;
+
+	struct listen_cfg *listen;
+	size_t n_listen;
+
+	struct {
+		char *socket;            /* auth socket path */
+		int socket_mode;
+		char *socket_user;       /* optional owner */
+		char *socket_group;      /* optional group */
+		char **mechanisms;       /* upper case */
+		size_t n_mechanisms;
+		struct backend_cfg *backends;
+		size_t n_backends;
+		int failure_delay_ms;    /* auth.failure_delay (seconds, may be 0) */
+		int min_time_ms;         /* floor for every attempt */
+		int workers;             /* hashing threads in the auth role */
+		bool allow_authzid;      /* authzid != authcid permitted */
+	} auth;
+
+	struct {
+		struct cidr *mynetworks;
+		size_t n_mynetworks;
+		char **local_domains;
+		size_t n_local_domains;
+		char **relay_domains;
+		size_t n_relay_domains;
+		char *relayhost;
+		long long message_size_limit;
+		char *aliases;
+		char *delivery_method;   /* "maildir" or "lmtp" */
+		char *delivery_path;
+		char *delivery_socket;
+	} relay;
+
+	struct {
+		int max_recipients;      /* per message; 452 4.5.3 past it */
+		int max_errors;          /* per session; 421 past it */
+		int idle_timeout;        /* seconds; 421 */
+		int data_timeout;        /* seconds without data inside DATA */
+		int max_connections;     /* whole daemon, per smtp process */
+		int max_connections_per_client;
+		int max_line;            /* command line length, octets incl. CRLF */
+		int max_auth_line;       /* AUTH initial response / continuation */
+		bool received_show_user; /* put the authenticated user in Received: */
+		int processes;           /* smtp role processes */
+	} smtp;
+
+	struct {
+		char *facility;          /* syslog facility name, default "mail" */
+		bool debug;
+	} log;
+
+	char *pid_file;              /* run_dir/msagated.pid */
+	char *queue_socket;          /* run_dir/queue */
+};
+
+/* A growing list of "FILE:LINE: message" problems. */
+struct config_errors {
+	char **msg;
+	size_t n;
+};
+
+/*
+ * config_load - read and validate FILE (syntax, types, known keys, values).
+ * Returns the config (with any problems recorded in errs) or NULL when the
+ * file cannot be read or parsed at all (also recorded in errs).
+ */
+struct msagate_config *config_load(const char *file, struct config_errors *errs);
+/*
+ * config_check_deep - the checks of `msagated -n` that look outside the
+ * file: the user exists, certificate and key readable and matching, the
+ * backends' files readable and valid.  (src/config-check.c, daemon only.)
+ */
+void config_check_deep(const struct msagate_config *cfg, struct config_errors *errs);
+void config_free(struct msagate_config *cfg);
+void config_errors_add(struct config_errors *errs, const char *file, int line,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void config_errors_free(struct config_errors *errs);
+
+/* CIDR helpers, shared with the relay policy. */
+int cidr_parse(const char *s, struct cidr *out);
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define MSAGATE_DEFAULT_CONFIG SYSCONFDIR "/msagate/msagate.conf"
+
+#endif

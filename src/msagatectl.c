@@ -1,0 +1,127 @@
+/*
+ * msagatectl.c - the administrator's tool: option parsing, configuration
+ * loading and dispatch to the command groups in ctl-*.c; `reload` lives
+ * here.  Exit status: 0 success, 1 negative result, 2 usage or
+ * configuration error, 75 temporary failure (daemon not reachable).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "log.h"
+#include "version.h"
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: msagatectl [-c FILE] COMMAND\n"
+	    "  queue list              one line per queued message (as mailq)\n"
+	    "  queue show ID           envelope and headers of one message\n"
+	    "  queue flush             retry every deferred message now\n"
+	    "  queue delete ID|ALL     remove messages from the queue\n"
+	    "  auth test USER [PASS]   authenticate through the auth socket (PLAIN)\n"
+	    "  pw [-s SCHEME]          hash a password read from the terminal or stdin\n"
+	    "  reload                  make the running daemon re-read its configuration\n"
+	    "options:\n"
+	    "  -c FILE  configuration file (default %s)\n"
+	    "  -V       print the version\n"
+	    "exit status: 0 ok, 1 negative result, 2 usage/configuration error,\n"
+	    "75 temporary failure (daemon or socket not reachable)\n",
+	    MSAGATE_DEFAULT_CONFIG);
+}
+
+static struct msagate_config *
+load(const char *file)
+{
+	struct config_errors errs = { 0 };
+	struct msagate_config *cfg = config_load(file, &errs);
+	size_t i;
+
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "msagatectl: %s\n", errs.msg[i]);
+	if (errs.n) {
+		config_errors_free(&errs);
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/* reload - SIGHUP to the pid in run_dir/msagated.pid. */
+static int
+do_reload(const struct msagate_config *cfg)
+{
+	FILE *fp = fopen(cfg->pid_file, "r");
+	long pid = 0;
+
+	if (fp == NULL) {
+		fprintf(stderr, "msagatectl: %s: %s (is msagated running?)\n",
+		    cfg->pid_file, strerror(errno));
+		return CTL_TEMPFAIL;
+	}
+	if (fscanf(fp, "%ld", &pid) != 1 || pid <= 0) {
+		fclose(fp);
+		fprintf(stderr, "msagatectl: %s: no pid in it\n", cfg->pid_file);
+		return CTL_TEMPFAIL;
+	}
+	fclose(fp);
+	if (kill((pid_t)pid, SIGHUP) != 0) {
+		fprintf(stderr, "msagatectl: cannot signal msagated (pid %ld): %s\n",
+		    pid, strerror(errno));
+		return errno == EPERM ? CTL_USAGE : CTL_TEMPFAIL;
+	}
+	printf("msagated (pid %ld): reload requested\n", pid);
+	return CTL_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *file = MSAGATE_DEFAULT_CONFIG;
+	struct msagate_config *cfg;
+	int ch, rc;
+
+	log_init("msagatectl", true, false, NULL);
+	while ((ch = getopt(argc, argv, "+c:Vh")) != -1) {
+		switch (ch) {
+		case 'c': file = optarg; break;
+		case 'V': printf("msagatectl %s\n", MSAGATE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return CTL_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		usage(stderr);
+		return CTL_USAGE;
+	}
+	if (strcmp(argv[0], "pw") == 0) {
+		optind = 1;
+		return ctl_pw(argc, argv);
+	}
+	if (strcmp(argv[0], "queue") != 0 && strcmp(argv[0], "auth") != 0 &&
+	    strcmp(argv[0], "reload") != 0) {
+		fprintf(stderr, "msagatectl: unknown command \"%s\"\n", argv[0]);
+		usage(stderr);
+		return CTL_USAGE;
+	}
+	cfg = load(file);
+	if (cfg == NULL)
+		return CTL_USAGE;
+	optind = 1;
+	if (strcmp(argv[0], "queue") == 0)
+		rc = argc < 2 ? (usage(stderr), CTL_USAGE) : ctl_queue(cfg, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "auth") == 0)
+		rc = argc < 2 ? (usage(stderr), CTL_USAGE) : ctl_auth(cfg, argc - 1, argv + 1);
+	else
+		rc = argc != 1 ? (usage(stderr), CTL_USAGE) : do_reload(cfg);
+	config_free(cfg);
+	return rc;
+}

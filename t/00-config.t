@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+# 00-config.t - `msagated -n` reports every configuration problem as
+# FILE:LINE: message and exits 1, exits 0 on a good file; -V and -h work.
+import os, subprocess, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+d = Daemon(start=False)
+
+
+def check(conf_text):
+    path = os.path.join(d.dir, "check.conf")
+    with open(path, "w") as f:
+        f.write(conf_text)
+    r = subprocess.run([MSAGATED, "-n", "-c", path], capture_output=True, text=True)
+    return r, path
+
+
+good = open(d.conf).read()
+r, path = check(good)
+is_(r.returncode, 0, "-n on the test configuration exits 0")
+like(r.stdout, r"configuration OK", "-n says the configuration is OK")
+
+r = subprocess.run([MSAGATED, "-V"], capture_output=True, text=True)
+like(r.stdout, r"^msagated \d+\.\d+", "-V prints the version")
+r = subprocess.run([MSAGATED, "-h"], capture_output=True, text=True)
+like(r.stdout, r"-n\s+check the configuration", "-h documents -n")
+
+
+def line_of(text, needle):
+    for i, l in enumerate(text.splitlines(), 1):
+        if needle in l:
+            return i
+    return 0
+
+
+cases = [
+    ("unknown key", good.replace('hostname = ', 'hostnmae = "x";\nhostname = '),
+     "hostnmae", r'unknown key "hostnmae"'),
+    ("bad CIDR", good.replace('"127.0.0.1/32"', '"127.0.0.1/33"'), None, r"mynetworks: \"127\.0\.0\.1/33\""),
+    ("CIDR with host bits", good.replace('"127.0.0.1/32"', '"127.0.0.1/8"'), None, r"host bits"),
+    ("missing certificate", good.replace(d.cert, "/nonexistent/cert.pem"), None, r"tls\.cert /nonexistent/cert\.pem"),
+    ("unreadable passwd file", good.replace(d.passwd, "/nonexistent/users"), "passwd-file", r"/nonexistent/users"),
+    ("unknown backend driver", good.replace('"passwd-file"', '"ldap"'), "ldap", r"unknown backend driver \"ldap\""),
+    ("submission without TLS", good.replace('role = "submission"; tls = "starttls"', 'role = "submission"; tls = "none"'),
+     'tls = "none"', r"needs tls"),
+    ("syntax error", good.replace("listen = (", "listen = (("), None, r":\d+: "),
+    ("bad listen role", good.replace('role = "relay"', 'role = "bogus"'), 'role = "bogus"', r"role \"bogus\""),
+]
+for name, text, needle, pattern in cases:
+    r, path = check(text)
+    is_(r.returncode, 1, "-n with %s exits 1" % name)
+    like(r.stdout, re.escape(path) + r":\d+: ", "%s reported as FILE:LINE:" % name)
+    like(r.stdout, pattern, "%s: message names the problem" % name)
+    if needle:
+        ln = line_of(text, needle)
+        ok(("%s:%d:" % (path, ln)) in r.stdout, "%s: reported at the right line (%d)" % (name, ln), r.stdout)
+
+# several problems at once are all reported
+bad = good.replace('"127.0.0.1/32"', '"nonsense"').replace('hostname = ', 'bogus_key = 1;\nhostname = ')
+r, path = check(bad)
+ok(r.returncode == 1 and "nonsense" in r.stdout and "bogus_key" in r.stdout,
+   "every problem is reported, not just the first", r.stdout)
+
+# key that does not match the certificate
+other = os.path.join(d.dir, "other-key.pem")
+subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", other], check=True, capture_output=True)
+r, path = check(good.replace(d.key, other))
+is_(r.returncode, 1, "-n with a key that does not match the certificate exits 1")
+like(r.stdout, r"does not match", "mismatched key reported")
+
+# unknown user (only meaningful as root, where the roles switch to it)
+if os.geteuid() == 0:
+    r, path = check(good.replace('user = "%s"' % d.user, 'user = "no-such-user-xyz"'))
+    is_(r.returncode, 1, "-n with an unknown user exits 1")
+    like(r.stdout, r"user \"no-such-user-xyz\" does not exist", "unknown user reported")
+
+# the daemon refuses to start with a bad configuration
+r = subprocess.run([MSAGATED, "-f", "-c", check(bad)[1]], capture_output=True, text=True, timeout=10)
+is_(r.returncode, 1, "msagated refuses to start with a bad configuration")
+
+# the sample configuration in conf/ parses (its paths need not exist here)
+r = subprocess.run([MSAGATED, "-n", "-c", os.path.join(SRCDIR, "conf", "msagate.conf")],
+                   capture_output=True, text=True)
+ok("unknown key" not in r.stdout and "syntax" not in r.stdout.lower(),
+   "conf/msagate.conf uses only known keys and parses", r.stdout)
+done()

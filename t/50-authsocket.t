@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+# 50-authsocket.t - the auth socket speaks the Dovecot auth protocol as
+# Dovecot 2.3 does (../shared/spec/dovecot-auth-protocol.md): handshake,
+# AUTH PLAIN/LOGIN with and without initial response, FAIL without telling
+# unknown users from wrong passwords, bad base64, several requests in flight,
+# protocol errors disconnect, and the failure delay.
+import os, socket, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+d = Daemon(failure_delay=1)
+alice, apw = "alice@example.test", d.users["alice@example.test"]
+
+
+class Auth:
+    def __init__(self, version=b"VERSION\t1\t0\n", cpid=b"CPID\t4242\n"):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(10)
+        self.s.connect(d.auth_socket)
+        self.buf = b""
+        if version:
+            self.s.sendall(version)
+        if cpid:
+            self.s.sendall(cpid)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            x = self.s.recv(65536)
+            if not x:
+                raise EOFError(self.buf)
+            self.buf += x
+        l, self.buf = self.buf.split(b"\n", 1)
+        return l.decode()
+
+    def handshake(self):
+        lines = []
+        while True:
+            lines.append(self.line())
+            if lines[-1] == "DONE":
+                return lines
+
+    def send(self, text):
+        self.s.sendall(text.encode() + b"\n")
+
+    def eof(self, timeout=5):
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                x = self.s.recv(65536)
+                if not x:
+                    return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+
+a = Auth()
+hs = a.handshake()
+is_(hs[0], "VERSION\t1\t2", "handshake starts VERSION 1 2")
+ok("MECH\tPLAIN\tplaintext" in hs, "MECH PLAIN plaintext", hs)
+ok("MECH\tLOGIN\tplaintext" in hs, "MECH LOGIN plaintext", hs)
+ok(any(l.startswith("SPID\t") for l in hs), "SPID line")
+ok(any(re.fullmatch(r"CUID\t\d+", l) for l in hs), "CUID line")
+ok(any(re.fullmatch(r"COOKIE\t[0-9a-f]{32}", l) for l in hs), "COOKIE with 32 hex digits")
+order = [l.split("\t")[0] for l in hs]
+ok(order.index("MECH") < order.index("SPID") < order.index("CUID") < order.index("COOKIE") < order.index("DONE"),
+   "lines in Dovecot's code order: VERSION MECH SPID CUID COOKIE DONE", order)
+
+# Postfix-style successful PLAIN
+a.send("AUTH\t1\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.1\tsecured\tresp=" + plain_b64(alice, apw))
+is_(a.line(), "OK\t1\tuser=" + alice, "PLAIN with initial response: OK user=")
+
+# PLAIN without initial response: empty CONT, then the response
+a.send("AUTH\t2\tPLAIN\tservice=smtp\tnologin\tlip=\trip=")
+is_(a.line(), "CONT\t2\t", "PLAIN without resp: empty CONT")
+a.send("CONT\t2\t" + plain_b64("bob", d.users["bob"]))
+is_(a.line(), "OK\t2\tuser=bob", "CONT with the PLAIN response: OK")
+
+# LOGIN
+a.send("AUTH\t3\tLOGIN\tservice=smtp\trip=127.0.0.1")
+is_(a.line(), "CONT\t3\tVXNlcm5hbWU6", "LOGIN asks Username:")
+a.send("CONT\t3\t" + base64.b64encode(alice.encode()).decode())
+is_(a.line(), "CONT\t3\tUGFzc3dvcmQ6", "LOGIN asks Password:")
+a.send("CONT\t3\t" + base64.b64encode(apw.encode()).decode())
+is_(a.line(), "OK\t3\tuser=" + alice, "LOGIN: OK")
+
+# wrong password and unknown user look the same, and are delayed
+t0 = time.time()
+a.send("AUTH\t4\tPLAIN\tservice=smtp\trip=127.0.0.1\tresp=" + plain_b64(alice, "Wr0ngPass-x"))
+r4 = a.line()
+t_wrong = time.time() - t0
+t0 = time.time()
+a.send("AUTH\t5\tPLAIN\tservice=smtp\trip=127.0.0.1\tresp=" + plain_b64("nosuchuser@example.test", "Wr0ngPass-x"))
+r5 = a.line()
+t_unknown = time.time() - t0
+like(r4, r"^FAIL\t4(\t|$)", "wrong password: FAIL")
+like(r5, r"^FAIL\t5(\t|$)", "unknown user: FAIL")
+is_(re.sub(r"\tuser=[^\t]*", "", r4.replace("\t4", "\tN")),
+    re.sub(r"\tuser=[^\t]*", "", r5.replace("\t5", "\tN")),
+    "unknown user and wrong password get the same FAIL (apart from the echoed user)")
+ok("reason=" not in r4 or ("unknown" not in r4.lower() and "password" not in r4.lower()),
+   "FAIL reason does not reveal the cause", r4)
+ok(t_wrong >= 0.9, "failure answered after auth.failure_delay (1 s here): %.2fs" % t_wrong)
+ok(t_unknown >= 0.9, "unknown user also delayed: %.2fs" % t_unknown)
+
+# several requests in flight: failure held, success not held behind it
+t0 = time.time()
+a.send("AUTH\t6\tPLAIN\tservice=smtp\tresp=" + plain_b64(alice, "bad"))
+a.send("AUTH\t7\tPLAIN\tservice=smtp\tresp=" + plain_b64(alice, apw))
+first = a.line()
+t_first = time.time() - t0
+second = a.line()
+is_(first, "OK\t7\tuser=" + alice, "success answered before the delayed failure")
+ok(t_first < 0.8, "success not delayed by a failure in flight (%.2fs)" % t_first)
+like(second, r"^FAIL\t6", "then the failure")
+
+# bad base64: immediate FAIL code=invalid_base64
+a.send("AUTH\t8\tPLAIN\tservice=smtp\tresp=!!!")
+like(a.line(), r"^FAIL\t8\tcode=invalid_base64", "bad base64 in resp: FAIL code=invalid_base64")
+# CONT for an unknown id
+a.send("CONT\t99\tAAAA")
+like(a.line(), r"^FAIL\t99\t.*timed out", "CONT for an unknown id: FAIL timed out")
+# authzid different from the user is refused
+a.send("AUTH\t9\tPLAIN\tservice=smtp\tresp=" + plain_b64(alice, apw, authzid="bob"))
+like(a.line(), r"^FAIL\t9", "PLAIN with a foreign authorization identity: FAIL")
+# tab-escaped service value and unknown parameters are fine
+a.send("AUTH\t10\tPLAIN\tservice=sm\x01ttp\tfoo=bar\tflag\tresp=" + plain_b64(alice, apw))
+is_(a.line(), "OK\t10\tuser=" + alice, "escaped fields and unknown parameters accepted")
+# protocol errors disconnect
+a.send("AUTH\t0\tPLAIN\tservice=smtp")
+ok(a.eof(), "request id 0: disconnected")
+
+b = Auth()
+b.handshake()
+b.send("AUTH\t1\tNOSUCHMECH\tservice=smtp")
+ok(b.eof(), "unknown mechanism: disconnected")
+b = Auth()
+b.handshake()
+b.send("AUTH\t1\tPLAIN\trip=127.0.0.1")
+ok(b.eof(), "missing service=: disconnected")
+b = Auth()
+b.handshake()
+b.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=AAAA\tfoo")
+ok(b.eof(), "parameter after resp=: disconnected")
+b = Auth(version=b"VERSION\t2\t0\n")
+ok(b.eof(), "major version 2: disconnected")
+b = Auth()
+b.handshake()
+b.s.sendall(b"X" * 20000)
+ok(b.eof(), "line over 16384 bytes: disconnected")
+
+# many clients at once
+clients = [Auth(version=b"VERSION\t1\t2\n", cpid=b"CPID\t%d\n" % (1000 + i)) for i in range(20)]
+for i, c in enumerate(clients):
+    c.handshake()
+    c.send("AUTH\t%d\tPLAIN\tservice=smtp\tresp=%s" % (i + 1, plain_b64(alice, apw)))
+ok(all(c.line() == "OK\t%d\tuser=%s" % (i + 1, alice) for i, c in enumerate(clients)),
+   "20 concurrent clients authenticated")
+ok(apw not in d.read_log() and "Wr0ngPass-x" not in d.read_log(), "no password in the log")
+d.stop()
+done()
