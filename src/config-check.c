@@ -5,7 +5,9 @@
  * (driver compiled in, passwd file readable and valid).
  */
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,12 +43,12 @@ check_tls(const struct msagate_config *cfg, struct config_errors *errs)
 	if (cfg->tls.cert == NULL || cfg->tls.key == NULL)
 		return;   /* already reported by config_load */
 	if (access(cfg->tls.cert, R_OK) != 0) {
-		config_errors_add(errs, cfg->file, 0, "tls.cert %s: %s", cfg->tls.cert,
+		config_errors_add(errs, cfg->file, cfg->tls.cert_line, "tls.cert %s: %s", cfg->tls.cert,
 		    strerror(errno));
 		return;
 	}
 	if (access(cfg->tls.key, R_OK) != 0) {
-		config_errors_add(errs, cfg->file, 0, "tls.key %s: %s", cfg->tls.key,
+		config_errors_add(errs, cfg->file, cfg->tls.key_line, "tls.key %s: %s", cfg->tls.key,
 		    strerror(errno));
 		return;
 	}
@@ -57,31 +59,52 @@ check_tls(const struct msagate_config *cfg, struct config_errors *errs)
 	}
 	ERR_clear_error();
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls.cert) != 1)
-		config_errors_add(errs, cfg->file, 0, "tls.cert %s: not a usable PEM certificate (%s)",
+		config_errors_add(errs, cfg->file, cfg->tls.cert_line, "tls.cert %s: not a usable PEM certificate (%s)",
 		    cfg->tls.cert, ssl_error(eb, sizeof(eb)));
 	else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls.key, SSL_FILETYPE_PEM) != 1)
-		config_errors_add(errs, cfg->file, 0,
+		config_errors_add(errs, cfg->file, cfg->tls.key_line,
 		    "tls.key %s: not a usable PEM key or it does not match tls.cert (%s)",
 		    cfg->tls.key, ssl_error(eb, sizeof(eb)));
 	else if (SSL_CTX_check_private_key(ctx) != 1)
-		config_errors_add(errs, cfg->file, 0, "tls.key %s does not match tls.cert %s",
+		config_errors_add(errs, cfg->file, cfg->tls.key_line, "tls.key %s does not match tls.cert %s",
 		    cfg->tls.key, cfg->tls.cert);
 	SSL_CTX_free(ctx);
+}
+
+/* readable_as - can uid/gid (as a role runs, after dropping root) read path? */
+static bool
+readable_as(const char *path, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return true;   /* cannot tell; the role will say */
+	if (pid == 0) {
+		if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
+		    setresuid(uid, uid, uid) != 0)
+			_exit(2);
+		_exit(access(path, R_OK) == 0 ? 0 : 1);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 void
 config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 {
+	struct passwd *pw = NULL;
 	size_t i;
 
 	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam(cfg->user);
+		pw = getpwnam(cfg->user);
 		if (pw == NULL)
-			config_errors_add(errs, cfg->file, 0,
+			config_errors_add(errs, cfg->file, cfg->user_line,
 			    "user \"%s\" does not exist (create it: useradd --system %s)",
 			    cfg->user, cfg->user);
 		else if (pw->pw_uid == 0)
-			config_errors_add(errs, cfg->file, 0,
+			config_errors_add(errs, cfg->file, cfg->user_line,
 			    "user \"%s\" is root; the network-facing roles must not run as root",
 			    cfg->user);
 	}
@@ -94,5 +117,15 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 			    "%s", err ? err : "backend check failed");
 		}
 		free(err);
+		/* the auth role re-reads the file after dropping root */
+		if (pw != NULL && pw->pw_uid != 0 && cfg->auth.backends[i].path &&
+		    strcmp(cfg->auth.backends[i].driver, "passwd-file") == 0 &&
+		    access(cfg->auth.backends[i].path, R_OK) == 0 &&
+		    !readable_as(cfg->auth.backends[i].path, pw->pw_uid, pw->pw_gid))
+			config_errors_add(errs, cfg->file, cfg->auth.backends[i].line,
+			    "passwd file %s is not readable by user \"%s\" "
+			    "(e.g. chgrp %s %s; chmod 640 %s)", cfg->auth.backends[i].path,
+			    cfg->user, cfg->user, cfg->auth.backends[i].path,
+			    cfg->auth.backends[i].path);
 	}
 }

@@ -383,7 +383,7 @@ static void
 load_backends(struct loader *L, struct msagate_config *cfg, const config_setting_t *auth)
 {
 	static const char *const keys[] = { "driver", "path", "service", "socket",
-		"default_domain", NULL };
+		"default_domain", "workers", "timeout", NULL };
 	config_setting_t *bs = auth ? config_setting_get_member(auth, "backends") : NULL;
 	int i, n;
 
@@ -415,6 +415,8 @@ load_backends(struct loader *L, struct msagate_config *cfg, const config_setting
 		b->service = get_str(L, e, "service", NULL);
 		b->socket = get_str(L, e, "socket", NULL);
 		b->default_domain = get_str(L, e, "default_domain", NULL);
+		b->workers = (int)get_int(L, e, "workers", 4, 1, 64);
+		b->timeout_ms = get_ms(L, e, "timeout", 10000, 120000);
 		if (b->driver == NULL) {
 			config_errors_add(L->errs, L->file, b->line, "backend without \"driver\"");
 			b->driver = xstrdup("");
@@ -504,14 +506,24 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 		cfg->auth.n_mechanisms = 2;
 	}
 	for (i = 0; i < cfg->auth.n_mechanisms; i++) {
+		static const char *const known[] = { "PLAIN", "LOGIN", "CRAM-MD5",
+			"SCRAM-SHA-1", "SCRAM-SHA-224", "SCRAM-SHA-256", "SCRAM-SHA-384",
+			"SCRAM-SHA-512", NULL };
+		size_t k;
+		bool found = false;
 		char *m;
-		for (m = cfg->auth.mechanisms[i]; *m; m++) {
-			if (!isalnum((unsigned char)*m) && *m != '-' && *m != '_')
-				config_errors_add(L->errs, L->file, line_of(a),
-				    "auth.mechanisms: \"%s\" is not a SASL mechanism name",
-				    cfg->auth.mechanisms[i]);
+
+		for (m = cfg->auth.mechanisms[i]; *m; m++)
 			*m = (char)toupper((unsigned char)*m);
-		}
+		for (k = 0; known[k]; k++)
+			if (strcmp(known[k], cfg->auth.mechanisms[i]) == 0)
+				found = true;
+		if (!found)
+			config_errors_add(L->errs, L->file,
+			    line_of(config_setting_get_member(a, "mechanisms")),
+			    "auth.mechanisms: \"%s\" is not supported (PLAIN, LOGIN, "
+			    "CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-224/256/384/512)",
+			    cfg->auth.mechanisms[i]);
 	}
 	load_backends(L, cfg, a);
 	cfg->auth.failure_delay_ms = get_ms(L, a, "failure_delay", 2000, 10000);
@@ -657,6 +669,7 @@ config_load(const char *file, struct config_errors *errs)
 		config_errors_add(errs, file, line_of(config_setting_get_member(root, "hostname")),
 		    "hostname \"%s\" is not a valid domain name", cfg->hostname);
 	cfg->user = get_str(&L, root, "user", "msagate");
+	cfg->user_line = line_of(config_setting_get_member(root, "user"));
 	cfg->state_dir = get_str(&L, root, "state_dir", LOCALSTATEDIR "/lib/msagate");
 	cfg->run_dir = get_str(&L, root, "run_dir", RUNSTATEDIR "/msagate");
 	if (cfg->state_dir[0] != '/')
@@ -670,6 +683,8 @@ config_load(const char *file, struct config_errors *errs)
 	check_keys(&L, t, "tls", tls_keys);
 	cfg->tls.cert = get_str(&L, t, "cert", NULL);
 	cfg->tls.key = get_str(&L, t, "key", NULL);
+	cfg->tls.cert_line = line_of(t ? config_setting_get_member(t, "cert") : NULL);
+	cfg->tls.key_line = line_of(t ? config_setting_get_member(t, "key") : NULL);
 	cfg->tls.min_protocol = tls_version(&L, t, "min_protocol");
 	cfg->tls.ciphers = get_str(&L, t, "ciphers", NULL);
 	if (cfg->tls.cert == NULL || cfg->tls.key == NULL)

@@ -32,6 +32,8 @@ struct backend_cfg {
 	char *service;               /* pam */
 	char *socket;                /* dovecot */
 	char *default_domain;        /* passwd-file: appended to bare names (optional) */
+	int workers;                 /* pam: worker processes (default 4) */
+	int timeout_ms;              /* pam, dovecot: per-request timeout (default 10 s) */
 	int line;
 };
 
@@ -54,6 +56,7 @@ struct msagate_config {
 		char *key;
 		int min_protocol;        /* TLS1_2_VERSION etc. */
 		char *ciphers;           /* optional TLS 1.2 cipher list */
+		int cert_line, key_line; /* for error messages */
 	} tls;
 
 	struct listen_cfg *listen;
@@ -106,6 +109,8 @@ struct msagate_config {
 		char *facility;          /* syslog facility name, default "mail" */
 		bool debug;
 	} log;
+
+	int user_line;               /* line of `user`, for error messages */
 
 	char *pid_file;              /* run_dir/msagated.pid */
 	char *queue_socket;          /* run_dir/queue */

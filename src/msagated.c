@@ -296,6 +296,7 @@ start_child(struct child *c)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -445,36 +446,59 @@ reload(void)
 
 	config_free(cfg);
 	cfg = n;
+	/* SIGUSR1: stop accepting, let every session end by itself, exit */
 	for (i = 0; i < n_children; i++)
 		if (children[i].kind == ROLE_SMTP && !children[i].retiring) {
 			children[i].retiring = true;
 			if (children[i].pid > 0)
-				kill(children[i].pid, SIGTERM);
+				kill(children[i].pid, SIGUSR1);
 		}
 	signal_role(ROLE_AUTH, SIGHUP);
 	signal_role(ROLE_QUEUE, SIGHUP);
 	start_smtp_generation();
 }
 
-/* shutdown_all - SIGTERM every role, wait (bounded), then SIGKILL. */
+/* wait_kind - reap until no child of `kind` (or any, if kind < 0) is left
+ * or the deadline passes. */
+static void
+wait_children(int kind, time_t deadline)
+{
+	size_t i;
+	bool left = true;
+
+	while (left && time(NULL) < deadline) {
+		reap();
+		for (i = 0; i < n_children; i++)
+			if (children[i].pid == 0)
+				children[i--] = children[--n_children];
+		left = false;
+		for (i = 0; i < n_children; i++)
+			if (kind < 0 || (int)children[i].kind == kind)
+				left = true;
+		if (left)
+			usleep(20000);
+	}
+}
+
+/*
+ * shutdown_all - SIGTERM the smtp processes first and let their sessions
+ * finish (they still need the queue and auth roles), then stop the auth
+ * and queue roles; whatever is left after the deadlines gets SIGKILL.
+ */
 static void
 shutdown_all(void)
 {
-	time_t deadline = time(NULL) + 45;
 	size_t i;
 
 	log_info("SIGTERM: stopping");
 	for (i = 0; i < n_children; i++)
+		if (children[i].kind == ROLE_SMTP && children[i].pid > 0)
+			kill(children[i].pid, SIGTERM);
+	wait_children(ROLE_SMTP, time(NULL) + 45);
+	for (i = 0; i < n_children; i++)
 		if (children[i].pid > 0)
 			kill(children[i].pid, SIGTERM);
-	while (n_children > 0 && time(NULL) < deadline) {
-		reap();
-		for (i = 0; i < n_children; i++)
-			if (children[i].pid == 0)
-				children[i] = children[--n_children];
-		if (n_children)
-			usleep(50000);
-	}
+	wait_children(-1, time(NULL) + 10);
 	for (i = 0; i < n_children; i++)
 		if (children[i].pid > 0) {
 			log_warnx("%s role pid %ld did not stop; killing it",

@@ -49,10 +49,14 @@ xstrdup(const char *s)
 	return xstrndup(s, strlen(s));
 }
 
+/* xstrndup - copy at most n bytes of s (fewer if s is shorter). */
 char *
 xstrndup(const char *s, size_t n)
 {
-	char *p = xmalloc(n + 1);
+	char *p;
+
+	n = strnlen(s, n);
+	p = xmalloc(n + 1);
 	memcpy(p, s, n);
 	p[n] = '\0';
 	return p;

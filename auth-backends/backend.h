@@ -1,0 +1,121 @@
+/*
+ * backend.h - the one small interface every credential backend of the
+ * auth role implements (like Dovecot's passdb_module_interface), and the
+ * registry/chain that tries the configured backends in order.
+ *
+ * Backends are called from the auth role's worker threads, several at a
+ * time: verify_plain/lookup_plain/reload must be thread-safe.  They may
+ * block (file reads, hashing, PAM) - never call them on the event loop.
+ *
+ * Contract for results (never reveal more than the caller may tell):
+ *   BACKEND_OK            the password is right (verify) / the credential
+ *                         was found (lookup)
+ *   BACKEND_MISMATCH      the user exists, the password is wrong
+ *   BACKEND_UNKNOWN_USER  this backend does not know the user: try the next
+ *   BACKEND_DISABLED      the password was right but the account may not log
+ *                         in (only ever returned after a correct password)
+ *   BACKEND_TEMPFAIL      could not decide (I/O error, service down)
+ */
+#ifndef MSAGATE_BACKEND_H
+#define MSAGATE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+enum backend_result {
+	BACKEND_OK,
+	BACKEND_MISMATCH,
+	BACKEND_UNKNOWN_USER,
+	BACKEND_DISABLED,
+	BACKEND_TEMPFAIL,
+};
+
+/* Longest user name any backend accepts (bytes, without NUL). */
+#define BACKEND_MAX_USER	255
+/* Longest password we verify; longer ones are a mismatch. */
+#define BACKEND_MAX_PASSWORD	1024
+
+/* What a successful (or decided) lookup returns besides the result. */
+struct backend_reply {
+	char user[BACKEND_MAX_USER + 1];  /* canonical user name, "" = as given */
+	char extra[512];                  /* extra fields, TAB-separated, or "" */
+	/* with BACKEND_DISABLED: the password has expired (FAIL code=
+	 * pass_expired) rather than the account being locked or expired
+	 * (code=user_disabled) */
+	bool pass_expired;
+};
+
+struct auth_backend_ops {
+	const char *name;
+	/* Config check for `msagated -n`: 0 ok, -1 with *error (malloc'd). */
+	int (*check)(const struct backend_cfg *cfg, char **error);
+	/* Called while still privileged; -1 with *error (malloc'd) on failure. */
+	int (*init)(const struct backend_cfg *cfg, void **state, char **error);
+	void (*deinit)(void *state);
+	/* Check a plaintext password (PLAIN, LOGIN). */
+	enum backend_result (*verify_plain)(void *state, const char *user,
+	    const char *password, struct backend_reply *r);
+	/*
+	 * Hand out the plaintext credential, for CRAM-MD5/SCRAM/DIGEST-MD5.
+	 * NULL when the backend can never do it.  On BACKEND_OK *plain is a
+	 * malloc'd copy the caller wipes and frees.  Users without a plaintext
+	 * credential answer BACKEND_MISMATCH (they exist, but cannot use it).
+	 */
+	enum backend_result (*lookup_plain)(void *state, const char *user,
+	    char **plain, struct backend_reply *r);
+	/* Re-read files now (SIGHUP); 0 or -1 (old data kept, error logged). */
+	int (*reload)(void *state);
+	/*
+	 * Backends that wait on something slow (PAM helper processes, an
+	 * upstream server): at most how many of the auth role's worker
+	 * threads this instance keeps waiting at once.  The auth role adds
+	 * that many threads, so that a slow backend cannot starve the others.
+	 * NULL: never waits on anything slow.
+	 */
+	size_t (*max_blocked_threads)(void *state);
+};
+
+/* The registry: a driver name -> ops (ops->init NULL: not compiled in). */
+const struct auth_backend_ops *backend_find(const char *driver);
+
+/*
+ * backend_check - what `msagated -n` asks about one backends entry: the
+ * driver is known and compiled in, its files readable and parseable.
+ * 0 when good; -1 with *error = malloc'd message (a file problem reads
+ * "PATH:LINE: message").
+ */
+int backend_check(const struct backend_cfg *b, char **error);
+
+/* The configured chain, in order. */
+struct backend_chain;
+
+struct backend_chain *backend_chain_new(const struct backend_cfg *cfgs, size_t n,
+    char **error);
+void backend_chain_free(struct backend_chain *c);
+/* Try each backend in order; the first that knows the user decides. */
+enum backend_result backend_chain_verify_plain(struct backend_chain *c,
+    const char *user, const char *password, struct backend_reply *r);
+/* As above for the plaintext credential (CRAM-MD5, SCRAM). */
+enum backend_result backend_chain_lookup_plain(struct backend_chain *c,
+    const char *user, char **plain, struct backend_reply *r);
+/* Can every backend of the chain hand out plaintext credentials? */
+bool backend_chain_can_lookup_plain(const struct backend_chain *c);
+/* Sum of the backends' max_blocked_threads (threads to add for them). */
+size_t backend_chain_max_blocked_threads(const struct backend_chain *c);
+/* Reload every backend (SIGHUP); returns the number that failed. */
+int backend_chain_reload(struct backend_chain *c);
+
+const char *backend_result_str(enum backend_result r);
+
+/* The passwd-file driver (auth-backends/passwd-file.c). */
+extern const struct auth_backend_ops backend_passwd_file;
+#ifdef HAVE_PAM
+/* PAM in privileged helper processes (auth-backends/pam.c). */
+extern const struct auth_backend_ops backend_pam;
+#endif
+/* Client of an upstream Dovecot auth socket (auth-backends/dovecot.c). */
+extern const struct auth_backend_ops backend_dovecot;
+
+#endif

@@ -1,0 +1,642 @@
+/*
+ * passwd-file.c - the "passwd-file" backend: Dovecot's passwd-file format
+ *
+ *	user:{SCHEME}hash:uid:gid:gecos:home:shell:extra_fields
+ *
+ * trailing fields optional, '#' comments and blank lines ignored.  User
+ * names may be local@domain; the local part matches exactly, the domain
+ * case-insensitively.  The file is loaded into a hash table; lookups
+ * notice a changed file (inode, size, mtime; checked at most once a
+ * second) and load it again, as does reload() on SIGHUP.  A failed reload
+ * keeps the previous table.
+ *
+ * Lookups run in the auth role's worker threads: the current table is an
+ * immutable, reference-counted snapshot swapped under a mutex.  Unknown
+ * users cost the same time as a wrong password: a dummy verification runs
+ * against a credential of the same file (the first hashed entry's, so the
+ * same scheme and cost as most users; the first entry's when all are
+ * {PLAIN}), or a fixed SHA512-CRYPT hash when the file is empty.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "log.h"
+#include "pwhash.h"
+#include "util.h"
+
+#define PF_MAX_LINE	4096                 /* bytes per line, LF excluded */
+#define PF_MAX_FILE	(64 * 1024 * 1024)   /* bytes per file */
+#define PF_MAX_WARN	20                   /* bad-line warnings per load */
+#define PF_CHECK_MS	1000                 /* stat() the file at most this often */
+
+/* Used for unknown users when the file has no entry to borrow a hash from
+ * ("{SHA512-CRYPT}" of a random string nobody knows). */
+static const char pf_dummy_hash[] =
+    "{SHA512-CRYPT}$6$Q1tvaZVwqoBh0g9t$o8PW6y6v7jB2eM7kBB0FgFeN5HPW3Qwf6EYo"
+    "bapa9pktVVJXn2FC5lB2VE5byIVaViEK7poGgkaXV702j.ZOm/";
+
+struct pf_entry {
+	struct pf_entry *next;    /* hash chain */
+	char *user;               /* normalised: domain lower-cased */
+	char *pass;               /* "{SCHEME}..." or "" (no password) */
+	char *extra;              /* extra fields, space separated, or NULL */
+};
+
+struct pf_table {
+	int refs;                 /* protected by pf_state.lock */
+	struct pf_entry **bucket;
+	size_t nbucket, n;
+	const char *dummy;        /* stored hash used for unknown users */
+};
+
+struct pf_state {
+	char *path;
+	char *default_domain;
+	pthread_mutex_t lock;     /* table, refs, stamp, last_check */
+	pthread_mutex_t reload_lock;   /* one loader at a time */
+	struct pf_table *table;
+	struct {
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtime;
+		bool valid;
+	} stamp;
+	uint64_t last_check;
+};
+
+/* ---- parsing --------------------------------------------------------- */
+
+static uint64_t
+pf_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;     /* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/*
+ * pf_normalise - copy user into out (size BACKEND_MAX_USER+1), lower-case
+ * the part after the last '@', append @default_domain to bare names.
+ * false when the name is empty, too long or has control/space bytes.
+ */
+static bool
+pf_normalise(const char *user, const char *default_domain, char *out)
+{
+	size_t len = strlen(user), i;
+	char *at;
+
+	if (len == 0 || len > BACKEND_MAX_USER)
+		return false;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)user[i];
+		if (c <= ' ' || c == 0x7f || c == ':')
+			return false;
+	}
+	memcpy(out, user, len + 1);
+	if (strchr(out, '@') == NULL && default_domain != NULL &&
+	    default_domain[0] != '\0') {
+		if (len + 1 + strlen(default_domain) > BACKEND_MAX_USER)
+			return false;
+		out[len] = '@';
+		memcpy(out + len + 1, default_domain, strlen(default_domain) + 1);
+	}
+	if ((at = strrchr(out, '@')) != NULL)
+		for (at++; *at; at++)
+			*at = (char)tolower((unsigned char)*at);
+	return true;
+}
+
+static void
+pf_entry_free(struct pf_entry *e)
+{
+	secure_zero(e->pass, strlen(e->pass));
+	free(e->user);
+	free(e->pass);
+	free(e->extra);
+	free(e);
+}
+
+static void
+pf_table_free(struct pf_table *t)
+{
+	size_t i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->nbucket; i++) {
+		struct pf_entry *e, *next;
+		for (e = t->bucket[i]; e != NULL; e = next) {
+			next = e->next;
+			pf_entry_free(e);
+		}
+	}
+	free(t->bucket);
+	free(t);
+}
+
+static struct pf_entry *
+pf_table_find(const struct pf_table *t, const char *user)
+{
+	struct pf_entry *e;
+
+	for (e = t->bucket[pf_hash(user) % t->nbucket]; e != NULL; e = e->next)
+		if (strcmp(e->user, user) == 0)
+			return e;
+	return NULL;
+}
+
+/*
+ * pf_crypt_plausible - cheap shape check of a crypt(3) string, so that a
+ * truncated or mangled hash is reported by `msagated -n` instead of
+ * failing at login time.  Unknown prefixes are left to crypt(3).
+ */
+static bool
+pf_crypt_plausible(const char *h)
+{
+	const char *last = strrchr(h, '$');
+	size_t tail = last ? strlen(last + 1) : 0;
+
+	if (strncmp(h, "$6$", 3) == 0)
+		return tail == 86 && last > h + 3;
+	if (strncmp(h, "$5$", 3) == 0)
+		return tail == 43 && last > h + 3;
+	if (strncmp(h, "$1$", 3) == 0)
+		return tail == 22 && last > h + 3;
+	if (h[0] == '$' && h[1] == '2' && h[2] != '\0' && h[3] == '$')
+		return strlen(h) == 60;
+	if (strncmp(h, "$argon2", 7) == 0)
+		return tail >= 16;
+	return true;
+}
+
+/*
+ * pf_parse_line - one non-comment line (no LF) into an entry.  Returns
+ * NULL and sets *msg (static text) for a bad line.
+ */
+static struct pf_entry *
+pf_parse_line(char *line, const char *default_domain, const char **msg)
+{
+	char *f[8], *p = line, user[BACKEND_MAX_USER + 1];
+	size_t n = 0;
+	struct pf_entry *e;
+
+	/* user, password, uid, gid, gecos, home, shell, then the rest */
+	while (n < 7) {
+		char *colon = strchr(p, ':');
+		f[n++] = p;
+		if (colon == NULL) {
+			p = NULL;
+			break;
+		}
+		*colon = '\0';
+		p = colon + 1;
+	}
+	if (p != NULL && n == 7)
+		f[n++] = p;        /* extra fields may contain ':' */
+	if (n < 2) {
+		*msg = "missing ':' after the user name";
+		return NULL;
+	}
+	if (f[0][0] == '\0') {
+		*msg = "empty user name";
+		return NULL;
+	}
+	if (!pf_normalise(f[0], default_domain, user)) {
+		*msg = "invalid user name (too long, or contains spaces or control characters)";
+		return NULL;
+	}
+	if (f[1][0] == '{') {
+		const char *end = strchr(f[1], '}');
+		char scheme[32];
+		size_t sl;
+
+		if (end == NULL) {
+			*msg = "password has '{' but no '}'";
+			return NULL;
+		}
+		sl = (size_t)(end - f[1] - 1);
+		if (sl == 0 || sl >= sizeof(scheme)) {
+			*msg = "unknown password scheme";
+			return NULL;
+		}
+		memcpy(scheme, f[1] + 1, sl);
+		scheme[sl] = '\0';
+		if (!pwhash_scheme_known(scheme)) {
+			*msg = "unknown password scheme (or not compiled in)";
+			return NULL;
+		}
+	} else if (f[1][0] != '\0' && f[1][0] != '$') {
+		*msg = "password without a {SCHEME} prefix";
+		return NULL;
+	}
+	{
+		const char *data = f[1][0] == '{' ? strchr(f[1], '}') + 1 : f[1];
+		if (data[0] == '$' && !pf_crypt_plausible(data)) {
+			*msg = "malformed or truncated password hash";
+			return NULL;
+		}
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->user = xstrdup(user);
+	e->pass = xstrdup(f[1]);
+	if (n == 8 && f[7][0] != '\0')
+		e->extra = xstrdup(f[7]);
+	return e;
+}
+
+/*
+ * pf_load - read the whole file.  strict (config check): the first bad
+ * line is an error "PATH:LINE: message".  Otherwise bad lines are logged
+ * and skipped.  st receives the file's stat.  NULL + *error on failure.
+ */
+static struct pf_table *
+pf_load(const char *path, const char *default_domain, bool strict,
+    struct stat *st, char **error)
+{
+	FILE *fp;
+	int fd, lineno = 0, warned = 0;
+	char *buf;
+	struct pf_table *t;
+	bool skipping = false;
+
+	*error = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		*error = xasprintf("%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode)) {
+		*error = xasprintf("%s: not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	if (st->st_size > PF_MAX_FILE) {
+		*error = xasprintf("%s: file larger than %d bytes", path, PF_MAX_FILE);
+		close(fd);
+		return NULL;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		*error = xasprintf("%s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	t = xcalloc(1, sizeof(*t));
+	t->nbucket = 64;
+	while (t->nbucket < (size_t)st->st_size / 32 && t->nbucket < (1u << 20))
+		t->nbucket *= 2;
+	t->bucket = xcalloc(t->nbucket, sizeof(*t->bucket));
+	buf = xmalloc(PF_MAX_LINE + 2);
+
+	while (fgets(buf, PF_MAX_LINE + 2, fp) != NULL) {
+		size_t len = strlen(buf);
+		const char *msg = NULL;
+		struct pf_entry *e;
+		char *p;
+
+		if (skipping) {            /* rest of an over-long line */
+			if (len > 0 && buf[len - 1] == '\n')
+				skipping = false;
+			continue;
+		}
+		lineno++;
+		if (len > 0 && buf[len - 1] == '\n')
+			buf[--len] = '\0';
+		else if (len > PF_MAX_LINE) {
+			msg = "line too long";
+			skipping = true;
+		}
+		if (msg == NULL) {
+			if (len > 0 && buf[len - 1] == '\r')
+				buf[--len] = '\0';
+			for (p = buf; *p == ' ' || *p == '\t'; p++)
+				;
+			if (*p == '\0' || *p == '#')
+				continue;
+			if (memchr(buf, '\0', len) != NULL || strlen(buf) != len)
+				msg = "NUL byte in line";
+		}
+		e = NULL;
+		if (msg == NULL)
+			e = pf_parse_line(p, default_domain, &msg);
+		if (e != NULL && pf_table_find(t, e->user) != NULL) {
+			msg = "user listed more than once (the first entry is used)";
+			pf_entry_free(e);
+			e = NULL;
+		}
+		if (e == NULL) {
+			if (strict) {
+				*error = xasprintf("%s:%d: %s", path, lineno, msg);
+				goto fail;
+			}
+			if (warned++ < PF_MAX_WARN)
+				log_warnx("passwd-file %s:%d: %s (line ignored)",
+				    path, lineno, msg);
+			continue;
+		}
+		{
+			size_t h = pf_hash(e->user) % t->nbucket;
+			e->next = t->bucket[h];
+			t->bucket[h] = e;
+			t->n++;
+			/* dummy for unknown users: the first real hash, so that
+			 * they cost what a known user costs */
+			if (e->pass[0] != '\0' && (t->dummy == NULL ||
+			    (pwhash_plaintext(t->dummy) != NULL &&
+			    pwhash_plaintext(e->pass) == NULL)))
+				t->dummy = e->pass;
+		}
+	}
+	if (ferror(fp)) {
+		*error = xasprintf("%s: read error: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (t->dummy == NULL)
+		t->dummy = pf_dummy_hash;
+	secure_zero(buf, PF_MAX_LINE + 2);
+	free(buf);
+	fclose(fp);
+	return t;
+fail:
+	secure_zero(buf, PF_MAX_LINE + 2);
+	free(buf);
+	fclose(fp);
+	pf_table_free(t);
+	return NULL;
+}
+
+/* ---- state, snapshots and reloading ------------------------------------ */
+
+static bool
+pf_stamp_same(const struct pf_state *s, const struct stat *st)
+{
+	return s->stamp.valid && s->stamp.dev == st->st_dev &&
+	    s->stamp.ino == st->st_ino && s->stamp.size == st->st_size &&
+	    s->stamp.mtime.tv_sec == st->st_mtim.tv_sec &&
+	    s->stamp.mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static void
+pf_stamp_set(struct pf_state *s, const struct stat *st)
+{
+	s->stamp.dev = st->st_dev;
+	s->stamp.ino = st->st_ino;
+	s->stamp.size = st->st_size;
+	s->stamp.mtime = st->st_mtim;
+	s->stamp.valid = true;
+}
+
+static void
+pf_release(struct pf_state *s, struct pf_table *t)
+{
+	bool dead;
+
+	pthread_mutex_lock(&s->lock);
+	dead = --t->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (dead)
+		pf_table_free(t);
+}
+
+/*
+ * pf_do_reload - load the file and swap it in.  Failures keep the old
+ * table; the stamp is still recorded so that a broken file is reported
+ * once per change, not on every lookup.
+ */
+static int
+pf_do_reload(struct pf_state *s, const char *why)
+{
+	struct pf_table *t, *old = NULL;
+	struct stat st;
+	char *err = NULL;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->reload_lock);
+	t = pf_load(s->path, s->default_domain, false, &st, &err);
+	pthread_mutex_lock(&s->lock);
+	if (t != NULL) {
+		t->refs = 1;
+		old = s->table;
+		s->table = t;
+		pf_stamp_set(s, &st);
+	} else {
+		struct stat st2;
+		if (stat(s->path, &st2) == 0)
+			pf_stamp_set(s, &st2);
+		rc = -1;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (t != NULL)
+		log_info("passwd-file %s: %zu users loaded (%s)", s->path, t->n, why);
+	else
+		log_warnx("passwd-file %s: not reloaded, keeping the previous users: %s",
+		    s->path, err);
+	free(err);
+	if (old != NULL)
+		pf_release(s, old);
+	pthread_mutex_unlock(&s->reload_lock);
+	return rc;
+}
+
+/* pf_acquire - the current table (a reference), reloading it first when
+ * the file changed; at most one stat() per PF_CHECK_MS. */
+static struct pf_table *
+pf_acquire(struct pf_state *s)
+{
+	struct pf_table *t;
+	bool check = false;
+	uint64_t now = now_ms();
+	struct stat st;
+
+	pthread_mutex_lock(&s->lock);
+	if (now - s->last_check >= PF_CHECK_MS) {
+		s->last_check = now;
+		check = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (check && stat(s->path, &st) == 0) {
+		bool same;
+		pthread_mutex_lock(&s->lock);
+		same = pf_stamp_same(s, &st);
+		pthread_mutex_unlock(&s->lock);
+		if (!same)
+			pf_do_reload(s, "file changed");
+	}
+	pthread_mutex_lock(&s->lock);
+	t = s->table;
+	if (t != NULL)
+		t->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return t;
+}
+
+/* ---- the backend interface --------------------------------------------- */
+
+static int
+pf_check(const struct backend_cfg *cfg, char **error)
+{
+	struct pf_table *t;
+	struct stat st;
+
+	if (cfg->path == NULL || cfg->path[0] == '\0') {
+		*error = xstrdup("passwd-file backend needs a path");
+		return -1;
+	}
+	t = pf_load(cfg->path, cfg->default_domain, true, &st, error);
+	if (t == NULL)
+		return -1;
+	pf_table_free(t);
+	return 0;
+}
+
+static int
+pf_init(const struct backend_cfg *cfg, void **state, char **error)
+{
+	struct pf_state *s;
+	struct pf_table *t;
+	struct stat st;
+
+	if (cfg->path == NULL || cfg->path[0] == '\0') {
+		*error = xstrdup("passwd-file backend needs a path");
+		return -1;
+	}
+	t = pf_load(cfg->path, cfg->default_domain, false, &st, error);
+	if (t == NULL)
+		return -1;
+	s = xcalloc(1, sizeof(*s));
+	s->path = xstrdup(cfg->path);
+	if (cfg->default_domain)
+		s->default_domain = xstrdup(cfg->default_domain);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->reload_lock, NULL);
+	t->refs = 1;
+	s->table = t;
+	pf_stamp_set(s, &st);
+	s->last_check = now_ms();
+	log_info("passwd-file %s: %zu users loaded", s->path, t->n);
+	*state = s;
+	return 0;
+}
+
+static void
+pf_deinit(void *state)
+{
+	struct pf_state *s = state;
+
+	if (s == NULL)
+		return;
+	if (s->table)
+		pf_release(s, s->table);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->reload_lock);
+	free(s->path);
+	free(s->default_domain);
+	free(s);
+}
+
+static int
+pf_reload(void *state)
+{
+	return pf_do_reload(state, "reload");
+}
+
+static void
+pf_fill_reply(struct backend_reply *r, const struct pf_entry *e)
+{
+	snprintf(r->user, sizeof(r->user), "%s", e->user);
+	if (e->extra != NULL)
+		snprintf(r->extra, sizeof(r->extra), "%s", e->extra);
+}
+
+static enum backend_result
+pf_verify_plain(void *state, const char *user, const char *password,
+    struct backend_reply *r)
+{
+	struct pf_state *s = state;
+	struct pf_table *t;
+	struct pf_entry *e = NULL;
+	char norm[BACKEND_MAX_USER + 1];
+	enum backend_result res;
+	enum pwhash_result pr;
+
+	t = pf_acquire(s);
+	if (t == NULL)
+		return BACKEND_TEMPFAIL;
+	if (pf_normalise(user, s->default_domain, norm))
+		e = pf_table_find(t, norm);
+	if (e == NULL || e->pass[0] == '\0') {
+		/* Same work as a real check, result thrown away. */
+		(void)pwhash_verify(t->dummy, password);
+		res = e == NULL ? BACKEND_UNKNOWN_USER : BACKEND_MISMATCH;
+		goto out;
+	}
+	pr = pwhash_verify(e->pass, password);
+	if (pr == PWHASH_OK) {
+		pf_fill_reply(r, e);
+		res = BACKEND_OK;
+	} else if (pr == PWHASH_MISMATCH) {
+		res = BACKEND_MISMATCH;
+	} else {
+		char safe[128];
+		log_warnx("passwd-file %s: user %s: malformed or unsupported password hash",
+		    s->path, log_safe(safe, sizeof(safe), e->user, 64));
+		res = BACKEND_TEMPFAIL;
+	}
+out:
+	pf_release(s, t);
+	return res;
+}
+
+static enum backend_result
+pf_lookup_plain(void *state, const char *user, char **plain,
+    struct backend_reply *r)
+{
+	struct pf_state *s = state;
+	struct pf_table *t;
+	struct pf_entry *e = NULL;
+	char norm[BACKEND_MAX_USER + 1];
+	const char *p;
+	enum backend_result res;
+
+	*plain = NULL;
+	t = pf_acquire(s);
+	if (t == NULL)
+		return BACKEND_TEMPFAIL;
+	if (pf_normalise(user, s->default_domain, norm))
+		e = pf_table_find(t, norm);
+	if (e == NULL) {
+		res = BACKEND_UNKNOWN_USER;
+	} else if ((p = pwhash_plaintext(e->pass)) == NULL) {
+		res = BACKEND_MISMATCH;    /* exists, but no usable credential */
+	} else {
+		*plain = xstrdup(p);
+		pf_fill_reply(r, e);
+		res = BACKEND_OK;
+	}
+	pf_release(s, t);
+	return res;
+}
+
+const struct auth_backend_ops backend_passwd_file = {
+	.name = "passwd-file",
+	.check = pf_check,
+	.init = pf_init,
+	.deinit = pf_deinit,
+	.verify_plain = pf_verify_plain,
+	.lookup_plain = pf_lookup_plain,
+	.reload = pf_reload,
+};

@@ -1,0 +1,136 @@
+/*
+ * auth-proto.c - pure line helpers for the Dovecot auth protocol: find a
+ * line, split it at TABs, tab-(un)escape, read key=value parameters and
+ * request ids.  Used by both the server (auth role) and the client (authc).
+ */
+#include <string.h>
+
+#include "auth-proto.h"
+#include "util.h"
+
+int
+auth_proto_line(const char *buf, size_t len, size_t max, size_t *linelen)
+{
+	size_t scan = len < max ? len : max;
+	const char *nl = memchr(buf, '\n', scan);
+
+	if (nl != NULL) {
+		*linelen = (size_t)(nl - buf) + 1;
+		return 1;
+	}
+	return len >= max ? -1 : 0;
+}
+
+size_t
+auth_proto_split(char *line, char **argv, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+
+	if (max == 0)
+		return 0;
+	for (;;) {
+		char *tab;
+
+		if (n + 1 == max) {
+			argv[n++] = p;
+			break;
+		}
+		argv[n++] = p;
+		tab = strchr(p, '\t');
+		if (tab == NULL)
+			break;
+		*tab = '\0';
+		p = tab + 1;
+	}
+	return n;
+}
+
+bool
+auth_proto_unescape_len(char *s, size_t *outlen)
+{
+	char *start = s, *w = s;
+	bool ok = true;
+
+	while (*s != '\0') {
+		if (*s != '\001') {
+			*w++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s) {
+		case '\0':
+			ok = false;     /* dangling escape byte at the end */
+			continue;
+		case '0': *w++ = '\0'; break;
+		case '1': *w++ = '\001'; break;
+		case 't': *w++ = '\t'; break;
+		case 'r': *w++ = '\r'; break;
+		case 'n': *w++ = '\n'; break;
+		default: *w++ = *s; break;
+		}
+		s++;
+	}
+	*w = '\0';
+	if (outlen != NULL)
+		*outlen = (size_t)(w - start);
+	return ok;
+}
+
+bool
+auth_proto_unescape(char *s)
+{
+	return auth_proto_unescape_len(s, NULL);
+}
+
+void
+auth_proto_escape(struct sbuf *out, const char *s)
+{
+	tab_escape(out, s);
+}
+
+const char *
+auth_proto_param(const char *field, const char *key)
+{
+	size_t kl = strlen(key);
+
+	if (strncmp(field, key, kl) != 0)
+		return NULL;
+	if (field[kl] == '=')
+		return field + kl + 1;
+	if (field[kl] == '\0')
+		return field + kl;
+	return NULL;
+}
+
+bool
+auth_proto_parse_uint(const char *s, unsigned int *out)
+{
+	unsigned long long v;
+
+	if (!parse_uint(s, 0xffffffffULL, &v))
+		return false;
+	*out = (unsigned int)v;
+	return true;
+}
+
+bool
+auth_proto_parse_id(const char *s, uint32_t *id)
+{
+	unsigned int v;
+
+	if (!auth_proto_parse_uint(s, &v) || v == 0)
+		return false;
+	*id = v;
+	return true;
+}
+
+bool
+auth_proto_b64_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || (n == 1 && s[0] == '='))
+		return true;
+	return b64_valid(s, n);
+}

@@ -1,0 +1,45 @@
+/*
+ * auth-server.h - the server side of the Dovecot auth protocol (as
+ * Dovecot 2.3 speaks it, ../shared/spec/dovecot-auth-protocol.md) on a
+ * libevent loop, with a pool of worker threads that run the Cyrus SASL
+ * steps (and so every password hash) off the loop.
+ *
+ * auth_sasl_init() must have succeeded before auth_server_new(): the
+ * advertised mechanisms come from it.
+ */
+#ifndef MSAGATE_AUTH_SERVER_H
+#define MSAGATE_AUTH_SERVER_H
+
+#include <stdint.h>
+
+struct event_base;
+struct backend_chain;
+struct auth_server;
+
+struct auth_server_settings {
+	int failure_delay_ms;    /* hold credential FAILs this long (0: no hold) */
+	int min_time_ms;         /* no final answer earlier than this after AUTH */
+	int workers;             /* worker threads; <= 0: number of CPUs */
+	int max_clients;         /* connections at once; <= 0: default 1024 */
+	int request_timeout_ms;  /* <= 0: 150 s (Dovecot's) */
+};
+
+/*
+ * listen_fd: a listening socket (the parent bound it) or -1 when clients
+ * are only added with auth_server_add_client() (tests).  chain is used for
+ * SIGHUP reloads (on a worker thread).
+ */
+struct auth_server *auth_server_new(struct event_base *base, int listen_fd,
+    struct backend_chain *chain, const struct auth_server_settings *set);
+/* Stop accepting, drop every client, stop and join the workers. */
+void auth_server_free(struct auth_server *srv);
+/* Serve an already connected socket (takes ownership of fd). */
+int auth_server_add_client(struct auth_server *srv, int fd);
+/* Stop accepting new connections (graceful stop); clients are kept. */
+void auth_server_stop_listening(struct auth_server *srv);
+/* Re-read the backends' files, on a worker thread (SIGHUP). */
+void auth_server_reload(struct auth_server *srv);
+/* Connected clients right now. */
+unsigned auth_server_client_count(const struct auth_server *srv);
+
+#endif

@@ -1,0 +1,380 @@
+/*
+ * ctl-queue.c - `msagatectl queue list|show|delete|flush`: reads
+ * state_dir/queue directly (as root or as the queue user), the way mailq
+ * and postsuper read Postfix's queue.  Queue files are never changed
+ * here, only listed, shown or removed.  Strings from the envelope came
+ * from SMTP clients, so control characters are masked before printing.
+ */
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "qfile.h"
+#include "util.h"
+
+#define SHOW_MAX_HEADER (1024 * 1024)   /* bytes of header section shown */
+
+/* Print s with control characters (ESC, CR, ...) replaced by '?'. */
+static void
+put_safe(FILE *fp, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		putc(ch < 0x20 || ch == 0x7f ? '?' : ch, fp);
+	}
+}
+
+static const char *
+fmt_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)t);
+	return buf;
+}
+
+/* Open state_dir/queue; on failure print why and return the exit code. */
+static int
+open_queue_dir(const struct msagate_config *cfg, int *dfd)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/queue", cfg->state_dir);
+	*dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dfd >= 0)
+		return CTL_OK;
+	if (errno == ENOENT) {
+		fprintf(stderr, "msagatectl: %s does not exist (has msagated "
+		    "been started with this configuration?)\n", path);
+		return CTL_TEMPFAIL;
+	}
+	if (errno == EACCES) {
+		fprintf(stderr, "msagatectl: cannot read %s: %s (run as root or "
+		    "as user %s)\n", path, strerror(errno),
+		    cfg->user ? cfg->user : "msagate");
+		return CTL_USAGE;
+	}
+	fprintf(stderr, "msagatectl: cannot read %s: %s\n", path, strerror(errno));
+	return CTL_TEMPFAIL;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The queue ids in the directory, sorted (ids sort by arrival); -1 on error. */
+static int
+list_ids(int dfd, char ***ids_out, size_t *n_out)
+{
+	DIR *d;
+	struct dirent *de;
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	*n_out = 0;
+	*ids_out = NULL;
+	if ((fd = dup(dfd)) < 0)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!qid_valid(de->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(ids, n, sizeof(*ids), cmp_str);
+	*n_out = n;
+	*ids_out = ids;
+	return 0;
+}
+
+static void
+free_ids(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+/*
+ * Open and parse one queue file.  Returns the FILE (positioned at the
+ * message) or NULL with errno set (ENOENT: gone; EINVAL: bad format).
+ */
+static FILE *
+open_qfile(int dfd, const char *id, struct qenvelope *env, long long *size)
+{
+	struct stat st;
+	FILE *fp;
+	int fd;
+
+	if ((fd = openat(dfd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || (fp = fdopen(fd, "r")) == NULL) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return NULL;
+	}
+	if (qfile_read_header(fp, env) < 0) {
+		fclose(fp);
+		errno = EINVAL;
+		return NULL;
+	}
+	*size = (long long)st.st_size - env->body_offset;
+	return fp;
+}
+
+static int
+queue_list(const struct msagate_config *cfg)
+{
+	char **ids, tbuf[64];
+	size_t n, i, shown = 0;
+	long long total = 0;
+	int dfd, rc;
+
+	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
+		return rc;
+	if (list_ids(dfd, &ids, &n) < 0) {
+		fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
+		    strerror(errno));
+		close(dfd);
+		return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
+	}
+	for (i = 0; i < n; i++) {
+		struct qenvelope env;
+		long long size;
+		FILE *fp = open_qfile(dfd, ids[i], &env, &size);
+
+		if (fp == NULL) {
+			if (errno == ENOENT)
+				continue;        /* removed meanwhile */
+			if (shown++ == 0)
+				printf("-Queue ID-------  --Size--  ---Arrival Time----  "
+				    "-Sender/Recipient-------\n");
+			printf("%-16s  %8s  %-19s  (unreadable: %s)\n", ids[i], "?", "?",
+			    errno == EINVAL ? "bad queue file" : strerror(errno));
+			continue;
+		}
+		fclose(fp);
+		if (shown++ == 0)
+			printf("-Queue ID-------  --Size--  ---Arrival Time----  "
+			    "-Sender/Recipient-------\n");
+		printf("%-16s  %8lld  %-19s  ", env.id, size,
+		    fmt_time(env.arrival, tbuf, sizeof(tbuf)));
+		if (env.sender[0] == '\0')
+			printf("<>");
+		else
+			put_safe(stdout, env.sender);
+		putchar('\n');
+		/* last error per recipient: delivery comes in a later issue */
+		for (size_t r = 0; r < env.n_rcpts; r++) {
+			printf("%51s", "");
+			put_safe(stdout, env.rcpts[r]);
+			printf("  (waiting)\n");
+		}
+		putchar('\n');
+		total += size;
+		qenvelope_free(&env);
+	}
+	if (shown == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("-- %lld Kbytes in %zu Request%s.\n", (total + 1023) / 1024,
+		    shown, shown == 1 ? "" : "s");
+	free_ids(ids, n);
+	close(dfd);
+	return CTL_OK;
+}
+
+/* Print the message's header section (up to the first empty line). */
+static void
+show_headers(FILE *fp)
+{
+	char line[4096];
+	size_t total = 0;
+
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		size_t len = strlen(line);
+		bool eol = len > 0 && line[len - 1] == '\n';
+
+		total += len;
+		if (eol)
+			line[--len] = '\0';
+		if (len > 0 && line[len - 1] == '\r')
+			line[--len] = '\0';
+		if (len == 0 && eol)
+			break;
+		for (char *p = line; *p; p++) {
+			unsigned char ch = (unsigned char)*p;
+			putchar((ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : ch);
+		}
+		if (eol)
+			putchar('\n');
+		if (total > SHOW_MAX_HEADER) {
+			printf("\n[header section truncated]\n");
+			break;
+		}
+	}
+}
+
+static int
+queue_show(const struct msagate_config *cfg, const char *id)
+{
+	struct qenvelope env;
+	long long size;
+	char tbuf[64];
+	FILE *fp;
+	int dfd, rc;
+
+	if (!qid_valid(id)) {
+		fprintf(stderr, "msagatectl: no such message: ");
+		put_safe(stderr, id);
+		fputc('\n', stderr);
+		return CTL_NEGATIVE;
+	}
+	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
+		return rc;
+	fp = open_qfile(dfd, id, &env, &size);
+	close(dfd);
+	if (fp == NULL) {
+		if (errno == ENOENT) {
+			fprintf(stderr, "msagatectl: no such message: %s\n", id);
+			return CTL_NEGATIVE;
+		}
+		fprintf(stderr, "msagatectl: %s: %s\n", id,
+		    errno == EINVAL ? "bad queue file" : strerror(errno));
+		return CTL_TEMPFAIL;
+	}
+	printf("id: %s\n", env.id);
+	printf("arrival: %s (%lld)\n", fmt_time(env.arrival, tbuf, sizeof(tbuf)),
+	    (long long)env.arrival);
+	printf("size: %lld\n", size);
+	printf("sender: <");
+	put_safe(stdout, env.sender);
+	printf(">\n");
+	for (size_t i = 0; i < env.n_rcpts; i++) {
+		printf("rcpt: <");
+		put_safe(stdout, env.rcpts[i]);
+		printf(">\n");
+	}
+	printf("auth_user: ");
+	put_safe(stdout, env.auth_user ? env.auth_user : "");
+	printf("\nclient: ");
+	put_safe(stdout, env.client ? env.client : "");
+	printf("\nclient_port: %u\nhelo: ", env.client_port);
+	put_safe(stdout, env.helo ? env.helo : "");
+	printf("\ntls: ");
+	put_safe(stdout, env.tls ? env.tls : "");
+	printf("\nlistener: ");
+	put_safe(stdout, env.listener ? env.listener : "");
+	printf("\n\n");
+	show_headers(fp);
+	fclose(fp);
+	qenvelope_free(&env);
+	return CTL_OK;
+}
+
+static int
+queue_delete(const struct msagate_config *cfg, const char *arg)
+{
+	char **ids = NULL;
+	size_t n = 0, i, deleted = 0;
+	int dfd, rc;
+
+	if (strcmp(arg, "ALL") != 0 && !qid_valid(arg)) {
+		fprintf(stderr, "msagatectl: no such message: ");
+		put_safe(stderr, arg);
+		fputc('\n', stderr);
+		return CTL_NEGATIVE;
+	}
+	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
+		return rc;
+	if (strcmp(arg, "ALL") == 0) {
+		if (list_ids(dfd, &ids, &n) < 0) {
+			fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
+			    strerror(errno));
+			close(dfd);
+			return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
+		}
+		for (i = 0; i < n; i++) {
+			if (unlinkat(dfd, ids[i], 0) == 0)
+				deleted++;
+			else if (errno != ENOENT) {
+				fprintf(stderr, "msagatectl: cannot delete %s: %s\n",
+				    ids[i], strerror(errno));
+				rc = CTL_TEMPFAIL;
+			}
+		}
+		free_ids(ids, n);
+	} else if (unlinkat(dfd, arg, 0) == 0) {
+		deleted = 1;
+	} else if (errno == ENOENT) {
+		fprintf(stderr, "msagatectl: no such message: %s\n", arg);
+		rc = CTL_NEGATIVE;
+	} else {
+		fprintf(stderr, "msagatectl: cannot delete %s: %s\n", arg,
+		    strerror(errno));
+		rc = errno == EACCES || errno == EPERM ? CTL_USAGE : CTL_TEMPFAIL;
+	}
+	if (deleted > 0) {
+		(void)fsync(dfd);        /* make the removal durable too */
+		printf("msagatectl: deleted %zu message%s\n", deleted,
+		    deleted == 1 ? "" : "s");
+	}
+	close(dfd);
+	return rc;
+}
+
+static int
+queue_usage(void)
+{
+	fprintf(stderr, "usage: msagatectl queue list\n"
+	    "       msagatectl queue show ID\n"
+	    "       msagatectl queue delete ID|ALL\n"
+	    "       msagatectl queue flush\n");
+	return CTL_USAGE;
+}
+
+int
+ctl_queue(const struct msagate_config *cfg, int argc, char **argv)
+{
+	if (argc < 1)
+		return queue_usage();
+	if (strcmp(argv[0], "list") == 0 && argc == 1)
+		return queue_list(cfg);
+	if (strcmp(argv[0], "show") == 0 && argc == 2)
+		return queue_show(cfg, argv[1]);
+	if (strcmp(argv[0], "delete") == 0 && argc == 2)
+		return queue_delete(cfg, argv[1]);
+	if (strcmp(argv[0], "flush") == 0 && argc == 1) {
+		/* delivery is the relay core's issue: do not pretend */
+		printf("msagatectl: delivery is not implemented yet; "
+		    "nothing to flush\n");
+		return CTL_OK;
+	}
+	return queue_usage();
+}

@@ -1,0 +1,141 @@
+/*
+ * role-auth.c - the auth role: the only process that reads credentials.
+ *
+ * Started by the parent with the auth socket already bound and listening.
+ * While still privileged it loads the backends (they open their files) and
+ * initialises Cyrus SASL (plugins are loaded now), then drops to
+ * cfg->user and serves the Dovecot auth protocol on a libevent loop
+ * (src/auth-server.c).  SIGHUP re-reads the passwd files; SIGTERM stops
+ * accepting and exits once the clients are gone (bounded).
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "auth-sasl.h"
+#include "auth-server.h"
+#include "backend.h"
+#include "log.h"
+#include "roles.h"
+#include "util.h"
+
+#define STOP_GRACE_MS	5000    /* SIGTERM: wait at most this for clients */
+#define STOP_POLL_MS	200
+
+struct role_auth {
+	struct event_base *base;
+	struct auth_server *srv;
+	struct event *ev_hup, *ev_term, *ev_int, *ev_stop;
+	uint64_t stop_deadline;
+};
+
+static void
+on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct role_auth *ra = arg;
+
+	(void)sig;
+	(void)what;
+	log_info("SIGHUP: re-reading the passwd files");
+	auth_server_reload(ra->srv);
+}
+
+/* stop_poll - exit when every client has gone, or when the grace ends. */
+static void
+stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct role_auth *ra = arg;
+	struct timeval tv = { 0, STOP_POLL_MS * 1000 };
+
+	(void)fd;
+	(void)what;
+	if (auth_server_client_count(ra->srv) == 0 || now_ms() >= ra->stop_deadline) {
+		event_base_loopexit(ra->base, NULL);
+		return;
+	}
+	evtimer_add(ra->ev_stop, &tv);
+}
+
+static void
+on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct role_auth *ra = arg;
+
+	(void)what;
+	if (ra->ev_stop != NULL)
+		return;            /* already stopping */
+	log_info("%s: auth role stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	auth_server_stop_listening(ra->srv);
+	ra->stop_deadline = now_ms() + STOP_GRACE_MS;
+	ra->ev_stop = evtimer_new(ra->base, stop_poll, ra);
+	stop_poll(-1, 0, ra);
+}
+
+int
+role_auth_main(struct msagate_config *cfg, int listen_fd)
+{
+	struct role_auth ra = { 0 };
+	struct auth_server_settings set = { 0 };
+	struct backend_chain *chain;
+	char *err = NULL;
+
+	/* privileged part: open the credential files, load the SASL plugins */
+	chain = backend_chain_new(cfg->auth.backends, cfg->auth.n_backends, &err);
+	if (chain == NULL) {
+		log_errx("auth: %s", err ? err : "cannot set up the backends");
+		free(err);
+		return 1;
+	}
+	if (auth_sasl_init(cfg, chain, &err) != 0) {
+		log_errx("auth: %s", err ? err : "Cyrus SASL initialisation failed");
+		free(err);
+		backend_chain_free(chain);
+		return 1;
+	}
+	privsep_drop(cfg, "auth");
+
+	ra.base = event_base_new();
+	if (ra.base == NULL)
+		fatalx("auth: event_base_new failed");
+	set.failure_delay_ms = cfg->auth.failure_delay_ms;
+	set.min_time_ms = cfg->auth.min_time_ms;
+	set.workers = cfg->auth.workers;
+	/* backends that wait on slow helpers (PAM, an upstream Dovecot) get
+	 * threads of their own, so that they cannot starve the others */
+	set.workers += (int)backend_chain_max_blocked_threads(chain);
+	ra.srv = auth_server_new(ra.base, listen_fd, chain, &set);
+
+	ra.ev_hup = evsignal_new(ra.base, SIGHUP, on_sighup, &ra);
+	ra.ev_term = evsignal_new(ra.base, SIGTERM, on_sigterm, &ra);
+	ra.ev_int = evsignal_new(ra.base, SIGINT, on_sigterm, &ra);
+	if (ra.ev_hup == NULL || ra.ev_term == NULL || ra.ev_int == NULL ||
+	    evsignal_add(ra.ev_hup, NULL) || evsignal_add(ra.ev_term, NULL) ||
+	    evsignal_add(ra.ev_int, NULL))
+		fatalx("auth: cannot install signal handlers");
+
+	{
+		size_t i;
+		struct sbuf mechs;
+		sbuf_init(&mechs, 0);
+		for (i = 0; i < auth_sasl_mech_count(); i++)
+			sbuf_printf(&mechs, "%s%s", i ? " " : "", auth_sasl_mech(i)->name);
+		log_info("auth role ready: mechanisms %s, %zu backend(s)",
+		    mechs.s ? mechs.s : "", cfg->auth.n_backends);
+		sbuf_free(&mechs);
+	}
+
+	event_base_dispatch(ra.base);
+
+	auth_server_free(ra.srv);
+	if (ra.ev_stop)
+		event_free(ra.ev_stop);
+	event_free(ra.ev_hup);
+	event_free(ra.ev_term);
+	event_free(ra.ev_int);
+	event_base_free(ra.base);
+	auth_sasl_done();
+	backend_chain_free(chain);
+	return 0;
+}

@@ -1,0 +1,1019 @@
+/*
+ * role-queue.c - the queue role: the only process that writes state_dir.
+ *
+ * It hands out files in state_dir/incoming to the SMTP role (OPEN, the fd
+ * passed over the SOCK_SEQPACKET socket), and on COMMIT makes them durable
+ * with a group commit: every COMMIT that arrived while the previous batch
+ * was being synced forms the next batch, which a worker thread fsyncs,
+ * checks, renames into state_dir/queue and seals with ONE fsync of the
+ * queue directory.  Only then is each COMMIT answered "OK", so the SMTP
+ * role's "250 queued as" always follows stable storage.  The protocol is
+ * described in queue-client.h; replies on one connection go out in the
+ * order of the requests.
+ *
+ * Crash safety: a file is in queue/ only after its data was fsynced; a
+ * rename whose directory fsync failed is undone and answered ERR.
+ * Anything still in incoming/ was never acknowledged and is removed at
+ * start-up.  Delivery (the queue manager) is a later issue: see
+ * qmgr_committed().
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "qfile.h"
+#include "roles.h"
+#include "util.h"
+
+#define QPKT_MAX          256     /* largest request or reply packet */
+#define QCONN_MAX_FILES   10000   /* open (uncommitted) files per connection */
+#define QCONN_MAX         1024    /* connections */
+#define QREPLY_HIGH       2048    /* stop reading a connection above this... */
+#define QREPLY_LOW        512     /* ...and resume below this */
+#define QREAD_BURST       256     /* packets read per callback */
+#define QSTOP_GRACE_SECS  60      /* SIGTERM: wait this long for clients */
+
+struct qconn;
+
+/* One reply slot; slots are sent strictly in request order. */
+struct qreply {
+	TAILQ_ENTRY(qreply) link;
+	bool ready;
+	int fd;                      /* passed with the reply, or -1 */
+	size_t len;
+	char text[QPKT_MAX];
+};
+
+/* One file handed out by OPEN. */
+struct qent {
+	TAILQ_ENTRY(qent) conn_link; /* in conn->files */
+	TAILQ_ENTRY(qent) batch_link;/* in role->pending or role->batch */
+	struct qconn *conn;          /* NULL once the client is gone */
+	struct qreply *reply;        /* the COMMIT's reply slot */
+	char qid[QID_LEN + 1];
+	int fd;                      /* O_RDWR, ours */
+	bool committing;             /* COMMIT received */
+	bool in_worker;              /* handed to the worker thread */
+	/* written by the worker: */
+	bool renamed;
+	int err;                     /* errno of the failed step, 0 = ok */
+	const char *what;            /* the failed step */
+	long long size;
+};
+TAILQ_HEAD(qent_list, qent);
+
+struct qrole;
+
+struct qconn {
+	TAILQ_ENTRY(qconn) link;
+	struct qrole *q;
+	unsigned long id;
+	int fd;
+	struct event *rev, *wev;
+	struct qent_list files;
+	size_t n_files;
+	TAILQ_HEAD(, qreply) replies;
+	size_t n_replies;
+	bool paused;                 /* read event removed for backpressure */
+	bool dead;                   /* waiting in the reap list */
+};
+
+struct qrole {
+	struct msagate_config *cfg;
+	struct event_base *base;
+	int listen_fd;
+	struct event *lev, *kick, *reap, *grace, *notify_ev;
+	struct event *sigterm, *sigint, *sighup;
+	int in_dfd, q_dfd;           /* incoming/ and queue/ */
+	TAILQ_HEAD(, qconn) conns, dead_conns;
+	size_t n_conns;
+	unsigned long next_conn_id;
+	struct qent_list pending;    /* COMMITs waiting for the next batch */
+
+	/* worker thread: owns `batch` while has_work is set */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct qent_list batch;
+	bool has_work, quit;
+	bool busy;                   /* main side: a batch is out */
+	int notify_r, notify_w;
+
+	bool stopping, draining, grace_over, hard_stop;
+	unsigned long n_committed;
+};
+
+static void conn_flush(struct qconn *c);
+static void check_exit(struct qrole *q);
+static void start_batch(struct qrole *q);
+
+/*
+ * qmgr_committed - the place where the queue manager (delivery, a later
+ * issue) learns about a new message in queue/.  Nothing delivers yet.
+ */
+static void
+qmgr_committed(struct qrole *q, const char *qid)
+{
+	(void)q;
+	(void)qid;
+}
+
+/* ---- state_dir ---------------------------------------------------- */
+
+/* mkdir DIR 0700 if missing; as root give it to the role's user. */
+static bool
+prepare_dir(const char *path, const struct passwd *pw)
+{
+	struct stat st;
+	bool created = false;
+
+	if (mkdir(path, 0700) == 0)
+		created = true;
+	else if (errno != EEXIST)
+		fatal("queue: cannot create %s", path);
+	if (lstat(path, &st) < 0)
+		fatal("queue: %s", path);
+	if (!S_ISDIR(st.st_mode))
+		fatalx("queue: %s is not a directory", path);
+	if (pw != NULL && (st.st_uid != pw->pw_uid || st.st_gid != pw->pw_gid)) {
+		if (chown(path, pw->pw_uid, pw->pw_gid) < 0)
+			fatal("queue: chown %s", path);
+	}
+	if (created)
+		log_info("queue: created %s", path);
+	return created;
+}
+
+static void
+prepare_state_dir(const struct msagate_config *cfg)
+{
+	const struct passwd *pw = NULL;
+	char path[4096];
+	struct stat st;
+	bool created;
+
+	if (geteuid() == 0) {
+		if (cfg->user == NULL || (pw = getpwnam(cfg->user)) == NULL)
+			fatalx("queue: unknown user %s", cfg->user ? cfg->user : "(none)");
+	}
+	/* state_dir itself: create it if missing, but only chown what we made */
+	if (stat(cfg->state_dir, &st) < 0) {
+		if (errno != ENOENT)
+			fatal("queue: %s", cfg->state_dir);
+		prepare_dir(cfg->state_dir, pw);
+	}
+	if (snprintf(path, sizeof(path), "%s/incoming", cfg->state_dir) >= (int)sizeof(path))
+		fatalx("queue: state_dir too long");
+	created = prepare_dir(path, pw);
+	snprintf(path, sizeof(path), "%s/queue", cfg->state_dir);
+	created |= prepare_dir(path, pw);
+	if (created) {
+		/* the new directories themselves must survive a crash */
+		int fd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0 || fsync(fd) < 0)
+			log_warn("queue: fsync %s", cfg->state_dir);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static int
+open_subdir(const struct msagate_config *cfg, const char *sub)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", cfg->state_dir, sub);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		fatal("queue: cannot open %s", path);
+	return fd;
+}
+
+/* Remove what a crash left in incoming/: it was never acknowledged. */
+static void
+clean_incoming(struct qrole *q)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd, n = 0;
+
+	if ((fd = dup(q->in_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
+		fatal("queue: cannot read incoming/");
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(q->in_dfd, de->d_name, 0) < 0)
+			log_warn("queue: cannot remove incoming/%s", de->d_name);
+		else
+			n++;
+	}
+	closedir(d);
+	if (n > 0) {
+		if (fsync(q->in_dfd) < 0)
+			log_warn("queue: fsync incoming/");
+		log_info("queue: removed %d unfinished file%s from incoming/",
+		    n, n == 1 ? "" : "s");
+	}
+}
+
+static void
+count_queue(struct qrole *q)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd;
+	unsigned long n = 0;
+
+	if ((fd = dup(q->q_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
+		fatal("queue: cannot read queue/");
+	while ((de = readdir(d)) != NULL)
+		if (qid_valid(de->d_name))
+			n++;
+	closedir(d);
+	log_info("queue: %lu message%s in the queue (delivery is not implemented yet)",
+	    n, n == 1 ? "" : "s");
+}
+
+/* ---- the worker thread: fsync, check, rename, fsync directory ------- */
+
+static void
+sync_batch(struct qrole *q, struct qent_list *batch)
+{
+	static const char magic[] = QFILE_MAGIC "\n";
+	char head[sizeof(magic) - 1];
+	struct qent *e;
+	struct stat st;
+	bool any_renamed = false;
+
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* start write-back of every file first, so the disk sees them together */
+	TAILQ_FOREACH(e, batch, batch_link)
+		(void)sync_file_range(e->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	TAILQ_FOREACH(e, batch, batch_link) {
+		e->err = 0;
+		e->renamed = false;
+		if (fdatasync(e->fd) < 0) {
+			e->err = errno;
+			e->what = "fsync";
+			continue;
+		}
+		if (fstat(e->fd, &st) < 0) {
+			e->err = errno;
+			e->what = "fstat";
+			continue;
+		}
+		e->size = (long long)st.st_size;
+		if (st.st_size < (off_t)sizeof(head) ||
+		    pread(e->fd, head, sizeof(head), 0) != (ssize_t)sizeof(head) ||
+		    memcmp(head, magic, sizeof(head)) != 0) {
+			e->err = EINVAL;
+			e->what = "not a queue file (empty or no header)";
+			continue;
+		}
+		if (renameat(q->in_dfd, e->qid, q->q_dfd, e->qid) < 0) {
+			e->err = errno;
+			e->what = "rename";
+			continue;
+		}
+		e->renamed = true;
+		any_renamed = true;
+	}
+	/* one directory fsync makes every rename of the batch durable */
+	if (any_renamed && fsync(q->q_dfd) < 0) {
+		int err = errno;
+
+		TAILQ_FOREACH(e, batch, batch_link) {
+			if (e->renamed) {
+				e->err = err;
+				e->what = "fsync of queue/";
+			}
+		}
+	}
+	TAILQ_FOREACH(e, batch, batch_link) {
+		if (e->err != 0) {
+			/* nothing half-done may stay: not in queue/, not in incoming/ */
+			(void)unlinkat(e->renamed ? q->q_dfd : q->in_dfd, e->qid, 0);
+		}
+		close(e->fd);
+		e->fd = -1;
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct qrole *q = arg;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->has_work && !q->quit)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (!q->has_work)
+			break;
+		pthread_mutex_unlock(&q->mu);
+		sync_batch(q, &q->batch);
+		pthread_mutex_lock(&q->mu);
+		q->has_work = false;
+		while (write(q->notify_w, "x", 1) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* ---- connections ---------------------------------------------------- */
+
+static struct qreply *
+reply_slot(struct qconn *c)
+{
+	struct qreply *r = xcalloc(1, sizeof(*r));
+
+	r->fd = -1;
+	TAILQ_INSERT_TAIL(&c->replies, r, link);
+	c->n_replies++;
+	return r;
+}
+
+static void
+reply_set(struct qreply *r, int fd, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reply_set(struct qreply *r, int fd, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	r->len = (size_t)n < sizeof(r->text) ? (size_t)n : sizeof(r->text) - 1;
+	r->fd = fd;
+	r->ready = true;
+}
+
+/* Take the connection out of service; it is freed from the reap event. */
+static void
+conn_fail(struct qconn *c)
+{
+	struct qrole *q = c->q;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	event_del(c->rev);
+	event_del(c->wev);
+	TAILQ_REMOVE(&q->conns, c, link);
+	TAILQ_INSERT_TAIL(&q->dead_conns, c, link);
+	event_active(q->reap, EV_TIMEOUT, 0);
+}
+
+/* Forget one uncommitted file: close and unlink it. */
+static void
+ent_discard(struct qrole *q, struct qent *e)
+{
+	if (e->fd >= 0)
+		close(e->fd);
+	if (unlinkat(q->in_dfd, e->qid, 0) < 0 && errno != ENOENT)
+		log_warn("queue: %s: cannot remove incoming file", e->qid);
+	free(e);
+}
+
+static void
+conn_free(struct qconn *c)
+{
+	struct qrole *q = c->q;
+	struct qent *e;
+	struct qreply *r;
+	unsigned n_open = 0;
+
+	while ((e = TAILQ_FIRST(&c->files)) != NULL) {
+		TAILQ_REMOVE(&c->files, e, conn_link);
+		if (e->committing && e->in_worker) {
+			/* the worker has it; completion sees conn == NULL */
+			e->conn = NULL;
+			e->reply = NULL;
+			continue;
+		}
+		if (e->committing)
+			TAILQ_REMOVE(&q->pending, e, batch_link);
+		n_open++;
+		ent_discard(q, e);
+	}
+	while ((r = TAILQ_FIRST(&c->replies)) != NULL) {
+		TAILQ_REMOVE(&c->replies, r, link);
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+	}
+	if (n_open > 0)
+		log_info("queue: connection %lu closed with %u unfinished file%s (removed)",
+		    c->id, n_open, n_open == 1 ? "" : "s");
+	else
+		log_debug("queue: connection %lu closed", c->id);
+	event_free(c->rev);
+	event_free(c->wev);
+	close(c->fd);
+	q->n_conns--;
+	free(c);
+}
+
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qrole *q = arg;
+	struct qconn *c;
+
+	(void)fd;
+	(void)what;
+	while ((c = TAILQ_FIRST(&q->dead_conns)) != NULL) {
+		TAILQ_REMOVE(&q->dead_conns, c, link);
+		conn_free(c);
+	}
+	check_exit(q);
+}
+
+static struct qent *
+conn_find(struct qconn *c, const char *qid)
+{
+	struct qent *e;
+
+	TAILQ_FOREACH(e, &c->files, conn_link)
+		if (strcmp(e->qid, qid) == 0)
+			return e;
+	return NULL;
+}
+
+static void
+do_open(struct qconn *c)
+{
+	struct qrole *q = c->q;
+	struct qent *e;
+	char qid[QID_LEN + 1];
+	int fd = -1, cfd, tries;
+
+	if (c->n_files >= QCONN_MAX_FILES) {
+		log_warnx("queue: connection %lu: too many open queue files", c->id);
+		reply_set(reply_slot(c), -1, "ERR %s", "too many open queue files");
+		return;
+	}
+	for (tries = 0; tries < 10; tries++) {
+		qid_new(qid);
+		fd = openat(q->in_dfd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		int err = errno;
+
+		log_warn("queue: cannot create incoming/%s", qid);
+		reply_set(reply_slot(c), -1, "ERR cannot create queue file: %s",
+		    strerror(err));
+		return;
+	}
+	/* the client gets its own write-only descriptor */
+	if ((cfd = openat(q->in_dfd, qid, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		int err = errno;
+
+		log_warn("queue: cannot reopen incoming/%s", qid);
+		reply_set(reply_slot(c), -1, "ERR cannot open queue file: %s",
+		    strerror(err));
+		close(fd);
+		unlinkat(q->in_dfd, qid, 0);
+		return;
+	}
+	e = xcalloc(1, sizeof(*e));
+	memcpy(e->qid, qid, sizeof(qid));
+	e->fd = fd;
+	e->conn = c;
+	TAILQ_INSERT_TAIL(&c->files, e, conn_link);
+	c->n_files++;
+	reply_set(reply_slot(c), cfd, "OK %s", qid);
+	log_debug("queue: %s: opened for connection %lu", qid, c->id);
+}
+
+static void
+do_commit(struct qconn *c, const char *qid)
+{
+	struct qrole *q = c->q;
+	struct qent *e;
+
+	if (!qid_valid(qid) || (e = conn_find(c, qid)) == NULL) {
+		reply_set(reply_slot(c), -1, "ERR %s", "unknown queue id");
+		return;
+	}
+	if (e->committing) {
+		reply_set(reply_slot(c), -1, "ERR %s", "commit already in progress");
+		return;
+	}
+	e->committing = true;
+	e->reply = reply_slot(c);
+	TAILQ_INSERT_TAIL(&q->pending, e, batch_link);
+	if (!q->busy) {
+		/* let the loop read what else is ready, then start the batch */
+		struct timeval zero = { 0, 0 };
+		evtimer_add(q->kick, &zero);
+	}
+}
+
+static void
+do_abort(struct qconn *c, const char *qid)
+{
+	struct qent *e;
+
+	if (!qid_valid(qid) || (e = conn_find(c, qid)) == NULL) {
+		log_debug("queue: connection %lu: ABORT of unknown id", c->id);
+		return;
+	}
+	if (e->committing) {
+		log_warnx("queue: %s: ABORT during COMMIT ignored", qid);
+		return;
+	}
+	TAILQ_REMOVE(&c->files, e, conn_link);
+	c->n_files--;
+	log_debug("queue: %s: aborted", qid);
+	ent_discard(c->q, e);
+}
+
+static void
+handle_packet(struct qconn *c, char *buf, size_t n)
+{
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	if (strlen(buf) != n) {
+		log_warnx("queue: connection %lu: NUL byte in request", c->id);
+		conn_fail(c);
+		return;
+	}
+	if (strcmp(buf, "OPEN") == 0)
+		do_open(c);
+	else if (strncmp(buf, "COMMIT ", 7) == 0)
+		do_commit(c, buf + 7);
+	else if (strncmp(buf, "ABORT ", 6) == 0)
+		do_abort(c, buf + 6);
+	else {
+		char safe[64];
+
+		log_warnx("queue: connection %lu: unknown request '%s'", c->id,
+		    log_safe(safe, sizeof(safe), buf, 40));
+		reply_set(reply_slot(c), -1, "ERR %s", "unknown request");
+	}
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qconn *c = arg;
+	char buf[QPKT_MAX + 1];
+	ssize_t n;
+	int i;
+
+	(void)what;
+	for (i = 0; i < QREAD_BURST && !c->dead && c->n_replies < QREPLY_HIGH; i++) {
+		n = recv(fd, buf, QPKT_MAX, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EINTR)
+				continue;
+			log_warn("queue: connection %lu: recv", c->id);
+			conn_fail(c);
+			return;
+		}
+		if (n == 0) {
+			conn_fail(c);
+			return;
+		}
+		if (n >= QPKT_MAX) {
+			log_warnx("queue: connection %lu: oversized request", c->id);
+			conn_fail(c);
+			return;
+		}
+		buf[n] = '\0';
+		handle_packet(c, buf, (size_t)n);
+	}
+	if (c->dead)
+		return;
+	conn_flush(c);
+	if (!c->dead && c->n_replies >= QREPLY_HIGH && !c->paused) {
+		event_del(c->rev);
+		c->paused = true;
+	}
+}
+
+/* Send the ready replies at the head of the queue, in order. */
+static void
+conn_flush(struct qconn *c)
+{
+	struct qreply *r;
+	ssize_t n;
+
+	if (c->dead)
+		return;
+	while ((r = TAILQ_FIRST(&c->replies)) != NULL && r->ready) {
+		struct msghdr msg;
+		struct iovec iov;
+		union {
+			struct cmsghdr hdr;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} cm;
+
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = r->text;
+		iov.iov_len = r->len;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (r->fd >= 0) {
+			struct cmsghdr *ch;
+
+			memset(&cm, 0, sizeof(cm));
+			msg.msg_control = cm.buf;
+			msg.msg_controllen = sizeof(cm.buf);
+			ch = CMSG_FIRSTHDR(&msg);
+			ch->cmsg_level = SOL_SOCKET;
+			ch->cmsg_type = SCM_RIGHTS;
+			ch->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(ch), &r->fd, sizeof(int));
+		}
+		n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				event_add(c->wev, NULL);
+				return;
+			}
+			if (errno != EPIPE && errno != ECONNRESET)
+				log_warn("queue: connection %lu: send", c->id);
+			conn_fail(c);
+			return;
+		}
+		TAILQ_REMOVE(&c->replies, r, link);
+		c->n_replies--;
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+	}
+	if (c->paused && c->n_replies < QREPLY_LOW && !c->q->draining) {
+		c->paused = false;
+		event_add(c->rev, NULL);
+		event_active(c->rev, EV_READ, 0);
+	}
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_flush(arg);
+}
+
+static void
+accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct qrole *q = arg;
+	struct qconn *c;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd;
+
+	(void)what;
+	for (;;) {
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("queue: accept");
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+		    (cred.uid != 0 && cred.uid != geteuid())) {
+			log_warnx("queue: refused a connection from uid %ld",
+			    (long)cred.uid);
+			close(fd);
+			continue;
+		}
+		if (q->n_conns >= QCONN_MAX) {
+			log_warnx("queue: too many connections");
+			close(fd);
+			continue;
+		}
+		c = xcalloc(1, sizeof(*c));
+		c->q = q;
+		c->fd = fd;
+		c->id = ++q->next_conn_id;
+		TAILQ_INIT(&c->files);
+		TAILQ_INIT(&c->replies);
+		c->rev = event_new(q->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+		c->wev = event_new(q->base, fd, EV_WRITE, conn_write_cb, c);
+		if (c->rev == NULL || c->wev == NULL)
+			fatalx("queue: event_new");
+		event_add(c->rev, NULL);
+		TAILQ_INSERT_TAIL(&q->conns, c, link);
+		q->n_conns++;
+		log_debug("queue: connection %lu from pid %ld", c->id, (long)cred.pid);
+	}
+}
+
+/* ---- batches --------------------------------------------------------- */
+
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	start_batch(arg);
+}
+
+/* Hand everything pending to the worker (if it is idle). */
+static void
+start_batch(struct qrole *q)
+{
+	struct qent *e;
+	unsigned n = 0;
+
+	if (q->busy || TAILQ_EMPTY(&q->pending))
+		return;
+	pthread_mutex_lock(&q->mu);
+	TAILQ_INIT(&q->batch);
+	while ((e = TAILQ_FIRST(&q->pending)) != NULL) {
+		TAILQ_REMOVE(&q->pending, e, batch_link);
+		n++;
+		e->in_worker = true;
+		TAILQ_INSERT_TAIL(&q->batch, e, batch_link);
+	}
+	q->has_work = true;
+	q->busy = true;
+	log_debug("queue: syncing a batch of %u", n);
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* The worker finished a batch: answer each COMMIT. */
+static void
+notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qrole *q = arg;
+	char buf[64];
+	struct qent *e;
+	bool done;
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	pthread_mutex_lock(&q->mu);
+	done = q->busy && !q->has_work;
+	pthread_mutex_unlock(&q->mu);
+	if (!done)
+		return;
+
+	while ((e = TAILQ_FIRST(&q->batch)) != NULL) {
+		struct qconn *c = e->conn;
+
+		TAILQ_REMOVE(&q->batch, e, batch_link);
+		if (c != NULL) {
+			TAILQ_REMOVE(&c->files, e, conn_link);
+			c->n_files--;
+		}
+		if (c == NULL || c->dead) {
+			/* nobody heard an OK: take it back (no 250 was given) */
+			if (e->err == 0) {
+				if (unlinkat(q->q_dfd, e->qid, 0) < 0)
+					log_warn("queue: %s: cannot remove", e->qid);
+				log_warnx("queue: %s: client went away before the "
+				    "commit was confirmed; removed", e->qid);
+			}
+			free(e);
+			continue;
+		}
+		if (e->err == 0) {
+			q->n_committed++;
+			log_info("queue: %s: committed, %lld bytes", e->qid, e->size);
+			reply_set(e->reply, -1, "OK %s", e->qid);
+			qmgr_committed(q, e->qid);
+		} else {
+			const char *why = e->err == EINVAL ? "" : strerror(e->err);
+
+			log_warnx("queue: %s: commit failed: %s%s%s", e->qid,
+			    e->what, *why ? ": " : "", why);
+			reply_set(e->reply, -1, "ERR %s%s%s", e->what,
+			    *why ? ": " : "", why);
+		}
+		free(e);
+		conn_flush(c);
+	}
+	q->busy = false;
+	/* what arrived meanwhile is the next group */
+	start_batch(q);
+	check_exit(q);
+}
+
+/* ---- stopping -------------------------------------------------------- */
+
+static void
+check_exit(struct qrole *q)
+{
+	struct qconn *c;
+
+	if (!q->stopping)
+		return;
+	if (!q->draining && (q->n_conns == 0 || q->grace_over || q->hard_stop)) {
+		q->draining = true;
+		TAILQ_FOREACH(c, &q->conns, link)
+			event_del(c->rev);
+		start_batch(q);
+	}
+	if (q->draining && !q->busy && TAILQ_EMPTY(&q->pending))
+		event_base_loopbreak(q->base);
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qrole *q = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("queue: clients still connected after %d s; stopping",
+	    QSTOP_GRACE_SECS);
+	q->grace_over = true;
+	check_exit(q);
+}
+
+static void
+sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct qrole *q = arg;
+	struct timeval tv = { QSTOP_GRACE_SECS, 0 };
+
+	(void)what;
+	if (q->stopping) {
+		q->hard_stop = true;
+	} else {
+		log_info("queue: %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		q->stopping = true;
+		event_del(q->lev);
+		evtimer_add(q->grace, &tv);
+	}
+	check_exit(q);
+}
+
+static void
+sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("queue: SIGHUP: nothing to reload");
+}
+
+/* ---- main ------------------------------------------------------------ */
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static struct event *
+new_event(struct qrole *q, int fd, short what, event_callback_fn cb)
+{
+	struct event *ev = event_new(q->base, fd, what, cb, q);
+
+	if (ev == NULL)
+		fatalx("queue: event_new");
+	return ev;
+}
+
+int
+role_queue_main(struct msagate_config *cfg, int listen_fd)
+{
+	struct qrole qr, *q = &qr;
+	struct qconn *c;
+	int p[2];
+
+	memset(q, 0, sizeof(*q));
+	q->cfg = cfg;
+	q->listen_fd = listen_fd;
+	TAILQ_INIT(&q->conns);
+	TAILQ_INIT(&q->dead_conns);
+	TAILQ_INIT(&q->pending);
+	TAILQ_INIT(&q->batch);
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	prepare_state_dir(cfg);
+	privsep_drop(cfg, "queue");
+
+	q->in_dfd = open_subdir(cfg, "incoming");
+	q->q_dfd = open_subdir(cfg, "queue");
+	clean_incoming(q);
+	count_queue(q);
+
+	if (set_nonblock(listen_fd) < 0)
+		fatal("queue: listening socket");
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		fatal("queue: pipe");
+	q->notify_r = p[0];
+	q->notify_w = p[1];
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	{
+		/* the thread starts with every signal blocked */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&q->th, NULL, worker_main, q) != 0)
+			fatalx("queue: cannot start the sync thread");
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+
+	if ((q->base = event_base_new()) == NULL)
+		fatalx("queue: event_base_new");
+	q->lev = new_event(q, listen_fd, EV_READ | EV_PERSIST, accept_cb);
+	q->notify_ev = new_event(q, q->notify_r, EV_READ | EV_PERSIST, notify_cb);
+	q->kick = new_event(q, -1, 0, kick_cb);
+	q->reap = new_event(q, -1, 0, reap_cb);
+	q->grace = new_event(q, -1, 0, grace_cb);
+	q->sigterm = evsignal_new(q->base, SIGTERM, sigterm_cb, q);
+	q->sigint = evsignal_new(q->base, SIGINT, sigterm_cb, q);
+	q->sighup = evsignal_new(q->base, SIGHUP, sighup_cb, q);
+	if (q->sigterm == NULL || q->sigint == NULL || q->sighup == NULL)
+		fatalx("queue: evsignal_new");
+	event_add(q->lev, NULL);
+	event_add(q->notify_ev, NULL);
+	event_add(q->sigterm, NULL);
+	event_add(q->sigint, NULL);
+	event_add(q->sighup, NULL);
+
+	log_info("queue: ready, state_dir %s", cfg->state_dir);
+	event_base_dispatch(q->base);
+
+	/* stopped: last replies (best effort), then uncommitted files go */
+	TAILQ_FOREACH(c, &q->conns, link)
+		conn_flush(c);
+	while ((c = TAILQ_FIRST(&q->conns)) != NULL) {
+		TAILQ_REMOVE(&q->conns, c, link);
+		conn_free(c);
+	}
+	while ((c = TAILQ_FIRST(&q->dead_conns)) != NULL) {
+		TAILQ_REMOVE(&q->dead_conns, c, link);
+		conn_free(c);
+	}
+	pthread_mutex_lock(&q->mu);
+	q->quit = true;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	pthread_join(q->th, NULL);
+
+	log_info("queue: stopped, %lu message%s committed", q->n_committed,
+	    q->n_committed == 1 ? "" : "s");
+	event_free(q->lev);
+	event_free(q->notify_ev);
+	event_free(q->kick);
+	event_free(q->reap);
+	event_free(q->grace);
+	event_free(q->sigterm);
+	event_free(q->sigint);
+	event_free(q->sighup);
+	event_base_free(q->base);
+	close(q->notify_r);
+	close(q->notify_w);
+	close(q->in_dfd);
+	close(q->q_dfd);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	return 0;
+}
