@@ -149,19 +149,29 @@ reply_init(struct backend_reply *r, const char *user)
  * would have known the user, so nobody after it may decide).
  */
 enum backend_result
-backend_chain_verify_plain(struct backend_chain *c, const char *user,
-    const char *password, struct backend_reply *r)
+backend_chain_verify_plain_req(struct backend_chain *c, const char *user,
+    const char *password, const struct backend_request *req,
+    struct backend_reply *r)
 {
 	size_t i;
 
 	reply_init(r, user);
 	for (i = 0; i < c->n; i++) {
-		enum backend_result res = c->b[i].ops->verify_plain(c->b[i].state,
-		    user, password, r);
+		const struct auth_backend_ops *ops = c->b[i].ops;
+		enum backend_result res = ops->verify_plain_req != NULL ?
+		    ops->verify_plain_req(c->b[i].state, user, password, req, r) :
+		    ops->verify_plain(c->b[i].state, user, password, r);
 		if (res != BACKEND_UNKNOWN_USER)
 			return res;
 	}
 	return BACKEND_UNKNOWN_USER;
+}
+
+enum backend_result
+backend_chain_verify_plain(struct backend_chain *c, const char *user,
+    const char *password, struct backend_reply *r)
+{
+	return backend_chain_verify_plain_req(c, user, password, NULL, r);
 }
 
 enum backend_result

@@ -47,6 +47,12 @@ struct backend_reply {
 	bool pass_expired;
 };
 
+/* What a backend may know of the request besides the credentials. */
+struct backend_request {
+	const char *rip;         /* client address as text; NULL or "" unknown */
+	const char *service;     /* "smtp", ...; NULL unknown */
+};
+
 struct auth_backend_ops {
 	const char *name;
 	/* Config check for `msagated -n`: 0 ok, -1 with *error (malloc'd). */
@@ -75,6 +81,13 @@ struct auth_backend_ops {
 	 * NULL: never waits on anything slow.
 	 */
 	size_t (*max_blocked_threads)(void *state);
+	/*
+	 * verify_plain with the request's context (req may be NULL).  When
+	 * set, the chain calls this instead of verify_plain.
+	 */
+	enum backend_result (*verify_plain_req)(void *state, const char *user,
+	    const char *password, const struct backend_request *req,
+	    struct backend_reply *r);
 };
 
 /* The registry: a driver name -> ops (ops->init NULL: not compiled in). */
@@ -97,6 +110,10 @@ void backend_chain_free(struct backend_chain *c);
 /* Try each backend in order; the first that knows the user decides. */
 enum backend_result backend_chain_verify_plain(struct backend_chain *c,
     const char *user, const char *password, struct backend_reply *r);
+/* As above, telling the backends about the request (client address). */
+enum backend_result backend_chain_verify_plain_req(struct backend_chain *c,
+    const char *user, const char *password, const struct backend_request *req,
+    struct backend_reply *r);
 /* As above for the plaintext credential (CRAM-MD5, SCRAM). */
 enum backend_result backend_chain_lookup_plain(struct backend_chain *c,
     const char *user, char **plain, struct backend_reply *r);

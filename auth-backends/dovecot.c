@@ -10,8 +10,11 @@
  * are accepted in any order until DONE (major 1, at least one MECH, PLAIN
  * among them, one COOKIE), then
  *
- *	AUTH <id> PLAIN service=smtp nologin no-penalty resp=<b64(\0user\0pass)>
+ *	AUTH <id> PLAIN service=<svc> nologin [rip=<addr>] no-penalty
+ *	    resp=<b64(\0user\0pass)>
  *
+ * (service and rip as our own client sent them, so that Dovecot's logs
+ * and passdb rules see the real client; service=smtp when unknown)
  * and the answer with that id is awaited until the configured timeout
  * (mind Dovecot's auth_failure_delay, 2 s by default, before each FAIL).
  * Connections are kept for the next request; a kept connection that turns
@@ -56,7 +59,7 @@
 /* "\0" user "\0" password, and its base64 */
 #define DC_RAW_MAX	(2 + BACKEND_MAX_USER + BACKEND_MAX_PASSWORD)
 #define DC_B64_MAX	(((DC_RAW_MAX + 2) / 3) * 4)
-#define DC_AUTH_LINE_MAX	(DC_B64_MAX + 128)
+#define DC_AUTH_LINE_MAX	(DC_B64_MAX + 256)
 
 struct dc_conn {
 	int fd;                          /* -1: not connected */
@@ -384,11 +387,30 @@ dc_reply(struct dc_state *s, char **argv, size_t argc, const char *user,
  * dc_exchange - send the AUTH on c and wait for its answer.  DC_IO_OK
  * with *res set, or what went wrong (the connection is closed then).
  */
+/* dc_token_ok - a service name or address we can put on the wire as is. */
+static bool
+dc_token_ok(const char *s, size_t max)
+{
+	size_t i, len = s ? strlen(s) : 0;
+
+	if (len == 0 || len > max)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || c == '.' || c == ':' || c == '-' ||
+		    c == '_'))
+			return false;
+	}
+	return true;
+}
+
 static enum dc_io
 dc_exchange(struct dc_state *s, struct dc_conn *c, const char *user,
-    const char *b64, uint64_t deadline, enum backend_result *res,
-    struct backend_reply *r)
+    const char *b64, const struct backend_request *req, uint64_t deadline,
+    enum backend_result *res, struct backend_reply *r)
 {
+	const char *service = "smtp", *rip = NULL;
 	char line[DC_AUTH_LINE_MAX];
 	uint32_t id;
 	enum dc_io io;
@@ -397,9 +419,13 @@ dc_exchange(struct dc_state *s, struct dc_conn *c, const char *user,
 	if (++c->next_id == 0)
 		c->next_id = 1;
 	id = c->next_id;
+	if (req != NULL && dc_token_ok(req->service, 32))
+		service = req->service;
+	if (req != NULL && dc_token_ok(req->rip, 63))
+		rip = req->rip;
 	len = snprintf(line, sizeof(line),
-	    "AUTH\t%u\tPLAIN\tservice=smtp\tnologin\tno-penalty\tresp=%s\n",
-	    id, b64);
+	    "AUTH\t%u\tPLAIN\tservice=%s\tnologin%s%s\tno-penalty\tresp=%s\n",
+	    id, service, rip ? "\trip=" : "", rip ? rip : "", b64);
 	if (len < 0 || (size_t)len >= sizeof(line)) {
 		secure_zero(line, sizeof(line));
 		*res = BACKEND_MISMATCH;
@@ -435,8 +461,8 @@ fail:
 }
 
 static enum backend_result
-dc_verify_plain(void *state, const char *user, const char *password,
-    struct backend_reply *r)
+dc_verify_plain_req(void *state, const char *user, const char *password,
+    const struct backend_request *req, struct backend_reply *r)
 {
 	struct dc_state *s = state;
 	unsigned char raw[DC_RAW_MAX];
@@ -491,7 +517,7 @@ dc_verify_plain(void *state, const char *user, const char *password,
 			}
 			fresh = true;
 		}
-		io = dc_exchange(s, c, user, b64, deadline, &res, r);
+		io = dc_exchange(s, c, user, b64, req, deadline, &res, r);
 		if (io == DC_IO_OK)
 			break;
 		res = BACKEND_TEMPFAIL;
@@ -505,6 +531,13 @@ dc_verify_plain(void *state, const char *user, const char *password,
 	secure_zero(b64, sizeof(b64));
 	slots_release(s->slots, slot);
 	return res;
+}
+
+static enum backend_result
+dc_verify_plain(void *state, const char *user, const char *password,
+    struct backend_reply *r)
+{
+	return dc_verify_plain_req(state, user, password, NULL, r);
 }
 
 /* ---- the backend interface --------------------------------------------- */
@@ -590,4 +623,5 @@ const struct auth_backend_ops backend_dovecot = {
 	.lookup_plain = NULL,        /* the upstream never hands out passwords */
 	.reload = NULL,
 	.max_blocked_threads = dc_max_blocked_threads,
+	.verify_plain_req = dc_verify_plain_req,    /* service=, rip= */
 };

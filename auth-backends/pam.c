@@ -11,7 +11,8 @@
  * the framing is bounded by the kernel), and runs every PAM transaction
  * in a fresh child of its own: a crashing, leaking or hanging PAM module
  * takes only that child with it, and the helper enforces the timeout by
- * killing it.  The helpers never touch the network or the client.
+ * killing it.  The helpers never touch the network or the client.  The
+ * client's address, when the auth request carried one, becomes PAM_RHOST.
  *
  * The auth role's threads share the helpers through a slot pool
  * (backend-slots.h): a thread takes an idle helper, sends the request and
@@ -62,17 +63,21 @@
 #define PAM_BUSY_LOG_MS	10000      /* "all helpers busy" at most this often */
 #define PAM_HELPER_FD	3
 
-/* Request: header, then userlen + passlen bytes (no NULs). */
+#define PAM_MAX_RHOST	63
+
+/* Request: header, then userlen + passlen + riplen bytes (no NULs). */
 struct pam_req_hdr {
 	uint32_t magic;
 	uint32_t id;
 	uint32_t timeout_ms;
 	uint16_t userlen;
 	uint16_t passlen;
+	uint16_t riplen;
+	uint16_t pad;
 };
 
 #define PAM_REQ_MAX	(sizeof(struct pam_req_hdr) + BACKEND_MAX_USER + \
-			 BACKEND_MAX_PASSWORD)
+			 BACKEND_MAX_PASSWORD + PAM_MAX_RHOST)
 
 /* Reply: fixed size. */
 struct pam_rep {
@@ -118,6 +123,24 @@ pam_name_ok(const char *s, size_t len)
 	for (i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c <= ' ' || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* pam_rhost_ok - an address as text (IPv4, IPv6, maybe with a %scope). */
+static bool
+pam_rhost_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > PAM_MAX_RHOST)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || c == '.' || c == ':' || c == '%' ||
+		    c == '-' || c == '_'))
 			return false;
 	}
 	return true;
@@ -244,7 +267,7 @@ pam_no_delay(int retval, unsigned usec_delay, void *appdata_ptr)
 /* pam_transaction - runs in the per-request child, as root. */
 static void
 pam_transaction(const char *service, const char *user, const char *pass,
-    struct pam_outcome *out)
+    const char *rhost, struct pam_outcome *out)
 {
 	struct pam_appdata ad = { user, pass };
 	struct pam_conv conv = { pam_conv_fn, &ad };
@@ -257,7 +280,11 @@ pam_transaction(const char *service, const char *user, const char *pass,
 	out->acct_rc = -1;
 	rc = pam_start(service, user, &conv, &ph);
 	if (rc != PAM_SUCCESS) {
+		log_warnx("pam: service %s: pam_start: %s", service,
+		    pam_strerror(ph, rc));
 		out->auth_rc = rc;
+		if (ph != NULL)
+			pam_end(ph, rc);
 		return;
 	}
 	/* PAM_FAIL_DELAY takes the function pointer itself as the item */
@@ -266,6 +293,8 @@ pam_transaction(const char *service, const char *user, const char *pass,
 		memcpy(&fp, &delay_fn, sizeof(fp));
 		(void)pam_set_item(ph, PAM_FAIL_DELAY, fp);
 	}
+	if (rhost[0] != '\0')
+		(void)pam_set_item(ph, PAM_RHOST, rhost);
 	rc = pam_authenticate(ph, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
 	out->auth_rc = rc;
 	if (rc == PAM_SUCCESS)
@@ -296,7 +325,7 @@ pam_transaction(const char *service, const char *user, const char *pass,
  */
 static void
 helper_run_one(const char *service, const char *user, char *pass,
-    unsigned timeout_ms, struct pam_rep *rep)
+    const char *rhost, unsigned timeout_ms, struct pam_rep *rep)
 {
 	struct pam_outcome out;
 	int p[2], status;
@@ -322,7 +351,7 @@ helper_run_one(const char *service, const char *user, char *pass,
 		(void)setpgid(0, 0);
 		close(p[0]);
 		close(PAM_HELPER_FD);
-		pam_transaction(service, user, pass, &out);
+		pam_transaction(service, user, pass, rhost, &out);
 		secure_zero(pass, strlen(pass));
 		if (write(p[1], &out, sizeof(out)) != (ssize_t)sizeof(out))
 			_exit(1);
@@ -384,6 +413,7 @@ helper_main(const char *service)
 {
 	static unsigned char buf[PAM_REQ_MAX + 1];
 	char user[BACKEND_MAX_USER + 1], pass[BACKEND_MAX_PASSWORD + 1];
+	char rhost[PAM_MAX_RHOST + 1];
 
 	for (;;) {
 		struct pam_req_hdr hdr;
@@ -400,13 +430,18 @@ helper_main(const char *service)
 		memcpy(&hdr, buf, sizeof(hdr));
 		if (hdr.magic != PAM_REQ_MAGIC || hdr.userlen == 0 ||
 		    hdr.userlen > BACKEND_MAX_USER || hdr.passlen > BACKEND_MAX_PASSWORD ||
-		    (size_t)n != sizeof(hdr) + hdr.userlen + hdr.passlen)
+		    hdr.riplen > PAM_MAX_RHOST ||
+		    (size_t)n != sizeof(hdr) + hdr.userlen + hdr.passlen + hdr.riplen)
 			_exit(2);
 		memcpy(user, buf + sizeof(hdr), hdr.userlen);
 		user[hdr.userlen] = '\0';
 		memcpy(pass, buf + sizeof(hdr) + hdr.userlen, hdr.passlen);
 		pass[hdr.passlen] = '\0';
+		memcpy(rhost, buf + sizeof(hdr) + hdr.userlen + hdr.passlen, hdr.riplen);
+		rhost[hdr.riplen] = '\0';
 		secure_zero(buf, (size_t)n);
+		if (!pam_rhost_ok(rhost, strlen(rhost)))
+			rhost[0] = '\0';
 
 		memset(&rep, 0, sizeof(rep));
 		rep.magic = PAM_REP_MAGIC;
@@ -414,7 +449,7 @@ helper_main(const char *service)
 		if (!pam_name_ok(user, strlen(user)) || strlen(pass) != hdr.passlen)
 			rep.result = BACKEND_MISMATCH;
 		else
-			helper_run_one(service, user, pass,
+			helper_run_one(service, user, pass, rhost,
 			    hdr.timeout_ms > PAM_MAX_TIMEOUT_MS ? PAM_MAX_TIMEOUT_MS :
 			    hdr.timeout_ms, &rep);
 		secure_zero(pass, sizeof(pass));
@@ -605,13 +640,13 @@ helper_lost(struct pam_state *s, int slot, const char *why)
  * *sent tells whether the helper got the request. */
 static enum backend_result
 pam_exchange(struct pam_state *s, int slot, const char *user, const char *pass,
-    uint64_t deadline, struct backend_reply *r, bool *sent)
+    const char *rhost, uint64_t deadline, struct backend_reply *r, bool *sent)
 {
 	struct pam_helper *h = &s->h[slot];
 	unsigned char msg[PAM_REQ_MAX];
 	struct pam_req_hdr hdr;
 	struct pam_rep rep;
-	size_t ulen = strlen(user), plen = strlen(pass), len;
+	size_t ulen = strlen(user), plen = strlen(pass), rlen = strlen(rhost), len;
 	uint64_t now = now_ms(), wait_until;
 	ssize_t n;
 
@@ -621,10 +656,13 @@ pam_exchange(struct pam_state *s, int slot, const char *user, const char *pass,
 	hdr.timeout_ms = (uint32_t)(deadline > now + 1000 ? deadline - now : 1000);
 	hdr.userlen = (uint16_t)ulen;
 	hdr.passlen = (uint16_t)plen;
+	hdr.riplen = (uint16_t)rlen;
+	hdr.pad = 0;
 	memcpy(msg, &hdr, sizeof(hdr));
 	memcpy(msg + sizeof(hdr), user, ulen);
 	memcpy(msg + sizeof(hdr) + ulen, pass, plen);
-	len = sizeof(hdr) + ulen + plen;
+	memcpy(msg + sizeof(hdr) + ulen + plen, rhost, rlen);
+	len = sizeof(hdr) + ulen + plen + rlen;
 	do
 		n = send(h->fd, msg, len, MSG_NOSIGNAL);
 	while (n == -1 && errno == EINTR);
@@ -683,12 +721,16 @@ pam_exchange(struct pam_state *s, int slot, const char *user, const char *pass,
 }
 
 static enum backend_result
-pam_verify_plain(void *state, const char *user, const char *password,
-    struct backend_reply *r)
+pam_verify_plain_req(void *state, const char *user, const char *password,
+    const struct backend_request *req, struct backend_reply *r)
 {
 	struct pam_state *s = state;
 	uint64_t deadline = now_ms() + (uint64_t)s->timeout_ms;
+	const char *rhost = "";
 	size_t tries;
+
+	if (req != NULL && req->rip != NULL && pam_rhost_ok(req->rip, strlen(req->rip)))
+		rhost = req->rip;
 
 	if (!pam_name_ok(user, strlen(user)))
 		return BACKEND_UNKNOWN_USER;     /* no PAM user looks like that */
@@ -710,12 +752,19 @@ pam_verify_plain(void *state, const char *user, const char *password,
 				    "raise `workers`): temporary failure", s->n);
 			return BACKEND_TEMPFAIL;
 		}
-		res = pam_exchange(s, slot, user, password, deadline, r, &sent);
+		res = pam_exchange(s, slot, user, password, rhost, deadline, r, &sent);
 		slots_release(s->slots, slot);
 		if (sent || now_ms() >= deadline)
 			return res;
 	}
 	return BACKEND_TEMPFAIL;
+}
+
+static enum backend_result
+pam_verify_plain(void *state, const char *user, const char *password,
+    struct backend_reply *r)
+{
+	return pam_verify_plain_req(state, user, password, NULL, r);
 }
 
 static size_t
@@ -735,6 +784,7 @@ const struct auth_backend_ops backend_pam = {
 	.lookup_plain = NULL,        /* PAM never hands out a password */
 	.reload = NULL,
 	.max_blocked_threads = pam_max_blocked_threads,
+	.verify_plain_req = pam_verify_plain_req,   /* PAM_RHOST */
 };
 
 #endif /* HAVE_PAM */

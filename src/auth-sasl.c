@@ -51,6 +51,7 @@ struct auth_sasl_req {
 	char canon[BACKEND_MAX_USER + 1];   /* backend's name for it, on success */
 	char extra[512];
 	bool pass_expired;                  /* with VERDICT_DISABLED */
+	char rip[64];                       /* client address for the backends */
 };
 
 static struct {
@@ -258,7 +259,11 @@ cb_checkpass(sasl_conn_t *conn, void *ctx, const char *user, const char *pass,
 	pw = xmalloc(passlen + 1);
 	memcpy(pw, pass, passlen);
 	pw[passlen] = '\0';
-	res = backend_chain_verify_plain(as.chain, r->user, pw, &reply);
+	{
+		struct backend_request breq = { r->rip, r->service };
+		res = backend_chain_verify_plain_req(as.chain, r->user, pw, &breq,
+		    &reply);
+	}
 	secure_zero(pw, passlen);
 	free(pw);
 	switch (res) {
@@ -559,6 +564,12 @@ auth_sasl_req_new(const struct auth_mech *mech, const char *service,
 	    SASL_FN(cb_authorize), r };
 	r->cbs[3] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
 	return r;
+}
+
+void
+auth_sasl_req_set_rip(struct auth_sasl_req *r, const char *rip)
+{
+	snprintf(r->rip, sizeof(r->rip), "%s", rip ? rip : "");
 }
 
 void

@@ -63,6 +63,8 @@ const struct auth_mech *auth_sasl_mech_find(const char *name);
 /* New request (cheap, no Cyrus work yet; call from any thread). */
 struct auth_sasl_req *auth_sasl_req_new(const struct auth_mech *mech,
     const char *service, bool final_data_ok);
+/* The client's address (rip=), passed on to the backends (PAM_RHOST). */
+void auth_sasl_req_set_rip(struct auth_sasl_req *r, const char *rip);
 /* Dispose; never while a worker runs a step on it. */
 void auth_sasl_req_free(struct auth_sasl_req *r);
 

@@ -37,6 +37,7 @@
 #include "auth-sasl.h"
 #include "auth-server.h"
 #include "backend.h"
+#include "auth-penalty.h"
 #include "log.h"
 #include "util.h"
 
@@ -46,7 +47,7 @@
 #define MAX_WORKERS		64
 
 enum client_state { CS_VERSION, CS_CPID, CS_READY };
-enum req_state { RS_WAIT_CONT, RS_BUSY, RS_FINISHING };
+enum req_state { RS_WAIT_CONT, RS_BUSY, RS_FINISHING, RS_PENALTY };
 
 struct auth_request {
 	TAILQ_ENTRY(auth_request) qentry;   /* job queue or done queue */
@@ -64,6 +65,8 @@ struct auth_request {
 	bool in_table;
 	struct event *timeout_ev;
 	struct event *delay_ev;
+	struct event *penalty_ev;           /* brute-force delay before the start */
+	bool no_penalty;
 	char *pending;                      /* final line held back */
 	/* the job: input for the worker, its result for the loop */
 	unsigned char *in;
@@ -113,27 +116,17 @@ struct auth_server {
 static void client_free(struct auth_client *c);
 static void client_process_input(struct auth_client *c);
 
-/* ---- penalty hook ---------------------------------------------------- */
+/* ---- penalties ------------------------------------------------------ */
 
 /*
- * Brute-force penalties (Dovecot's anvil: an escalating delay per remote
- * IP before the mechanism runs, skipped with `no-penalty`) come in a
- * later issue.  These two hooks are where they plug in: penalty_delay_ms()
- * before a request is started, penalty_update() with every final result.
+ * penalty_update - count a final result against the client address
+ * (src/auth-penalty.c), unless the request carried `no-penalty`.
  */
-static unsigned int
-penalty_delay_ms(const char *rip, bool no_penalty)
-{
-	(void)rip;
-	(void)no_penalty;
-	return 0;
-}
-
 static void
-penalty_update(const char *rip, bool success)
+penalty_update(const struct auth_request *r, bool success)
 {
-	(void)rip;
-	(void)success;
+	if (r->srv->set.penalty != NULL && !r->no_penalty && r->rip[0] != '\0')
+		penalty_record(r->srv->set.penalty, r->rip, success, time(NULL));
 }
 
 /* ---- worker pool ----------------------------------------------------- */
@@ -231,6 +224,8 @@ req_free(struct auth_request *r)
 		event_free(r->timeout_ev);
 	if (r->delay_ev)
 		event_free(r->delay_ev);
+	if (r->penalty_ev)
+		event_free(r->penalty_ev);
 	auth_sasl_req_free(r->sasl);
 	if (r->in) {
 		secure_zero(r->in, r->inlen);
@@ -421,7 +416,7 @@ req_done(struct auth_request *r)
 		    safe_or_dash(srip, sizeof(srip), r->rip),
 		    safe_or_dash(su, sizeof(su), user), r->mech->name,
 		    safe_or_dash(ssvc, sizeof(ssvc), r->service));
-		penalty_update(r->rip, true);
+		penalty_update(r, true);
 		req_finish(r, xstrdup(b.s), false);
 		break;
 	case AUTH_SASL_FAIL:
@@ -447,7 +442,7 @@ req_done(struct auth_request *r)
 			    safe_or_dash(su, sizeof(su), user), r->mech->name,
 			    v == VERDICT_AUTHZ ? " (authorization identity refused)" :
 			    v == VERDICT_DISABLED ? " (account disabled)" : "");
-		penalty_update(r->rip, false);
+		penalty_update(r, false);
 		req_finish(r, xstrdup(b.s), true);
 		break;
 	}
@@ -506,6 +501,17 @@ decode_b64(const char *s, size_t *len)
 	return out;
 }
 
+/* req_penalty_cb - the brute-force delay of a request is over: run it. */
+static void
+req_penalty_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct auth_request *r = arg;
+
+	(void)fd;
+	(void)what;
+	job_submit(r);
+}
+
 /* Returns false when the client was freed. */
 static bool
 cmd_auth(struct auth_client *c, char **argv, size_t argc)
@@ -515,6 +521,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	const struct auth_mech *mech;
 	const char *resp = NULL, *service = NULL, *rip = "", *v;
 	bool final_ok = false, no_penalty = false;
+	int blocked, delay_ms = 0;
 	uint32_t id;
 	size_t i;
 
@@ -568,8 +575,22 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		return false;
 	}
 
+	/* a blocked address is refused at once, without running anything */
+	if (srv->set.penalty != NULL && !no_penalty && *rip != '\0') {
+		blocked = penalty_check(srv->set.penalty, rip, time(NULL), &delay_ms);
+		if (blocked > 0) {
+			char srip[64];
+			log_info("auth refused: rip=%s (blocked for %d more seconds)",
+			    log_safe(srip, sizeof(srip), rip, 60), blocked);
+			client_sendf(c, "FAIL\t%u\tcode=temp_fail\treason=Too many failed "
+			    "authentication attempts; try again later\tblocked=%d\n", id, blocked);
+			return true;
+		}
+	}
+
 	r = xcalloc(1, sizeof(*r));
 	r->srv = srv;
+	r->no_penalty = no_penalty;
 	r->client = c;
 	r->id = id;
 	r->mech = mech;
@@ -589,6 +610,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		r->have_in = true;
 	}
 	r->sasl = auth_sasl_req_new(mech, r->service, final_ok);
+	auth_sasl_req_set_rip(r->sasl, r->rip);
 	r->timeout_ev = evtimer_new(srv->base, req_timeout_cb, r);
 	if (r->timeout_ev != NULL) {
 		struct timeval tv;
@@ -599,8 +621,13 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	LIST_INSERT_HEAD(req_bucket(c, id), r, hentry);
 	r->in_table = true;
 	c->n_requests++;
-	/* (penalty_delay_ms() > 0 would start a timer here instead) */
-	(void)penalty_delay_ms(r->rip, no_penalty);
+	if (delay_ms > 0 && (r->penalty_ev = evtimer_new(srv->base, req_penalty_cb, r)) != NULL) {
+		/* repeated failures from this address: hold the attempt first */
+		struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+		r->state = RS_PENALTY;
+		evtimer_add(r->penalty_ev, &tv);
+		return true;
+	}
 	job_submit(r);
 	return true;
 }

@@ -15,6 +15,7 @@
 struct event_base;
 struct backend_chain;
 struct auth_server;
+struct penalty;
 
 struct auth_server_settings {
 	int failure_delay_ms;    /* hold credential FAILs this long (0: no hold) */
@@ -22,6 +23,7 @@ struct auth_server_settings {
 	int workers;             /* worker threads; <= 0: number of CPUs */
 	int max_clients;         /* connections at once; <= 0: default 1024 */
 	int request_timeout_ms;  /* <= 0: 150 s (Dovecot's) */
+	struct penalty *penalty; /* brute-force defence (auth-penalty.h); NULL: none */
 };
 
 /*

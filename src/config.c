@@ -483,7 +483,12 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 {
 	static const char *const keys[] = { "socket", "socket_mode", "socket_user",
 		"socket_group", "mechanisms", "backends", "failure_delay", "min_time",
-		"workers", "allow_authzid", NULL };
+		"workers", "allow_authzid", "penalty", NULL };
+	static const char *const pkeys[] = { "enabled", "max_delay", "block_after",
+		"window", "block_time", "exempt", NULL };
+	config_setting_t *p;
+	char **nets;
+	size_t n;
 	config_setting_t *a = config_setting_get_member(root, "auth");
 	size_t i;
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -530,6 +535,29 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	cfg->auth.min_time_ms = get_ms(L, a, "min_time", 100, 5000);
 	cfg->auth.workers = (int)get_int(L, a, "workers", nproc > 0 ? nproc : 2, 1, 64);
 	cfg->auth.allow_authzid = get_bool(L, a, "allow_authzid", false);
+
+	p = a ? config_setting_get_member(a, "penalty") : NULL;
+	check_keys(L, p, "auth.penalty", pkeys);
+	cfg->auth.penalty.enabled = get_bool(L, p, "enabled", true);
+	cfg->auth.penalty.max_delay_ms = get_ms(L, p, "max_delay", 6000, 60000);
+	cfg->auth.penalty.block_after = (int)get_int(L, p, "block_after", 10, 1, 100000);
+	cfg->auth.penalty.window = (int)get_int(L, p, "window", 600, 1, 86400 * 7);
+	cfg->auth.penalty.block_time = (int)get_int(L, p, "block_time", 900, 1, 86400 * 7);
+	nets = get_strlist(L, p, "exempt", &n);
+	cfg->auth.penalty.exempt = xcalloc(n + 1, sizeof(struct cidr));
+	for (i = 0; i < n; i++) {
+		if (cidr_parse(nets[i], &cfg->auth.penalty.exempt[cfg->auth.penalty.n_exempt]) == 0)
+			cfg->auth.penalty.n_exempt++;
+		else
+			config_errors_add(L->errs, L->file,
+			    line_of(config_setting_get_member(p, "exempt")),
+			    "auth.penalty.exempt: \"%s\" is not a network in CIDR form", nets[i]);
+	}
+	free_strlist(nets, n);
+	if (cfg->auth.penalty.max_delay_ms + cfg->auth.failure_delay_ms >= 10000)
+		config_errors_add(L->errs, L->file, line_of(p ? p : a),
+		    "auth.penalty.max_delay + auth.failure_delay must stay under 10 seconds "
+		    "(Postfix gives up on the auth socket after 10 s)");
 }
 
 static void
@@ -592,7 +620,7 @@ load_smtp(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	static const char *const keys[] = { "max_recipients", "max_errors",
 		"idle_timeout", "data_timeout", "max_connections",
 		"max_connections_per_client", "max_line", "max_auth_line",
-		"received_show_user", "processes", NULL };
+		"received_show_user", "processes", "max_auth_failures", NULL };
 	config_setting_t *s = config_setting_get_member(root, "smtp");
 
 	check_keys(L, s, "smtp", keys);
@@ -607,6 +635,7 @@ load_smtp(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	cfg->smtp.max_auth_line = (int)get_int(L, s, "max_auth_line", 12288, 512, 65536);
 	cfg->smtp.received_show_user = get_bool(L, s, "received_show_user", false);
 	cfg->smtp.processes = (int)get_int(L, s, "processes", 1, 1, 64);
+	cfg->smtp.max_auth_failures = (int)get_int(L, s, "max_auth_failures", 3, 1, 1000);
 }
 
 static int
@@ -738,6 +767,7 @@ config_free(struct msagate_config *cfg)
 		free(b->default_domain);
 	}
 	free(cfg->auth.backends);
+	free(cfg->auth.penalty.exempt);
 	free(cfg->relay.mynetworks);
 	free_strlist(cfg->relay.local_domains, cfg->relay.n_local_domains);
 	free_strlist(cfg->relay.relay_domains, cfg->relay.n_relay_domains);

@@ -75,6 +75,15 @@ struct msagate_config {
 		int min_time_ms;         /* floor for every attempt */
 		int workers;             /* hashing threads in the auth role */
 		bool allow_authzid;      /* authzid != authcid permitted */
+		struct {                 /* auth.penalty: brute-force defence */
+			bool enabled;
+			int max_delay_ms;    /* cap of the growing pre-auth delay */
+			int block_after;     /* failures within window -> blocked */
+			int window;          /* seconds failures are remembered */
+			int block_time;      /* seconds an address stays blocked */
+			struct cidr *exempt; /* never delayed or blocked */
+			size_t n_exempt;
+		} penalty;
 	} auth;
 
 	struct {
@@ -102,6 +111,7 @@ struct msagate_config {
 		int max_line;            /* command line length, octets incl. CRLF */
 		int max_auth_line;       /* AUTH initial response / continuation */
 		bool received_show_user; /* put the authenticated user in Received: */
+		int max_auth_failures;   /* failed AUTH per session; then 421 + close */
 		int processes;           /* smtp role processes */
 	} smtp;
 

@@ -14,6 +14,7 @@
 
 #include <event2/event.h>
 
+#include "auth-penalty.h"
 #include "auth-sasl.h"
 #include "auth-server.h"
 #include "backend.h"
@@ -101,6 +102,7 @@ role_auth_main(struct msagate_config *cfg, int listen_fd)
 		fatalx("auth: event_base_new failed");
 	set.failure_delay_ms = cfg->auth.failure_delay_ms;
 	set.min_time_ms = cfg->auth.min_time_ms;
+	set.penalty = penalty_new(cfg);   /* lives as long as the role */
 	set.workers = cfg->auth.workers;
 	/* backends that wait on slow helpers (PAM, an upstream Dovecot) get
 	 * threads of their own, so that they cannot starve the others */

@@ -84,7 +84,7 @@ like(r, r"^220", "STARTTLS with injected commands: 220")
 s.sock = client_ctx().wrap_socket(s.sock)
 s.buf = b""
 r = s.cmd("EHLO c.example")
-like(r, r"^250-mail\.example\.test", "first reply after TLS answers our EHLO, not the injected RSET", r)
+like(r, r"^250-mail\.example\.test", "first reply after TLS answers our EHLO, not the injected RSET")
 r = s.cmd("NOOP")
 like(r, r"^250 ", "next reply belongs to NOOP (nothing injected in between)")
 like(s.cmd("RCPT TO:<x@example.org>"), r"^(503|530)", "injected MAIL FROM did not open a transaction")

@@ -30,7 +30,7 @@ r = subprocess.run(["fail2ban-regex", "-v", d.log, filt], capture_output=True, t
 out = r.stdout
 m = re.search(r"Lines: \d+ lines, \d+ ignored, (\d+) matched", out)
 is_(int(m.group(1)) if m else -1, 4, "fail2ban-regex matches exactly the 4 failures", out[-3000:])
-hosts = re.findall(r"\|\s+(127\.0\.0\.\d+)\s+\(", out)
+hosts = re.findall(r"^\|\s+(127\.0\.0\.\d+)\s+\w{3} ", out, re.M)
 ok(hosts.count("127.0.0.7") == 3 and hosts.count("127.0.0.8") == 1,
    "the matches name the client addresses 127.0.0.7 (x3) and 127.0.0.8", hosts)
 ok(apw not in d.read_log(), "no password in the log fail2ban reads")

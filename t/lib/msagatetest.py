@@ -42,13 +42,15 @@ def ok(cond, name, diag=None):
     return bool(cond)
 
 
-def is_(got, want, name):
-    return ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
+def is_(got, want, name, extra=None):
+    return ok(got == want, name, "got:  %r\nwant: %r%s" % (
+        got, want, "" if extra is None else "\n" + str(extra)))
 
 
-def like(got, pattern, name):
+def like(got, pattern, name, extra=None):
     return ok(got is not None and re.search(pattern, got, re.S) is not None,
-              name, "got:  %r\nwant match: %r" % (got, pattern))
+              name, "got:  %r\nwant match: %r%s" % (
+                  got, pattern, "" if extra is None else "\n" + str(extra)))
 
 
 def diag(msg):
@@ -121,12 +123,15 @@ class Daemon:
     USERS = {"alice@example.test": "alice-secret-1", "bob": "b0b pass:word"}
 
     def __init__(self, extra_conf="", failure_delay=0, users=None, start=True,
-                 smtp_extra="", auth_extra="", relay_extra=""):
+                 smtp_extra="", auth_extra="", relay_extra="", backends=None,
+                 mechanisms=("PLAIN", "LOGIN"), penalty=False, plain_users=None):
         self.dir = tempfile.mkdtemp(prefix="msagate-t-")
         self.user = run_user()
         os.chmod(self.dir, 0o755)
         atexit.register(self.cleanup)
         self.users = dict(self.USERS if users is None else users)
+        # users stored as {PLAIN} (needed for CRAM-MD5 and SCRAM)
+        self.plain_users = dict(plain_users or {})
         self.ports = {"submission": free_port(), "smtps": free_port(),
                       "relay": free_port()}
         self.run_dir = os.path.join(self.dir, "run")
@@ -143,8 +148,14 @@ class Daemon:
         self.failure_delay = failure_delay
         self.extra_conf = extra_conf
         self.smtp_extra = smtp_extra
-        self.auth_extra = auth_extra
+        # brute-force penalties change timing; only the tests about them want them
+        self.auth_extra = auth_extra if penalty else (
+            auth_extra + "\n  penalty = { enabled = false; };")
         self.relay_extra = relay_extra
+        # the auth.backends list (libconfig text, "%(passwd)s" = our passwd
+        # file); default: just the passwd file
+        self.backends = backends
+        self.mechanisms = list(mechanisms)
         self.write_conf()
         self.proc = None
         if start:
@@ -162,6 +173,8 @@ class Daemon:
             f.write("# test users\n")
             for u, p in self.users.items():
                 f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
+            for u, p in self.plain_users.items():
+                f.write("%s:{PLAIN}%s::::::\n" % (u, p))
         if os.geteuid() == 0:
             import pwd
             os.chown(self.passwd, 0, pwd.getpwnam(self.user).pw_gid)
@@ -183,8 +196,8 @@ listen = (
 auth = {
   socket = "%(run)s/auth";
   socket_mode = 0660;
-  mechanisms = [ "PLAIN", "LOGIN" ];
-  backends = ( { driver = "passwd-file"; path = "%(passwd)s"; } );
+  mechanisms = [ %(mechs)s ];
+  backends = ( %(backends)s );
   failure_delay = %(delay)s;
   min_time = 0;
   %(auth_extra)s
@@ -204,7 +217,11 @@ smtp = {
                 p465=self.ports["smtps"], p25=self.ports["relay"], passwd=self.passwd,
                 delay=self.failure_delay, extra=self.extra_conf,
                 smtp_extra=self.smtp_extra, auth_extra=self.auth_extra,
-                relay_extra=self.relay_extra))
+                relay_extra=self.relay_extra,
+                mechs=", ".join('"%s"' % m for m in self.mechanisms),
+                backends=(self.backends if self.backends is not None else
+                          '{ driver = "passwd-file"; path = "%(passwd)s"; }')
+                % dict(passwd=self.passwd)))
 
     # -- process
     def start(self, timeout=15):

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+# 81-dovecot-upstream.t - the `dovecot` backend against a real, private
+# Dovecot 2.3 auth server (passwd-file passdb): submission over 587 as a
+# Dovecot user with PLAIN and LOGIN, wrong passwords and unknown users get
+# 535, only PLAIN/LOGIN are offered (Dovecot hands out no passwords), a
+# stopped Dovecot gives a quick 454 4.7.0 and `msagatectl auth test` exit 75
+# (the backend error reaches the client as code=temp_fail), a restarted
+# Dovecot is used again (kept connections replaced), and Dovecot's default
+# 2 s failure delay stays within our timeout.
+import atexit, os, pwd, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+if not have("dovecot"):
+    skip_all("dovecot (dovecot-core) is not installed")
+
+
+def user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+class Upstream:
+    """A private Dovecot instance that runs only its auth service."""
+
+    def __init__(self, users):
+        self.dir = tempfile.mkdtemp(prefix="msagate-dv-")
+        os.chmod(self.dir, 0o755)
+        atexit.register(self.cleanup)
+        self.base = os.path.join(self.dir, "run")
+        self.socket = os.path.join(self.base, "auth-client")
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.users = os.path.join(self.dir, "users")
+        with open(self.users, "w") as f:
+            for u, p in users.items():
+                f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
+        os.chmod(self.users, 0o644)
+        self.proc = None
+
+    def write_conf(self, failure_delay):
+        if os.geteuid() == 0:
+            internal, login = "dovecot", "dovenull"
+        else:
+            import getpass
+            internal = login = getpass.getuser()
+        with open(self.conf, "w") as f:
+            f.write("""
+base_dir = %(base)s
+state_dir = %(dir)s/state
+log_path = %(dir)s/dovecot.log
+instance_name = msagate-test-%(tag)s
+protocols =
+ssl = no
+auth_mechanisms = plain login
+auth_verbose = yes
+%(delay)s
+default_internal_user = %(internal)s
+default_login_user = %(login)s
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT %(users)s
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener auth-client {
+    mode = 0666
+  }
+}
+""" % dict(base=self.base, dir=self.dir, tag=os.path.basename(self.dir),
+           users=self.users, internal=internal, login=login,
+           delay="" if failure_delay is None else
+           "auth_failure_delay = %d" % failure_delay))
+
+    def start(self, failure_delay=0):
+        self.write_conf(failure_delay)
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
+                                     start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(2)
+                    s.connect(self.socket)
+                    s.sendall(b"VERSION\t1\t2\nCPID\t1\n")
+                    buf = b""
+                    while b"DONE\n" not in buf:
+                        x = s.recv(4096)
+                        if not x:
+                            break
+                        buf += x
+                    if b"DONE\n" in buf:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.proc = None
+        # its children (auth, anvil, log) leave with the master; wait for the socket
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(self.socket)
+            except OSError:
+                return
+            time.sleep(0.1)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("MSAGATE_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if os.geteuid() == 0 and not (user_exists("dovecot") and user_exists("dovenull")):
+    skip_all("the dovecot/dovenull users of the dovecot-core package are missing")
+
+DAVE, DPW = "dave", "dove-secret 1:x"
+ERIN, EPW = "erin@example.test", "erin-pw-2"
+up = Upstream({DAVE: DPW, ERIN: EPW})
+if not up.start():
+    skip_all("cannot start a private Dovecot: " + up.log()[-500:])
+
+d = Daemon(backends='{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }'
+           % up.socket, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"))
+p587 = d.ports["submission"]
+
+
+def submit(user, password, mech="PLAIN", send=True):
+    """587 + STARTTLS + AUTH <mech>; returns (auth code, reply, queue id or None)."""
+    s = smtplib.SMTP("127.0.0.1", p587, timeout=30)
+    try:
+        s.ehlo("mua.example.test")
+        s.starttls(context=client_ctx())
+        s.ehlo("mua.example.test")
+        s.user, s.password = user, password
+        authobj = s.auth_plain if mech == "PLAIN" else s.auth_login
+        try:
+            code, resp = s.auth(mech, authobj, initial_response_ok=(mech == "PLAIN"))
+        except smtplib.SMTPAuthenticationError as e:
+            return e.smtp_code, e.smtp_error.decode(errors="replace"), None
+        qid = None
+        if send and code == 235:
+            sender = user if "@" in user else user + "@example.test"
+            s.mail(sender)
+            s.rcpt("rcpt@example.org")
+            c2, r2 = s.data(message("dovecot upstream").encode())
+            qid = queued_id(r2.decode(errors="replace")) if c2 == 250 else None
+        return code, resp.decode(errors="replace"), qid
+    finally:
+        try:
+            s.quit()
+        except Exception:
+            s.close()
+
+
+def ehlo_auth():
+    s = smtplib.SMTP("127.0.0.1", p587, timeout=10)
+    s.ehlo("mua.example.test")
+    s.starttls(context=client_ctx())
+    s.ehlo("mua.example.test")
+    auth = s.esmtp_features.get("auth", "")
+    s.quit()
+    return auth
+
+
+# --- mechanisms: Dovecot cannot hand out passwords, so no CRAM-MD5
+auth = ehlo_auth()
+like(auth, r"\bPLAIN\b", "EHLO offers PLAIN")
+like(auth, r"\bLOGIN\b", "EHLO offers LOGIN")
+ok("CRAM-MD5" not in auth, "CRAM-MD5 not offered with only a dovecot backend", auth)
+ok(d.wait_log(r"CRAM-MD5 needs plaintext credentials"), "log says why CRAM-MD5 is off")
+
+# --- a Dovecot user logs in and submits
+code, resp, qid = submit(DAVE, DPW, "PLAIN")
+is_(code, 235, "AUTH PLAIN as a Dovecot user: 235")
+ok(qid is not None, "message queued after PLAIN")
+code, resp, qid = submit(ERIN, EPW, "LOGIN")
+is_(code, 235, "AUTH LOGIN as a Dovecot user (user@domain): 235")
+ok(qid is not None, "message queued after LOGIN")
+code, resp, _ = submit(DAVE, "wrong", "PLAIN")
+is_(code, 535, "wrong password: 535")
+time.sleep(0.3)
+like(up.log(), r"passwd-file\(dave,127\.0\.0\.1[,)]", "Dovecot saw the real client address (rip=)")
+code, resp, _ = submit("nobody-here", "x", "PLAIN")
+is_(code, 535, "unknown user: 535")
+code, resp, _ = submit("da\tve", DPW, "PLAIN")
+is_(code, 535, "user name with a TAB: 535 (never sent upstream)")
+
+r = d.ctl("auth", "test", DAVE, DPW)
+is_(r.returncode, 0, "msagatectl auth test: exit 0")
+like(r.stdout, r"succeeded", "msagatectl auth test: succeeded")
+r = d.ctl("auth", "test", DAVE, "nope")
+is_(r.returncode, 1, "msagatectl auth test, wrong password: exit 1")
+
+# --- upstream down: 454 4.7.0, quickly
+up.stop()
+t0 = time.time()
+code, resp, _ = submit(DAVE, DPW, "PLAIN")
+elapsed = time.time() - t0
+is_(code, 454, "Dovecot stopped: AUTH gets 454")
+like(resp, r"4\.7\.0", "454 with 4.7.0")
+ok(elapsed < 5, "454 comes quickly (%.1f s)" % elapsed)
+r = d.ctl("auth", "test", DAVE, DPW)
+is_(r.returncode, 75, "msagatectl auth test while upstream is down: exit 75 (temporary)")
+ok(d.wait_log(r"dovecot .*auth-client: cannot connect"), "log names the unreachable upstream")
+
+# --- upstream back: reconnect
+ok(up.start(), "Dovecot started again")
+code, resp, qid = submit(DAVE, DPW, "PLAIN")
+is_(code, 235, "after Dovecot is back: 235")
+
+# --- a restart behind our back: the kept connection is dead, replaced once
+code, resp, _ = submit(DAVE, DPW, "PLAIN", send=False)
+is_(code, 235, "login before the restart")
+up.stop()
+ok(up.start(), "Dovecot restarted")
+code, resp, _ = submit(DAVE, DPW, "PLAIN", send=False)
+is_(code, 235, "first login after a restart succeeds (stale connection replaced)")
+
+# --- Dovecot's default auth_failure_delay (2 s) stays within our timeout
+up.stop()
+ok(up.start(failure_delay=None), "Dovecot with the default failure delay")
+t0 = time.time()
+code, resp, _ = submit(DAVE, "wrong", "PLAIN")
+elapsed = time.time() - t0
+is_(code, 535, "wrong password with Dovecot's 2 s delay: 535, not 454")
+ok(0.9 <= elapsed < 8, "answered after Dovecot's delay (%.1f s)" % elapsed)
+code, resp, _ = submit(DAVE, DPW, "LOGIN", send=False)
+is_(code, 235, "right password with the delay configured: 235")
+
+ok(DPW not in d.read_log() and EPW not in d.read_log(), "no password in the log")
+
+is_(d.stop(), 0, "SIGTERM: msagated exits 0")
+up.stop()
+done()

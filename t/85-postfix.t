@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+# 85-postfix.t - a real Postfix 3.7 smtpd with smtpd_sasl_type = dovecot and
+# smtpd_sasl_path pointing at msagate's auth socket authenticates swaks
+# users with PLAIN and LOGIN and refuses wrong passwords (root only: runs a
+# private Postfix instance).
+import os, pwd, grp, shutil, socket, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+if os.geteuid() != 0:
+    skip_all("needs root to run a private Postfix instance")
+if not (have("postfix") and have("swaks")):
+    skip_all("postfix or swaks not installed")
+try:
+    grp.getgrnam("postfix")
+except KeyError:
+    skip_all("no postfix group")
+
+# the auth socket is reachable by Postfix's smtpd through its group
+d = Daemon(auth_extra='socket_group = "postfix";')
+alice, apw = "alice@example.test", d.users["alice@example.test"]
+st = os.stat(d.auth_socket)
+is_(grp.getgrgid(st.st_gid).gr_name, "postfix", "auth.socket_group sets the socket's group")
+is_(oct(st.st_mode & 0o777), "0o660", "auth.socket_mode sets its mode")
+
+pf = os.path.join(d.dir, "pf")
+for sub in ("conf", "queue", "data"):
+    os.makedirs(os.path.join(pf, sub))
+os.chown(os.path.join(pf, "data"), pwd.getpwnam("postfix").pw_uid, -1)
+port = free_port()
+with open(os.path.join(pf, "conf", "main.cf"), "w") as f:
+    f.write("""compatibility_level = 3.6
+queue_directory = {pf}/queue
+data_directory = {pf}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+mail_owner = postfix
+myhostname = pf.example.test
+mydomain = example.test
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.2/32
+maillog_file_prefixes = /tmp
+maillog_file = {pf}/postfix.log
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {sock}
+smtpd_tls_security_level = none
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+default_transport = discard
+""".format(pf=pf, sock=d.auth_socket))
+with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
+    f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
+    for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
+                 "qmgr unix n - n 300 1 qmgr", "rewrite unix - - n - - trivial-rewrite",
+                 "bounce unix - - n - 0 bounce", "defer unix - - n - 0 bounce",
+                 "trace unix - - n - 0 bounce", "verify unix - - n - 1 verify",
+                 "proxymap unix - - n - - proxymap", "showq unix n - n - - showq",
+                 "error unix - - n - - error", "retry unix - - n - - error",
+                 "discard unix - - n - - discard", "anvil unix - - n - 1 anvil",
+                 "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd"):
+        f.write(line + "\n")
+os.chmod(pf, 0o755)
+r = subprocess.run(["postfix", "-c", os.path.join(pf, "conf"), "start"], capture_output=True, text=True)
+ok(r.returncode == 0, "private Postfix instance started", r.stdout + r.stderr)
+
+
+def pflog():
+    try:
+        return open(os.path.join(pf, "postfix.log")).read()
+    except OSError:
+        return ""
+
+
+try:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    s = Session("127.0.0.1", port)
+    r = s.cmd("EHLO c.example")
+    like(r, r"250-AUTH PLAIN LOGIN", "Postfix advertises the mechanisms it read from our socket", pflog()[-2000:])
+    s.close()
+    for mech in ("PLAIN", "LOGIN"):
+        r = subprocess.run(["swaks", "-4", "--server", "127.0.0.1:%d" % port, "--auth", mech,
+                            "--auth-user", alice, "--auth-password", apw, "--from", alice,
+                            "--to", "x@example.org", "--timeout", "20"],
+                           capture_output=True, text=True, timeout=60)
+        like(r.stdout, r"<-  235 ", "Postfix + msagate socket: AUTH %s succeeds" % mech, r.stdout[-1500:])
+        like(r.stdout, r"<-  250 2\.0\.0 Ok: queued", "and Postfix relays for the authenticated user (%s)" % mech)
+    r = subprocess.run(["swaks", "-4", "--server", "127.0.0.1:%d" % port, "--auth", "PLAIN",
+                        "--auth-user", alice, "--auth-password", "Wr0ngPass-x", "--from", alice,
+                        "--to", "x@example.org", "--timeout", "20"],
+                       capture_output=True, text=True, timeout=60)
+    like(r.stdout, r"<\*\* 535 5\.7\.8", "wrong password through Postfix: 535 5.7.8")
+    r = subprocess.run(["swaks", "-4", "--server", "127.0.0.1:%d" % port, "--from", alice,
+                        "--to", "x@example.org", "--timeout", "20"],
+                       capture_output=True, text=True, timeout=60)
+    like(r.stdout, r"<\*\* 554 5\.7\.1", "without AUTH Postfix refuses to relay")
+    ok(d.wait_log(r"auth ok: rip=127\.0\.0\.1 user=alice@example\.test mech=PLAIN service=smtp"),
+       "msagate logged Postfix's PLAIN login with the client address")
+    ok(re.search(r"sasl_method=LOGIN, sasl_username=alice@example\.test", pflog()),
+       "Postfix logged the LOGIN user it got from msagate")
+finally:
+    subprocess.run(["postfix", "-c", os.path.join(pf, "conf"), "stop"], capture_output=True)
+    time.sleep(0.5)
+d.stop()
+done()
