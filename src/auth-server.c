@@ -94,6 +94,8 @@ struct auth_client {
 struct auth_server {
 	struct event_base *base;
 	struct evconnlistener *listener;
+	struct evconnlistener *more[AUTH_SERVER_MAX_LISTENERS];  /* auth.listeners */
+	size_t n_more;
 	struct backend_chain *chain;
 	struct auth_server_settings set;
 	LIST_HEAD(, auth_client) clients;
@@ -968,6 +970,8 @@ auth_server_new(struct event_base *base, int listen_fd, struct backend_chain *ch
 void
 auth_server_stop_listening(struct auth_server *srv)
 {
+	while (srv->n_more > 0)
+		evconnlistener_free(srv->more[--srv->n_more]);
 	if (srv->listener) {
 		evconnlistener_free(srv->listener);
 		srv->listener = NULL;
@@ -1022,4 +1026,22 @@ auth_server_free(struct auth_server *srv)
 	pthread_mutex_destroy(&srv->qlock);
 	pthread_cond_destroy(&srv->qcond);
 	free(srv);
+}
+
+/* auth_server_add_listener - serve one more listening socket (auth.listeners). */
+int
+auth_server_add_listener(struct auth_server *srv, int fd)
+{
+	struct evconnlistener *l;
+
+	if (srv->n_more >= AUTH_SERVER_MAX_LISTENERS)
+		return -1;
+	evutil_make_socket_nonblocking(fd);
+	l = evconnlistener_new(srv->base, accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (l == NULL)
+		return -1;
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	srv->more[srv->n_more++] = l;
+	return 0;
 }

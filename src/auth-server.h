@@ -35,6 +35,9 @@ struct auth_server *auth_server_new(struct event_base *base, int listen_fd,
     struct backend_chain *chain, const struct auth_server_settings *set);
 /* Stop accepting, drop every client, stop and join the workers. */
 void auth_server_free(struct auth_server *srv);
+#define AUTH_SERVER_MAX_LISTENERS 16
+/* Serve one more listening socket (takes ownership); -1 if too many. */
+int auth_server_add_listener(struct auth_server *srv, int fd);
 /* Serve an already connected socket (takes ownership of fd). */
 int auth_server_add_client(struct auth_server *srv, int fd);
 /* Stop accepting new connections (graceful stop); clients are kept. */

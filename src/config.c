@@ -483,7 +483,9 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 {
 	static const char *const keys[] = { "socket", "socket_mode", "socket_user",
 		"socket_group", "mechanisms", "backends", "failure_delay", "min_time",
-		"workers", "allow_authzid", "penalty", NULL };
+		"workers", "allow_authzid", "penalty", "listeners", NULL };
+	static const char *const lkeys[] = { "path", "mode", "user", "group", NULL };
+	config_setting_t *ls;
 	static const char *const pkeys[] = { "enabled", "max_delay", "block_after",
 		"window", "block_time", "exempt", NULL };
 	config_setting_t *p;
@@ -502,6 +504,39 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	cfg->auth.socket_mode = octal_mode(L, a, "socket_mode", 0660);
 	cfg->auth.socket_user = get_str(L, a, "socket_user", NULL);
 	cfg->auth.socket_group = get_str(L, a, "socket_group", NULL);
+	cfg->auth.userdb_socket = xasprintf("%s/auth-userdb", cfg->run_dir);
+	ls = a ? config_setting_get_member(a, "listeners") : NULL;
+	if (ls != NULL && !config_setting_is_list(ls))
+		config_errors_add(L->errs, L->file, line_of(ls),
+		    "auth.listeners must be a list of groups: ( { path = ...; }, ... )");
+	else if (ls != NULL) {
+		int k, nl = config_setting_length(ls);
+		cfg->auth.listeners = xcalloc((size_t)nl + 1, sizeof(*cfg->auth.listeners));
+		for (k = 0; k < nl; k++) {
+			config_setting_t *e = config_setting_get_elem(ls, (unsigned)k);
+			struct auth_listener_cfg *al = &cfg->auth.listeners[cfg->auth.n_listeners];
+			if (!config_setting_is_group(e)) {
+				config_errors_add(L->errs, L->file, line_of(ls),
+				    "auth.listeners entry %d must be a group", k + 1);
+				continue;
+			}
+			check_keys(L, e, "auth.listeners", lkeys);
+			al->line = line_of(e);
+			al->path = get_str(L, e, "path", NULL);
+			al->mode = octal_mode(L, e, "mode", 0660);
+			al->user = get_str(L, e, "user", NULL);
+			al->group = get_str(L, e, "group", NULL);
+			if (al->path == NULL || al->path[0] != '/') {
+				config_errors_add(L->errs, L->file, al->line,
+				    "auth.listeners entry needs an absolute \"path\"");
+				free(al->path);
+				free(al->user);
+				free(al->group);
+				continue;
+			}
+			cfg->auth.n_listeners++;
+		}
+	}
 	cfg->auth.mechanisms = get_strlist(L, a, "mechanisms", &cfg->auth.n_mechanisms);
 	if (cfg->auth.mechanisms == NULL || cfg->auth.n_mechanisms == 0) {
 		free_strlist(cfg->auth.mechanisms, cfg->auth.n_mechanisms);
@@ -565,7 +600,7 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 {
 	static const char *const keys[] = { "mynetworks", "local_domains",
 		"relay_domains", "relayhost", "message_size_limit", "aliases",
-		"delivery", NULL };
+		"delivery", "recipient_delimiter", "sender_logins", "check_from_header", NULL };
 	static const char *const dkeys[] = { "method", "path", "socket", NULL };
 	config_setting_t *r = config_setting_get_member(root, "relay");
 	config_setting_t *d = r ? config_setting_get_member(r, "delivery") : NULL;
@@ -603,6 +638,13 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 	cfg->relay.message_size_limit = get_int(L, r, "message_size_limit",
 	    26214400, 1024, 2147483647LL);
 	cfg->relay.aliases = get_str(L, r, "aliases", NULL);
+	cfg->relay.recipient_delimiter = get_str(L, r, "recipient_delimiter", "+");
+	if (strlen(cfg->relay.recipient_delimiter) > 1)
+		config_errors_add(L->errs, L->file,
+		    line_of(config_setting_get_member(r, "recipient_delimiter")),
+		    "relay.recipient_delimiter must be one character or empty");
+	cfg->relay.sender_logins = get_str(L, r, "sender_logins", NULL);
+	cfg->relay.check_from_header = get_bool(L, r, "check_from_header", false);
 	check_keys(L, d, "relay.delivery", dkeys);
 	cfg->relay.delivery_method = get_str(L, d, "method", "maildir");
 	cfg->relay.delivery_path = get_str(L, d, "path", "/var/mail/%d/%n/Maildir");
@@ -768,6 +810,15 @@ config_free(struct msagate_config *cfg)
 	}
 	free(cfg->auth.backends);
 	free(cfg->auth.penalty.exempt);
+	for (i = 0; i < cfg->auth.n_listeners; i++) {
+		free(cfg->auth.listeners[i].path);
+		free(cfg->auth.listeners[i].user);
+		free(cfg->auth.listeners[i].group);
+	}
+	free(cfg->auth.listeners);
+	free(cfg->auth.userdb_socket);
+	free(cfg->relay.recipient_delimiter);
+	free(cfg->relay.sender_logins);
 	free(cfg->relay.mynetworks);
 	free_strlist(cfg->relay.local_domains, cfg->relay.n_local_domains);
 	free_strlist(cfg->relay.relay_domains, cfg->relay.n_relay_domains);

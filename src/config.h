@@ -37,6 +37,15 @@ struct backend_cfg {
 	int line;
 };
 
+/* An extra auth client socket (auth.listeners), e.g. inside Postfix's spool. */
+struct auth_listener_cfg {
+	char *path;
+	int mode;
+	char *user;                  /* owner, optional */
+	char *group;                 /* group, optional */
+	int line;
+};
+
 /* An IPv4 or IPv6 network in CIDR form (IPv4 stored as v4-mapped). */
 struct cidr {
 	uint8_t addr[16];
@@ -67,6 +76,9 @@ struct msagate_config {
 		int socket_mode;
 		char *socket_user;       /* optional owner */
 		char *socket_group;      /* optional group */
+		struct auth_listener_cfg *listeners;  /* more client sockets */
+		size_t n_listeners;
+		char *userdb_socket;     /* internal user lookups (run_dir/auth-userdb) */
 		char **mechanisms;       /* upper case */
 		size_t n_mechanisms;
 		struct backend_cfg *backends;
@@ -99,6 +111,9 @@ struct msagate_config {
 		char *delivery_method;   /* "maildir" or "lmtp" */
 		char *delivery_path;
 		char *delivery_socket;
+		char *recipient_delimiter; /* "+" (user+tag); "" = none */
+		char *sender_logins;     /* file: sender address -> logins allowed to use it */
+		bool check_from_header;  /* also check From: against the login (553) */
 	} relay;
 
 	struct {

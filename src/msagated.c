@@ -55,7 +55,8 @@ static size_t n_children;
 static volatile sig_atomic_t got_hup, got_term, got_chld;
 static struct msagate_config *cfg;
 static struct smtp_listeners listeners;
-static int auth_fd = -1, queue_fd = -1;
+static struct auth_fds auth_fds = { NULL, 0, -1 };
+static int queue_fd = -1;
 static bool foreground;
 
 static void
@@ -253,7 +254,30 @@ open_sockets(void)
 	listeners.fds = xcalloc(cfg->n_listen + 1, sizeof(int));
 	for (i = 0; i < cfg->n_listen; i++)
 		listeners.fds[i] = bind_tcp(&cfg->listen[i]);
-	auth_fd = bind_unix(cfg->auth.socket, SOCK_STREAM, cfg->auth.socket_mode, auid, agid);
+	auth_fds.client = xcalloc(cfg->auth.n_listeners + 2, sizeof(int));
+	auth_fds.client[auth_fds.n_client++] = bind_unix(cfg->auth.socket, SOCK_STREAM,
+	    cfg->auth.socket_mode, auid, agid);
+	for (i = 0; i < cfg->auth.n_listeners; i++) {
+		const struct auth_listener_cfg *al = &cfg->auth.listeners[i];
+		uid_t lu = uid;
+		gid_t lg = gid;
+		if (geteuid() == 0 && al->user) {
+			struct passwd *lp = getpwnam(al->user);
+			if (lp == NULL)
+				fatalx("auth.listeners user \"%s\" does not exist", al->user);
+			lu = lp->pw_uid;
+		}
+		if (geteuid() == 0 && al->group) {
+			struct group *lgr = getgrnam(al->group);
+			if (lgr == NULL)
+				fatalx("auth.listeners group \"%s\" does not exist", al->group);
+			lg = lgr->gr_gid;
+		}
+		auth_fds.client[auth_fds.n_client++] = bind_unix(al->path, SOCK_STREAM,
+		    al->mode, lu, lg);
+	}
+	/* internal: the SMTP role's recipient lookups (same user only) */
+	auth_fds.userdb = bind_unix(cfg->auth.userdb_socket, SOCK_STREAM, 0600, uid, gid);
 	queue_fd = bind_unix(cfg->queue_socket, SOCK_SEQPACKET, 0600, uid, gid);
 }
 
@@ -264,10 +288,25 @@ close_sockets(void)
 
 	for (i = 0; i < listeners.n; i++)
 		close(listeners.fds[i]);
-	close(auth_fd);
+	for (i = 0; i < auth_fds.n_client; i++)
+		close(auth_fds.client[i]);
+	close(auth_fds.userdb);
 	close(queue_fd);
 	unlink(cfg->auth.socket);
+	for (i = 0; i < cfg->auth.n_listeners; i++)
+		unlink(cfg->auth.listeners[i].path);
+	unlink(cfg->auth.userdb_socket);
 	unlink(cfg->queue_socket);
+}
+
+static void
+close_auth_fds(void)
+{
+	size_t i;
+
+	for (i = 0; i < auth_fds.n_client; i++)
+		close(auth_fds.client[i]);
+	close(auth_fds.userdb);
 }
 
 /* start_child - fork one role; the child never returns. */
@@ -307,7 +346,7 @@ start_child(struct child *c)
 	}
 	switch (c->kind) {
 	case ROLE_QUEUE:
-		close(auth_fd);
+		close_auth_fds();
 		for (size_t i = 0; i < listeners.n; i++)
 			close(listeners.fds[i]);
 		rc = role_queue_main(cfg, queue_fd);
@@ -316,11 +355,11 @@ start_child(struct child *c)
 		close(queue_fd);
 		for (size_t i = 0; i < listeners.n; i++)
 			close(listeners.fds[i]);
-		rc = role_auth_main(cfg, auth_fd);
+		rc = role_auth_main(cfg, &auth_fds);
 		break;
 	case ROLE_SMTP:
 		close(queue_fd);
-		close(auth_fd);
+		close_auth_fds();
 		rc = role_smtp_main(cfg, &listeners);
 		break;
 	}

@@ -75,8 +75,10 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 }
 
 int
-role_auth_main(struct msagate_config *cfg, int listen_fd)
+role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 {
+	int listen_fd = fds->n_client > 0 ? fds->client[0] : -1;
+	size_t i;
 	struct role_auth ra = { 0 };
 	struct auth_server_settings set = { 0 };
 	struct backend_chain *chain;
@@ -108,6 +110,11 @@ role_auth_main(struct msagate_config *cfg, int listen_fd)
 	 * threads of their own, so that they cannot starve the others */
 	set.workers += (int)backend_chain_max_blocked_threads(chain);
 	ra.srv = auth_server_new(ra.base, listen_fd, chain, &set);
+	for (i = 1; ra.srv != NULL && i < fds->n_client; i++)
+		if (auth_server_add_listener(ra.srv, fds->client[i]) != 0)
+			fatalx("auth: cannot serve auth listener %zu", i);
+	/* fds->userdb: the internal USER lookup socket (served below when
+	 * the userdb server exists) */
 
 	ra.ev_hup = evsignal_new(ra.base, SIGHUP, on_sighup, &ra);
 	ra.ev_term = evsignal_new(ra.base, SIGTERM, on_sigterm, &ra);
@@ -118,7 +125,6 @@ role_auth_main(struct msagate_config *cfg, int listen_fd)
 		fatalx("auth: cannot install signal handlers");
 
 	{
-		size_t i;
 		struct sbuf mechs;
 		sbuf_init(&mechs, 0);
 		for (i = 0; i < auth_sasl_mech_count(); i++)

@@ -18,8 +18,17 @@ struct smtp_listeners {
 	size_t n;
 };
 
+/* Sockets handed to the auth role: Dovecot-protocol client listeners
+ * (auth.socket first, then auth.listeners) and the internal userdb socket
+ * (Dovecot master-protocol USER lookups for the SMTP role; -1 if none). */
+struct auth_fds {
+	int *client;
+	size_t n_client;
+	int userdb;
+};
+
 int role_smtp_main(struct msagate_config *cfg, const struct smtp_listeners *ls);
-int role_auth_main(struct msagate_config *cfg, int auth_listen_fd);
+int role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds);
 int role_queue_main(struct msagate_config *cfg, int queue_listen_fd);
 
 /*

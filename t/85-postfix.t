@@ -16,14 +16,25 @@ try:
 except KeyError:
     skip_all("no postfix group")
 
-# the auth socket is reachable by Postfix's smtpd through its group
-d = Daemon(auth_extra='socket_group = "postfix";')
+# the main auth socket is reachable by Postfix's smtpd through its group;
+# a second listener (auth.listeners) sits inside the Postfix instance's
+# private/ directory, owned by postfix, as it would in /var/spool/postfix
+d = Daemon(auth_extra='socket_group = "postfix";', start=False)
+pf = os.path.join(d.dir, "pf")
+os.makedirs(os.path.join(pf, "private"))
+pf_auth = os.path.join(pf, "private", "auth")
+d.auth_extra += ('\n  listeners = ( { path = "%s"; mode = 0600; user = "postfix"; '
+                 'group = "postfix"; } );' % pf_auth)
+d.write_conf()
+d.start()
 alice, apw = "alice@example.test", d.users["alice@example.test"]
 st = os.stat(d.auth_socket)
 is_(grp.getgrgid(st.st_gid).gr_name, "postfix", "auth.socket_group sets the socket's group")
 is_(oct(st.st_mode & 0o777), "0o660", "auth.socket_mode sets its mode")
 
-pf = os.path.join(d.dir, "pf")
+st = os.stat(pf_auth)
+is_((pwd.getpwuid(st.st_uid).pw_name, oct(st.st_mode & 0o777)), ("postfix", "0o600"),
+    "auth.listeners: second socket with its own owner and mode")
 for sub in ("conf", "queue", "data"):
     os.makedirs(os.path.join(pf, sub))
 os.chown(os.path.join(pf, "data"), pwd.getpwnam("postfix").pw_uid, -1)
@@ -50,7 +61,7 @@ smtpd_sasl_path = {sock}
 smtpd_tls_security_level = none
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 default_transport = discard
-""".format(pf=pf, sock=d.auth_socket))
+""".format(pf=pf, sock=pf_auth))
 with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
     f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
     for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",

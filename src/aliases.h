@@ -1,0 +1,56 @@
+/*
+ * aliases.h - aliases(5) files: parsing ("name: target, target, ..." with
+ * '#' comments and continuation lines that start with white space), lookup
+ * and recursive expansion of local recipients (depth limit, loop detection;
+ * ":include:", "|pipe" and "/file" targets refused unless enabled).
+ *
+ * Used by the SMTP role (does a local recipient exist?) and by local
+ * delivery (where does it go?).  Pure: no logging, no global state.
+ */
+#ifndef MSAGATE_ALIASES_H
+#define MSAGATE_ALIASES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct aliases;
+
+#define ALIASES_MAX_DEPTH 10
+
+/*
+ * aliases_load - read path; NULL with *error (malloc'd "PATH:LINE: msg")
+ * on a problem.  A missing file is an error too (the caller decides
+ * whether it matters).
+ */
+struct aliases *aliases_load(const char *path, char **error);
+void aliases_free(struct aliases *a);
+/* Re-read when path's mtime/size/inode changed; 0 unchanged or reloaded,
+ * -1 with *error (the old table is kept). */
+int aliases_refresh(struct aliases **a, char **error);
+
+/* The targets of one alias name (compared case-insensitively), or NULL. */
+const char *const *aliases_lookup(const struct aliases *a, const char *name,
+    size_t *n_targets);
+
+/* What expansion may produce besides addresses. */
+struct aliases_policy {
+	bool allow_include;      /* ":include:/path" */
+	bool allow_pipe;         /* "|command" */
+	bool allow_file;         /* "/path/to/file" */
+	const char *const *local_domains;  /* bare names and these domains are local */
+	size_t n_local_domains;
+	const char *recipient_delimiter;   /* "+" or "" */
+};
+
+/*
+ * aliases_expand - expand one recipient address.  Local addresses whose
+ * local part (without +tag) is an alias are replaced by its targets,
+ * recursively; everything else is returned as it is.  The result is a
+ * malloc'd array of malloc'd strings (deduplicated).  Returns 0, or -1 with
+ * *error (loop, too deep, refused target kind).
+ */
+int aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
+    const char *address, char ***out, size_t *n_out, char **error);
+void aliases_free_list(char **list, size_t n);
+
+#endif
