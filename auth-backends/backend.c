@@ -7,6 +7,7 @@
  * `msagated -n` and the auth role say "not compiled in" clearly instead of
  * pretending to work.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,21 +176,64 @@ backend_chain_verify_plain(struct backend_chain *c, const char *user,
 }
 
 enum backend_result
-backend_chain_lookup_plain(struct backend_chain *c, const char *user,
-    char **plain, struct backend_reply *r)
+backend_chain_lookup_plain_req(struct backend_chain *c, const char *user,
+    char **plain, const struct backend_request *req, struct backend_reply *r)
 {
 	size_t i;
 
 	*plain = NULL;
 	reply_init(r, user);
 	for (i = 0; i < c->n; i++) {
+		const struct auth_backend_ops *ops = c->b[i].ops;
 		enum backend_result res;
 
-		if (c->b[i].ops->lookup_plain == NULL)
+		if (ops->lookup_plain_req != NULL)
+			res = ops->lookup_plain_req(c->b[i].state, user, plain, req, r);
+		else if (ops->lookup_plain != NULL)
+			res = ops->lookup_plain(c->b[i].state, user, plain, r);
+		else
 			return BACKEND_TEMPFAIL;   /* cannot answer for this user */
-		res = c->b[i].ops->lookup_plain(c->b[i].state, user, plain, r);
 		if (res != BACKEND_UNKNOWN_USER)
 			return res;
+	}
+	return BACKEND_UNKNOWN_USER;
+}
+
+enum backend_result
+backend_chain_lookup_plain(struct backend_chain *c, const char *user,
+    char **plain, struct backend_reply *r)
+{
+	return backend_chain_lookup_plain_req(c, user, plain, NULL, r);
+}
+
+/*
+ * backend_chain_lookup_user - userdb lookup in backend order.  Backends
+ * without lookup_user are skipped (they cannot say anything about
+ * existence); an OK canonical name defaults to the name asked for.
+ */
+enum backend_result
+backend_chain_lookup_user(struct backend_chain *c, const char *user,
+    struct backend_reply *r)
+{
+	size_t i;
+
+	reply_init(r, user);
+	for (i = 0; i < c->n; i++) {
+		const struct auth_backend_ops *ops = c->b[i].ops;
+		enum backend_result res;
+
+		if (ops->lookup_user == NULL)
+			continue;
+		res = ops->lookup_user(c->b[i].state, user, r);
+		if (res == BACKEND_OK) {
+			if (r->user[0] == '\0')
+				snprintf(r->user, sizeof(r->user), "%s", user);
+			return BACKEND_OK;
+		}
+		if (res == BACKEND_TEMPFAIL)
+			return BACKEND_TEMPFAIL;
+		/* anything else: this backend does not know the user */
+		memset(r, 0, sizeof(*r));
 	}
 	return BACKEND_UNKNOWN_USER;
 }
@@ -202,7 +246,8 @@ backend_chain_can_lookup_plain(const struct backend_chain *c)
 	if (c->n == 0)
 		return false;
 	for (i = 0; i < c->n; i++)
-		if (c->b[i].ops->lookup_plain == NULL)
+		if (c->b[i].ops->lookup_plain == NULL &&
+		    c->b[i].ops->lookup_plain_req == NULL)
 			return false;
 	return true;
 }

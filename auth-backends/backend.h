@@ -45,6 +45,9 @@ struct backend_reply {
 	 * pass_expired) rather than the account being locked or expired
 	 * (code=user_disabled) */
 	bool pass_expired;
+	/* why a known user was refused despite (or regardless of) the
+	 * password, for the log only ("nologin", "allow_nets"); "" if not */
+	char reason[32];
 };
 
 /* What a backend may know of the request besides the credentials. */
@@ -88,6 +91,20 @@ struct auth_backend_ops {
 	enum backend_result (*verify_plain_req)(void *state, const char *user,
 	    const char *password, const struct backend_request *req,
 	    struct backend_reply *r);
+	/* lookup_plain with the request's context (req may be NULL); when
+	 * set, the chain calls this instead of lookup_plain. */
+	enum backend_result (*lookup_plain_req)(void *state, const char *user,
+	    char **plain, const struct backend_request *req,
+	    struct backend_reply *r);
+	/*
+	 * Userdb lookup (the auth role's userdb socket): does the user exist,
+	 * and with which canonical name and fields (r->user, r->extra:
+	 * TAB-separated "uid=.. gid=.. home=.."; never a credential).
+	 * BACKEND_OK / BACKEND_UNKNOWN_USER / BACKEND_TEMPFAIL only.  NULL:
+	 * the backend cannot tell; the chain moves on to the next one.
+	 */
+	enum backend_result (*lookup_user)(void *state, const char *user,
+	    struct backend_reply *r);
 };
 
 /* The registry: a driver name -> ops (ops->init NULL: not compiled in). */
@@ -117,6 +134,14 @@ enum backend_result backend_chain_verify_plain_req(struct backend_chain *c,
 /* As above for the plaintext credential (CRAM-MD5, SCRAM). */
 enum backend_result backend_chain_lookup_plain(struct backend_chain *c,
     const char *user, char **plain, struct backend_reply *r);
+/* As above, telling the backends about the request (client address). */
+enum backend_result backend_chain_lookup_plain_req(struct backend_chain *c,
+    const char *user, char **plain, const struct backend_request *req,
+    struct backend_reply *r);
+/* Userdb lookup: the first backend that knows the user answers (OK);
+ * UNKNOWN_USER when none does; a TEMPFAIL stops the walk. */
+enum backend_result backend_chain_lookup_user(struct backend_chain *c,
+    const char *user, struct backend_reply *r);
 /* Can every backend of the chain hand out plaintext credentials? */
 bool backend_chain_can_lookup_plain(const struct backend_chain *c);
 /* Sum of the backends' max_blocked_threads (threads to add for them). */

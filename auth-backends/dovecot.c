@@ -34,6 +34,9 @@
  *    pass_expired -> DISABLED with pass_expired; other FAILs -> MISMATCH.
  *  - User names with control characters (TAB, CR, LF...) are never sent.
  * Plaintext credentials cannot be looked up (lookup_plain = NULL).
+ * Userdb lookups are not answered either (lookup_user = NULL): the
+ * upstream's client socket has no USER command, so the chain skips this
+ * backend for them.
  */
 #include <errno.h>
 #include <poll.h>

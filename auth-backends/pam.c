@@ -30,12 +30,22 @@
  * right password but account expired/locked -> DISABLED, password expired
  * -> DISABLED with pass_expired; anything else -> TEMPFAIL.
  * Plaintext credentials cannot be looked up (no CRAM-MD5/SCRAM).
+ *
+ * Userdb lookups (lookup_user, for recipient checks): PAM itself has no
+ * "does this user exist" call, so the backend answers for the system
+ * accounts PAM authenticates: getpwnam_r(user) in the calling worker
+ * thread (NSS may block; never on the loop), and for user@domain, when
+ * that name is not an account, getpwnam_r(local part) - whether the
+ * domain is ours is the caller's business (the SMTP role only asks about
+ * local_domains).  The canonical name is the account's; fields uid, gid,
+ * home.  ENOENT-type answers are "unknown"; other NSS errors TEMPFAIL.
  */
 #ifdef HAVE_PAM
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -775,6 +785,58 @@ pam_max_blocked_threads(void *state)
 	return slots_max_threads(s->slots);
 }
 
+/* pam_getpw - getpwnam_r into r: 1 found, 0 unknown, -1 NSS error. */
+static int
+pam_getpw(const char *name, struct backend_reply *r)
+{
+	struct passwd pw, *res = NULL;
+	char buf[16384];
+	int rc;
+
+	rc = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (res == NULL) {
+		/* "not found" comes back as 0 or one of these, depending on
+		 * the NSS module (getpwnam_r(3)) */
+		if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF ||
+		    rc == EPERM)
+			return 0;
+		return -1;
+	}
+	snprintf(r->user, sizeof(r->user), "%s", pw.pw_name);
+	snprintf(r->extra, sizeof(r->extra), "uid=%lu\tgid=%lu",
+	    (unsigned long)pw.pw_uid, (unsigned long)pw.pw_gid);
+	if (pw.pw_dir != NULL && pw.pw_dir[0] != '\0' &&
+	    strpbrk(pw.pw_dir, "\t\n") == NULL &&
+	    strlen(r->extra) + 6 + strlen(pw.pw_dir) < sizeof(r->extra)) {
+		strcat(r->extra, "\thome=");
+		strcat(r->extra, pw.pw_dir);
+	}
+	secure_zero(buf, sizeof(buf));   /* may hold a shadow placeholder */
+	return 1;
+}
+
+/* pam_lookup_user - the system account user, or user@domain's local part. */
+static enum backend_result
+pam_lookup_user(void *state, const char *user, struct backend_reply *r)
+{
+	char local[BACKEND_MAX_USER + 1];
+	const char *at;
+	int rc;
+
+	(void)state;
+	if (user[0] == '\0' || strlen(user) > BACKEND_MAX_USER)
+		return BACKEND_UNKNOWN_USER;
+	rc = pam_getpw(user, r);
+	if (rc == 0 && (at = strrchr(user, '@')) != NULL && at > user) {
+		memcpy(local, user, (size_t)(at - user));
+		local[at - user] = '\0';
+		rc = pam_getpw(local, r);
+	}
+	if (rc < 0)
+		return BACKEND_TEMPFAIL;
+	return rc > 0 ? BACKEND_OK : BACKEND_UNKNOWN_USER;
+}
+
 const struct auth_backend_ops backend_pam = {
 	.name = "pam",
 	.check = pam_check,
@@ -785,6 +847,7 @@ const struct auth_backend_ops backend_pam = {
 	.reload = NULL,
 	.max_blocked_threads = pam_max_blocked_threads,
 	.verify_plain_req = pam_verify_plain_req,   /* PAM_RHOST */
+	.lookup_user = pam_lookup_user,
 };
 
 #endif /* HAVE_PAM */

@@ -10,6 +10,17 @@
  * second) and load it again, as does reload() on SIGHUP.  A failed reload
  * keeps the previous table.
  *
+ * Extra fields (the 8th field, space separated) that we act on:
+ *   nologin         refuse every login (we are no proxy: Dovecot would
+ *                   answer OK+nologin for a proxy to act on)
+ *   allow_nets=N,.. refuse logins whose client address (rip) is in none of
+ *                   the networks, or is unknown
+ * A refusal looks exactly like a wrong password from outside (the hash is
+ * still computed; BACKEND_MISMATCH) and names its reason for the log.
+ * These internal fields are never handed out as reply extra fields.
+ * uid, gid and home (fields 3, 4, 6) and userdb_* extra fields answer
+ * userdb lookups (lookup_user).
+ *
  * Lookups run in the auth role's worker threads: the current table is an
  * immutable, reference-counted snapshot swapped under a mutex.  Unknown
  * users cost the same time as a wrong password: a dummy verification runs
@@ -28,6 +39,9 @@
 #include <strings.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include "backend.h"
 #include "log.h"
@@ -50,6 +64,7 @@ struct pf_entry {
 	char *user;               /* normalised: domain lower-cased */
 	char *pass;               /* "{SCHEME}..." or "" (no password) */
 	char *extra;              /* extra fields, space separated, or NULL */
+	char *uid, *gid, *home;   /* userdb fields, or NULL when empty */
 };
 
 struct pf_table {
@@ -128,6 +143,9 @@ pf_entry_free(struct pf_entry *e)
 	free(e->user);
 	free(e->pass);
 	free(e->extra);
+	free(e->uid);
+	free(e->gid);
+	free(e->home);
 	free(e);
 }
 
@@ -256,6 +274,12 @@ pf_parse_line(char *line, const char *default_domain, const char **msg)
 	e->pass = xstrdup(f[1]);
 	if (n == 8 && f[7][0] != '\0')
 		e->extra = xstrdup(f[7]);
+	if (n > 2 && f[2][0] != '\0')
+		e->uid = xstrdup(f[2]);
+	if (n > 3 && f[3][0] != '\0')
+		e->gid = xstrdup(f[3]);
+	if (n > 5 && f[5][0] != '\0')
+		e->home = xstrdup(f[5]);
 	return e;
 }
 
@@ -554,18 +578,131 @@ pf_reload(void *state)
 	return pf_do_reload(state, "reload");
 }
 
+/* pf_internal_field - extra fields we act on ourselves, never handed out. */
+static bool
+pf_internal_field(const char *tok)
+{
+	static const char *const internal[] = { "nologin", "allow_nets", "nodelay" };
+	size_t i, n;
+
+	for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++) {
+		n = strlen(internal[i]);
+		if (strncmp(tok, internal[i], n) == 0 &&
+		    (tok[n] == '\0' || tok[n] == '='))
+			return true;
+	}
+	return false;
+}
+
+/* pf_fill_reply - canonical name and the non-internal extra fields. */
 static void
 pf_fill_reply(struct backend_reply *r, const struct pf_entry *e)
 {
 	snprintf(r->user, sizeof(r->user), "%s", e->user);
-	if (e->extra != NULL)
-		snprintf(r->extra, sizeof(r->extra), "%s", e->extra);
+	r->extra[0] = '\0';
+	if (e->extra != NULL) {
+		char *copy = xstrdup(e->extra), *tok, *save = NULL;
+		size_t len = 0;
+
+		for (tok = strtok_r(copy, " ", &save); tok != NULL;
+		    tok = strtok_r(NULL, " ", &save)) {
+			size_t tl = strlen(tok);
+			if (pf_internal_field(tok))
+				continue;
+			if (len + (len ? 1 : 0) + tl >= sizeof(r->extra))
+				break;          /* bounded: drop what does not fit */
+			if (len)
+				r->extra[len++] = ' ';
+			memcpy(r->extra + len, tok, tl + 1);
+			len += tl;
+		}
+		free(copy);
+	}
 }
 
-static enum backend_result
-pf_verify_plain(void *state, const char *user, const char *password,
-    struct backend_reply *r)
+/*
+ * pf_rip_in_nets - is the client address rip inside one of the
+ * comma-separated networks?  false for an unknown/unparsable rip; an
+ * unparsable network is logged and never matches (Dovecot fails too).
+ */
+static bool
+pf_rip_in_nets(const struct pf_state *s, const struct pf_entry *e,
+    const char *rip, const char *nets)
 {
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	char net[INET6_ADDRSTRLEN + 8];
+	const char *p = nets;
+
+	memset(&ss, 0, sizeof(ss));
+	if (rip == NULL || *rip == '\0')
+		return false;
+	if (inet_pton(AF_INET, rip, &sin->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, rip, &sin6->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return false;
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		struct cidr c;
+
+		if (n > 0 && n < sizeof(net)) {
+			memcpy(net, p, n);
+			net[n] = '\0';
+			if (cidr_parse(net, &c) == 0) {
+				if (cidr_match(&c, (struct sockaddr *)&ss))
+					return true;
+			} else {
+				char safe[96];
+				log_warnx("passwd-file %s: user %s: allow_nets: invalid network '%s'",
+				    s->path, e->user, log_safe(safe, sizeof(safe), net, 60));
+			}
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+/*
+ * pf_refusal - the reason (static text) why e may not log in from this
+ * request, or NULL: "nologin", "allow_nets".
+ */
+static const char *
+pf_refusal(const struct pf_state *s, const struct pf_entry *e,
+    const struct backend_request *req)
+{
+	char *copy, *tok, *save = NULL;
+	const char *why = NULL;
+
+	if (e->extra == NULL)
+		return NULL;
+	copy = xstrdup(e->extra);
+	for (tok = strtok_r(copy, " ", &save); tok != NULL && why == NULL;
+	    tok = strtok_r(NULL, " ", &save)) {
+		if (strcmp(tok, "nologin") == 0 || strncmp(tok, "nologin=", 8) == 0)
+			why = "nologin";
+		else if (strncmp(tok, "allow_nets=", 11) == 0 &&
+		    !pf_rip_in_nets(s, e, req ? req->rip : NULL, tok + 11))
+			why = "allow_nets";
+	}
+	free(copy);
+	return why;
+}
+
+/*
+ * pf_verify_plain_req - check the password, then the entry's access
+ * fields.  A refused login is a MISMATCH whatever the password was (the
+ * hash always runs: same answer and timing as a wrong password).
+ */
+static enum backend_result
+pf_verify_plain_req(void *state, const char *user, const char *password,
+    const struct backend_request *req, struct backend_reply *r)
+{
+	const char *why;
 	struct pf_state *s = state;
 	struct pf_table *t;
 	struct pf_entry *e = NULL;
@@ -584,8 +721,12 @@ pf_verify_plain(void *state, const char *user, const char *password,
 		res = e == NULL ? BACKEND_UNKNOWN_USER : BACKEND_MISMATCH;
 		goto out;
 	}
+	why = pf_refusal(s, e, req);
 	pr = pwhash_verify(e->pass, password);
-	if (pr == PWHASH_OK) {
+	if (why != NULL && pr != PWHASH_ERROR) {
+		snprintf(r->reason, sizeof(r->reason), "%s", why);
+		res = BACKEND_MISMATCH;
+	} else if (pr == PWHASH_OK) {
 		pf_fill_reply(r, e);
 		res = BACKEND_OK;
 	} else if (pr == PWHASH_MISMATCH) {
@@ -602,9 +743,19 @@ out:
 }
 
 static enum backend_result
-pf_lookup_plain(void *state, const char *user, char **plain,
+pf_verify_plain(void *state, const char *user, const char *password,
     struct backend_reply *r)
 {
+	return pf_verify_plain_req(state, user, password, NULL, r);
+}
+
+/* pf_lookup_plain_req - the {PLAIN} credential, unless the entry's access
+ * fields refuse this request (then MISMATCH, with the reason). */
+static enum backend_result
+pf_lookup_plain_req(void *state, const char *user, char **plain,
+    const struct backend_request *req, struct backend_reply *r)
+{
+	const char *why = NULL;
 	struct pf_state *s = state;
 	struct pf_table *t;
 	struct pf_entry *e = NULL;
@@ -620,6 +771,9 @@ pf_lookup_plain(void *state, const char *user, char **plain,
 		e = pf_table_find(t, norm);
 	if (e == NULL) {
 		res = BACKEND_UNKNOWN_USER;
+	} else if ((why = pf_refusal(s, e, req)) != NULL) {
+		snprintf(r->reason, sizeof(r->reason), "%s", why);
+		res = BACKEND_MISMATCH;
 	} else if ((p = pwhash_plaintext(e->pass)) == NULL) {
 		res = BACKEND_MISMATCH;    /* exists, but no usable credential */
 	} else {
@@ -631,6 +785,75 @@ pf_lookup_plain(void *state, const char *user, char **plain,
 	return res;
 }
 
+static enum backend_result
+pf_lookup_plain(void *state, const char *user, char **plain,
+    struct backend_reply *r)
+{
+	return pf_lookup_plain_req(state, user, plain, NULL, r);
+}
+
+/* pf_add_field - append "k=v" (TAB-separated) to out if it fits. */
+static void
+pf_add_field(char *out, size_t size, const char *k, const char *v)
+{
+	size_t len = strlen(out), need = strlen(k) + 1 + strlen(v) + (len ? 1 : 0);
+
+	if (len + need >= size || strchr(v, '\t') != NULL || strchr(v, '\n') != NULL)
+		return;
+	snprintf(out + len, size - len, "%s%s=%s", len ? "\t" : "", k, v);
+}
+
+/*
+ * pf_lookup_user - userdb lookup: the entry exists (default_domain
+ * applies as for logins).  Fields: uid, gid, home from the entry, and
+ * the entry's userdb_* extra fields without their prefix.  Existence is
+ * all that is told: nologin users still exist (they may receive mail).
+ */
+static enum backend_result
+pf_lookup_user(void *state, const char *user, struct backend_reply *r)
+{
+	struct pf_state *s = state;
+	struct pf_table *t;
+	struct pf_entry *e = NULL;
+	char norm[BACKEND_MAX_USER + 1];
+
+	t = pf_acquire(s);
+	if (t == NULL)
+		return BACKEND_TEMPFAIL;
+	if (pf_normalise(user, s->default_domain, norm))
+		e = pf_table_find(t, norm);
+	if (e == NULL) {
+		pf_release(s, t);
+		return BACKEND_UNKNOWN_USER;
+	}
+	snprintf(r->user, sizeof(r->user), "%s", e->user);
+	r->extra[0] = '\0';
+	if (e->uid)
+		pf_add_field(r->extra, sizeof(r->extra), "uid", e->uid);
+	if (e->gid)
+		pf_add_field(r->extra, sizeof(r->extra), "gid", e->gid);
+	if (e->home)
+		pf_add_field(r->extra, sizeof(r->extra), "home", e->home);
+	if (e->extra != NULL) {
+		char *copy = xstrdup(e->extra), *tok, *save = NULL, *eq;
+
+		for (tok = strtok_r(copy, " ", &save); tok != NULL;
+		    tok = strtok_r(NULL, " ", &save)) {
+			if (strncmp(tok, "userdb_", 7) != 0 || tok[7] == '\0')
+				continue;
+			if ((eq = strchr(tok, '=')) != NULL)
+				*eq++ = '\0';
+			/* never a credential, whatever the file says */
+			if (strncmp(tok + 7, "pass", 4) == 0)
+				continue;
+			pf_add_field(r->extra, sizeof(r->extra), tok + 7, eq ? eq : "");
+		}
+		free(copy);
+	}
+	pf_release(s, t);
+	return BACKEND_OK;
+}
+
 const struct auth_backend_ops backend_passwd_file = {
 	.name = "passwd-file",
 	.check = pf_check,
@@ -639,4 +862,7 @@ const struct auth_backend_ops backend_passwd_file = {
 	.verify_plain = pf_verify_plain,
 	.lookup_plain = pf_lookup_plain,
 	.reload = pf_reload,
+	.verify_plain_req = pf_verify_plain_req,
+	.lookup_plain_req = pf_lookup_plain_req,
+	.lookup_user = pf_lookup_user,
 };

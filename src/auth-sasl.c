@@ -52,6 +52,7 @@ struct auth_sasl_req {
 	char extra[512];
 	bool pass_expired;                  /* with VERDICT_DISABLED */
 	char rip[64];                       /* client address for the backends */
+	char reason[32];                    /* backend's refusal reason, for the log */
 };
 
 static struct {
@@ -79,8 +80,10 @@ static const struct {
 	{ "PLAIN", "plaintext", true, false },
 	{ "LOGIN", "plaintext", true, false },
 	{ "CRAM-MD5", "dictionary\tactive", false, true },
-	/* DIGEST-MD5 (obsolete, RFC 6331) is left out: its realm handling
-	 * does not map onto our user names. */
+	/* DIGEST-MD5 (obsolete, RFC 6331): offered only when configured;
+	 * the realm is ignored for the lookup (cb_canon), so user names
+	 * are looked up as the client sent them (e.g. user@domain). */
+	{ "DIGEST-MD5", "dictionary\tactive\tmutual-auth", false, true },
 	{ "SCRAM-SHA-1", "mutual-auth", false, true },
 	{ "SCRAM-SHA-224", "mutual-auth", false, true },
 	{ "SCRAM-SHA-256", "mutual-auth", false, true },
@@ -285,6 +288,7 @@ cb_checkpass(sasl_conn_t *conn, void *ctx, const char *user, const char *pass,
 	case BACKEND_MISMATCH:
 		break;
 	}
+	snprintf(r->reason, sizeof(r->reason), "%s", reply.reason);
 	r->verdict = VERDICT_MISMATCH;
 	return SASL_BADAUTH;
 }
@@ -365,7 +369,11 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 	memcpy(name, user, ulen);
 	name[ulen] = '\0';
 	set_user(r, name, ulen);
-	res = backend_chain_lookup_plain(as.chain, name, &plain, &reply);
+	{
+		struct backend_request breq = { r->rip, r->service };
+		res = backend_chain_lookup_plain_req(as.chain, name, &plain, &breq,
+		    &reply);
+	}
 	switch (res) {
 	case BACKEND_OK:
 		if (pv->values != NULL)
@@ -387,6 +395,7 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 		return SASL_UNAVAIL;
 	case BACKEND_MISMATCH:
 		r->verdict = VERDICT_MISMATCH;
+		snprintf(r->reason, sizeof(r->reason), "%s", reply.reason);
 		break;
 	}
 	if (plain != NULL) {
@@ -599,6 +608,12 @@ const char *
 auth_sasl_req_extra(const struct auth_sasl_req *r)
 {
 	return r->extra;
+}
+
+const char *
+auth_sasl_req_reason(const struct auth_sasl_req *r)
+{
+	return r->reason;
 }
 
 static char *

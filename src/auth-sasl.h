@@ -83,6 +83,9 @@ const char *auth_sasl_req_user(const struct auth_sasl_req *r);
 enum auth_verdict auth_sasl_req_verdict(const struct auth_sasl_req *r);
 const char *auth_sasl_req_extra(const struct auth_sasl_req *r);
 const char *auth_verdict_str(enum auth_verdict v);
+/* Why a backend refused a known user ("nologin", "allow_nets") or "":
+ * for the log only, never for the client. */
+const char *auth_sasl_req_reason(const struct auth_sasl_req *r);
 /* VERDICT_DISABLED because the password expired (FAIL code=pass_expired). */
 bool auth_sasl_req_pass_expired(const struct auth_sasl_req *r);
 

@@ -77,6 +77,7 @@ struct auth_request {
 };
 
 TAILQ_HEAD(req_queue, auth_request);
+TAILQ_HEAD(job_queue, auth_job);
 LIST_HEAD(req_list, auth_request);
 
 struct auth_client {
@@ -109,6 +110,9 @@ struct auth_server {
 	pthread_cond_t qcond;
 	struct req_queue jobs;              /* qlock */
 	struct req_queue done;              /* qlock */
+	struct job_queue gjobs;             /* qlock: generic jobs to run */
+	struct job_queue gdone;             /* qlock: generic jobs that ran */
+	bool gjob_turn;                     /* qlock: alternate with requests */
 	bool stopping;                      /* qlock */
 	bool reload_pending;                /* qlock */
 	int wake[2];                        /* workers -> loop */
@@ -133,16 +137,22 @@ penalty_update(const struct auth_request *r, bool success)
 
 /* ---- worker pool ----------------------------------------------------- */
 
+/*
+ * worker_main - run reloads, AUTH steps and generic jobs.  When both
+ * kinds wait, they take turns, so that a burst of one cannot starve the
+ * other.
+ */
 static void *
 worker_main(void *arg)
 {
 	struct auth_server *srv = arg;
 	struct auth_request *r;
+	struct auth_job *j;
 
 	pthread_mutex_lock(&srv->qlock);
 	for (;;) {
 		while (!srv->stopping && !srv->reload_pending &&
-		    TAILQ_EMPTY(&srv->jobs))
+		    TAILQ_EMPTY(&srv->jobs) && TAILQ_EMPTY(&srv->gjobs))
 			pthread_cond_wait(&srv->qcond, &srv->qlock);
 		if (srv->stopping)
 			break;
@@ -157,6 +167,20 @@ worker_main(void *arg)
 			pthread_mutex_lock(&srv->qlock);
 			continue;
 		}
+		if (!TAILQ_EMPTY(&srv->gjobs) &&
+		    (TAILQ_EMPTY(&srv->jobs) || srv->gjob_turn)) {
+			srv->gjob_turn = false;
+			j = TAILQ_FIRST(&srv->gjobs);
+			TAILQ_REMOVE(&srv->gjobs, j, entry);
+			pthread_mutex_unlock(&srv->qlock);
+			j->work(j->arg);
+			pthread_mutex_lock(&srv->qlock);
+			TAILQ_INSERT_TAIL(&srv->gdone, j, entry);
+			if (write(srv->wake[1], "x", 1) == -1 && errno != EAGAIN)
+				log_warn("auth: wake pipe");
+			continue;
+		}
+		srv->gjob_turn = true;
 		r = TAILQ_FIRST(&srv->jobs);
 		TAILQ_REMOVE(&srv->jobs, r, qentry);
 		pthread_mutex_unlock(&srv->qlock);
@@ -176,6 +200,15 @@ worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&srv->qlock);
 	return NULL;
+}
+
+void
+auth_server_submit_job(struct auth_server *srv, struct auth_job *job)
+{
+	pthread_mutex_lock(&srv->qlock);
+	TAILQ_INSERT_TAIL(&srv->gjobs, job, entry);
+	pthread_cond_signal(&srv->qcond);
+	pthread_mutex_unlock(&srv->qlock);
 }
 
 static void
@@ -365,6 +398,24 @@ safe_or_dash(char *buf, size_t len, const char *s)
 	return log_safe(buf, len, s, 128);
 }
 
+/* is_internal_field - passdb fields the backends act on; never sent. */
+static bool
+is_internal_field(const char *tok)
+{
+	static const char *const internal[] = { "nologin", "allow_nets",
+	    "nodelay", "nopassword", "noauthenticate", "password",
+	    "secret", "code", "resp" };
+	size_t i, n;
+
+	for (i = 0; i < sizeof(internal) / sizeof(internal[0]); i++) {
+		n = strlen(internal[i]);
+		if (strncmp(tok, internal[i], n) == 0 &&
+		    (tok[n] == '\0' || tok[n] == '='))
+			return true;
+	}
+	return false;
+}
+
 /* append_extra - passdb extra fields "a=b c" -> "\ta=b\tc", escaped. */
 static void
 append_extra(struct sbuf *b, const char *extra)
@@ -377,7 +428,7 @@ append_extra(struct sbuf *b, const char *extra)
 	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
 		/* never hand out anything password-like or user= twice */
 		if (strncmp(tok, "user=", 5) == 0 || strncmp(tok, "pass", 4) == 0 ||
-		    strncmp(tok, "userdb_", 7) == 0)
+		    strncmp(tok, "userdb_", 7) == 0 || is_internal_field(tok))
 			continue;
 		sbuf_addstr(b, "\t");
 		auth_proto_escape(b, tok);
@@ -438,12 +489,18 @@ req_done(struct auth_request *r)
 			log_warnx("auth tempfail: rip=%s user=%s mech=%s (backend error)",
 			    safe_or_dash(srip, sizeof(srip), r->rip),
 			    safe_or_dash(su, sizeof(su), user), r->mech->name);
-		else
+		else {
+			const char *why = auth_sasl_req_reason(r->sasl);
+			char reason[48] = "";
+
+			if (why != NULL && *why != '\0')
+				snprintf(reason, sizeof(reason), " (%s)", why);
 			log_info("auth failed: rip=%s user=%s mech=%s%s",
 			    safe_or_dash(srip, sizeof(srip), r->rip),
 			    safe_or_dash(su, sizeof(su), user), r->mech->name,
 			    v == VERDICT_AUTHZ ? " (authorization identity refused)" :
-			    v == VERDICT_DISABLED ? " (account disabled)" : "");
+			    v == VERDICT_DISABLED ? " (account disabled)" : reason);
+		}
 		penalty_update(r, false);
 		req_finish(r, xstrdup(b.s), true);
 		break;
@@ -456,19 +513,27 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct auth_server *srv = arg;
 	struct req_queue done;
+	struct job_queue gdone;
 	struct auth_request *r;
+	struct auth_job *j;
 	char buf[256];
 
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
 	TAILQ_INIT(&done);
+	TAILQ_INIT(&gdone);
 	pthread_mutex_lock(&srv->qlock);
 	TAILQ_CONCAT(&done, &srv->done, qentry);
+	TAILQ_CONCAT(&gdone, &srv->gdone, entry);
 	pthread_mutex_unlock(&srv->qlock);
 	while ((r = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, r, qentry);
 		req_done(r);
+	}
+	while ((j = TAILQ_FIRST(&gdone)) != NULL) {
+		TAILQ_REMOVE(&gdone, j, entry);
+		j->done(j->arg, 1);
 	}
 }
 
@@ -936,6 +1001,8 @@ auth_server_new(struct event_base *base, int listen_fd, struct backend_chain *ch
 	LIST_INIT(&srv->clients);
 	TAILQ_INIT(&srv->jobs);
 	TAILQ_INIT(&srv->done);
+	TAILQ_INIT(&srv->gjobs);
+	TAILQ_INIT(&srv->gdone);
 	pthread_mutex_init(&srv->qlock, NULL);
 	pthread_cond_init(&srv->qcond, NULL);
 
@@ -1019,6 +1086,17 @@ auth_server_free(struct auth_server *srv)
 	while ((r = TAILQ_FIRST(&srv->done)) != NULL) {
 		TAILQ_REMOVE(&srv->done, r, qentry);
 		req_free(r);
+	}
+	{
+		struct auth_job *j;
+		while ((j = TAILQ_FIRST(&srv->gdone)) != NULL) {
+			TAILQ_REMOVE(&srv->gdone, j, entry);
+			j->done(j->arg, 1);
+		}
+		while ((j = TAILQ_FIRST(&srv->gjobs)) != NULL) {
+			TAILQ_REMOVE(&srv->gjobs, j, entry);
+			j->done(j->arg, 0);
+		}
 	}
 	event_free(srv->wake_ev);
 	close(srv->wake[0]);

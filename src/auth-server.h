@@ -11,6 +11,7 @@
 #define MSAGATE_AUTH_SERVER_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct event_base;
 struct backend_chain;
@@ -46,5 +47,20 @@ void auth_server_stop_listening(struct auth_server *srv);
 void auth_server_reload(struct auth_server *srv);
 /* Connected clients right now. */
 unsigned auth_server_client_count(const struct auth_server *srv);
+
+/*
+ * A piece of blocking work for the worker threads (e.g. a userdb lookup,
+ * src/auth-userdb.c).  work(arg) runs on a worker thread; done(arg, ran)
+ * then runs on the event loop, exactly once: ran is false when the server
+ * was freed before the work could run.  The caller owns the job memory
+ * until done() is called.
+ */
+struct auth_job {
+	TAILQ_ENTRY(auth_job) entry;        /* the server's */
+	void (*work)(void *arg);
+	void (*done)(void *arg, int ran);
+	void *arg;
+};
+void auth_server_submit_job(struct auth_server *srv, struct auth_job *job);
 
 #endif

@@ -15,7 +15,9 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "aliases.h"
 #include "backend.h"
+#include "sender-logins.h"
 #include "util.h"
 
 /* ssl_error - the most useful line of OpenSSL's error queue. */
@@ -109,6 +111,25 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 			    cfg->user);
 	}
 	check_tls(cfg, errs);
+	/* relay maps: report their own FILE:LINE problems */
+	if (cfg->relay.aliases) {
+		char *err = NULL;
+		struct aliases *a = aliases_load(cfg->relay.aliases, &err);
+		if (a == NULL)
+			config_errors_add(errs, cfg->file, 0, "relay.aliases: %s",
+			    err ? err : "cannot load");
+		aliases_free(a);
+		free(err);
+	}
+	if (cfg->relay.sender_logins) {
+		char *err = NULL;
+		struct sender_logins *m = sender_logins_load(cfg->relay.sender_logins, &err);
+		if (m == NULL)
+			config_errors_add(errs, cfg->file, 0, "relay.sender_logins: %s",
+			    err ? err : "cannot load");
+		sender_logins_free(m);
+		free(err);
+	}
 	for (i = 0; i < cfg->auth.n_backends; i++) {
 		char *err = NULL;
 		if (backend_check(&cfg->auth.backends[i], &err) != 0) {

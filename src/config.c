@@ -547,7 +547,7 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	}
 	for (i = 0; i < cfg->auth.n_mechanisms; i++) {
 		static const char *const known[] = { "PLAIN", "LOGIN", "CRAM-MD5",
-			"SCRAM-SHA-1", "SCRAM-SHA-224", "SCRAM-SHA-256", "SCRAM-SHA-384",
+			"DIGEST-MD5", "SCRAM-SHA-1", "SCRAM-SHA-224", "SCRAM-SHA-256", "SCRAM-SHA-384",
 			"SCRAM-SHA-512", NULL };
 		size_t k;
 		bool found = false;
@@ -562,7 +562,7 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 			config_errors_add(L->errs, L->file,
 			    line_of(config_setting_get_member(a, "mechanisms")),
 			    "auth.mechanisms: \"%s\" is not supported (PLAIN, LOGIN, "
-			    "CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-224/256/384/512)",
+			    "CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-224/256/384/512)",
 			    cfg->auth.mechanisms[i]);
 	}
 	load_backends(L, cfg, a);
@@ -650,9 +650,10 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 	cfg->relay.delivery_path = get_str(L, d, "path", "/var/mail/%d/%n/Maildir");
 	cfg->relay.delivery_socket = get_str(L, d, "socket", NULL);
 	if (strcmp(cfg->relay.delivery_method, "maildir") != 0 &&
-	    strcmp(cfg->relay.delivery_method, "lmtp") != 0)
+	    strcmp(cfg->relay.delivery_method, "lmtp") != 0 &&
+	    strcmp(cfg->relay.delivery_method, "discard") != 0)
 		config_errors_add(L->errs, L->file, line_of(d),
-		    "relay.delivery.method \"%s\" unknown (maildir or lmtp)",
+		    "relay.delivery.method \"%s\" unknown (maildir, lmtp or discard)",
 		    cfg->relay.delivery_method);
 }
 

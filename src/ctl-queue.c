@@ -1,12 +1,17 @@
 /*
  * ctl-queue.c - `msagatectl queue list|show|delete|flush`: reads
  * state_dir/queue directly (as root or as the queue user), the way mailq
- * and postsuper read Postfix's queue.  Queue files are never changed
+ * and postsuper read Postfix's queue, with the per-recipient delivery
+ * state from state_dir/status (qstatus.h).  Queue files are never changed
  * here, only listed, shown or removed.  Strings from the envelope came
  * from SMTP clients, so control characters are masked before printing.
+ * `flush` asks the queue role over its socket ("FLUSH").
  */
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +25,7 @@
 
 #include "ctl.h"
 #include "qfile.h"
+#include "qstatus.h"
 #include "util.h"
 
 #define SHOW_MAX_HEADER (1024 * 1024)   /* bytes of header section shown */
@@ -68,6 +74,47 @@ open_queue_dir(const struct msagate_config *cfg, int *dfd)
 	}
 	fprintf(stderr, "msagatectl: cannot read %s: %s\n", path, strerror(errno));
 	return CTL_TEMPFAIL;
+}
+
+/* state_dir/status, or -1 (then no per-recipient state is shown). */
+static int
+open_status_dir(const struct msagate_config *cfg)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/" QSTATUS_DIR, cfg->state_dir);
+	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* " (deferred: detail)" etc. for recipient idx. */
+static void
+put_rcpt_state(const struct qstatus *st, size_t idx)
+{
+	const struct qstatus_entry *e = qstatus_last(st, idx);
+	const char *what;
+
+	if (e == NULL) {
+		printf(qstatus_rcpt_complete(st, idx) ? "(done)" : "(waiting)");
+		return;
+	}
+	what = e->kind == 'S' ? "sent" : e->kind == 'B' ? "bounced" : "deferred";
+	if (e->kind == 'D' && qstatus_rcpt_complete(st, idx))
+		what = "done";
+	printf("(%s", what);
+	if (e->final != NULL && e->kind != 'C') {
+		printf(" to <");
+		put_safe(stdout, e->final);
+		printf(">");
+	}
+	if (e->detail != NULL && e->detail[0] != '\0') {
+		printf(": ");
+		if (e->dsn != NULL && e->dsn[0] != '\0') {
+			put_safe(stdout, e->dsn);
+			putchar(' ');
+		}
+		put_safe(stdout, e->detail);
+	}
+	putchar(')');
 }
 
 static int
@@ -154,7 +201,7 @@ queue_list(const struct msagate_config *cfg)
 	char **ids, tbuf[64];
 	size_t n, i, shown = 0;
 	long long total = 0;
-	int dfd, rc;
+	int dfd, sdfd, rc;
 
 	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
 		return rc;
@@ -164,6 +211,7 @@ queue_list(const struct msagate_config *cfg)
 		close(dfd);
 		return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
 	}
+	sdfd = open_status_dir(cfg);
 	for (i = 0; i < n; i++) {
 		struct qenvelope env;
 		long long size;
@@ -190,11 +238,20 @@ queue_list(const struct msagate_config *cfg)
 		else
 			put_safe(stdout, env.sender);
 		putchar('\n');
-		/* last error per recipient: delivery comes in a later issue */
-		for (size_t r = 0; r < env.n_rcpts; r++) {
-			printf("%51s", "");
-			put_safe(stdout, env.rcpts[r]);
-			printf("  (waiting)\n");
+		/* the last state (or error) per recipient */
+		{
+			struct qstatus st;
+
+			if (sdfd < 0 || qstatus_load(sdfd, ids[i], &st) < 0)
+				memset(&st, 0, sizeof(st));
+			for (size_t r = 0; r < env.n_rcpts; r++) {
+				printf("%51s", "");
+				put_safe(stdout, env.rcpts[r]);
+				printf("  ");
+				put_rcpt_state(&st, r);
+				putchar('\n');
+			}
+			qstatus_free(&st);
 		}
 		putchar('\n');
 		total += size;
@@ -207,6 +264,8 @@ queue_list(const struct msagate_config *cfg)
 		    shown, shown == 1 ? "" : "s");
 	free_ids(ids, n);
 	close(dfd);
+	if (sdfd >= 0)
+		close(sdfd);
 	return CTL_OK;
 }
 
@@ -245,10 +304,11 @@ static int
 queue_show(const struct msagate_config *cfg, const char *id)
 {
 	struct qenvelope env;
+	struct qstatus st;
 	long long size;
 	char tbuf[64];
 	FILE *fp;
-	int dfd, rc;
+	int dfd, sdfd, rc;
 
 	if (!qid_valid(id)) {
 		fprintf(stderr, "msagatectl: no such message: ");
@@ -260,6 +320,12 @@ queue_show(const struct msagate_config *cfg, const char *id)
 		return rc;
 	fp = open_qfile(dfd, id, &env, &size);
 	close(dfd);
+	memset(&st, 0, sizeof(st));
+	if (fp != NULL && (sdfd = open_status_dir(cfg)) >= 0) {
+		if (qstatus_load(sdfd, id, &st) < 0)
+			memset(&st, 0, sizeof(st));
+		close(sdfd);
+	}
 	if (fp == NULL) {
 		if (errno == ENOENT) {
 			fprintf(stderr, "msagatectl: no such message: %s\n", id);
@@ -279,8 +345,24 @@ queue_show(const struct msagate_config *cfg, const char *id)
 	for (size_t i = 0; i < env.n_rcpts; i++) {
 		printf("rcpt: <");
 		put_safe(stdout, env.rcpts[i]);
-		printf(">\n");
+		printf("> ");
+		put_rcpt_state(&st, i);
+		putchar('\n');
 	}
+	/* every event of the status file, oldest first */
+	for (size_t i = 0; i < st.n; i++) {
+		const struct qstatus_entry *e = &st.e[i];
+
+		if (e->kind == 'C')
+			continue;
+		printf("status: %s %s <", fmt_time(e->when, tbuf, sizeof(tbuf)),
+		    e->kind == 'S' ? "sent" : e->kind == 'B' ? "bounced" : "deferred");
+		put_safe(stdout, e->final);
+		printf("> %s ", e->dsn);
+		put_safe(stdout, e->detail);
+		putchar('\n');
+	}
+	qstatus_free(&st);
 	printf("auth_user: ");
 	put_safe(stdout, env.auth_user ? env.auth_user : "");
 	printf("\nclient: ");
@@ -303,7 +385,7 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 {
 	char **ids = NULL;
 	size_t n = 0, i, deleted = 0;
-	int dfd, rc;
+	int dfd, sdfd, rc;
 
 	if (strcmp(arg, "ALL") != 0 && !qid_valid(arg)) {
 		fprintf(stderr, "msagatectl: no such message: ");
@@ -320,7 +402,10 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 			close(dfd);
 			return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
 		}
+		sdfd = open_status_dir(cfg);
 		for (i = 0; i < n; i++) {
+			if (sdfd >= 0)
+				(void)unlinkat(sdfd, ids[i], 0);
 			if (unlinkat(dfd, ids[i], 0) == 0)
 				deleted++;
 			else if (errno != ENOENT) {
@@ -330,8 +415,14 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 			}
 		}
 		free_ids(ids, n);
+		if (sdfd >= 0)
+			close(sdfd);
 	} else if (unlinkat(dfd, arg, 0) == 0) {
 		deleted = 1;
+		if ((sdfd = open_status_dir(cfg)) >= 0) {
+			(void)unlinkat(sdfd, arg, 0);
+			close(sdfd);
+		}
 	} else if (errno == ENOENT) {
 		fprintf(stderr, "msagatectl: no such message: %s\n", arg);
 		rc = CTL_NEGATIVE;
@@ -347,6 +438,55 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 	}
 	close(dfd);
 	return rc;
+}
+
+/* Ask the queue role to retry every deferred message now. */
+static int
+queue_flush(const struct msagate_config *cfg)
+{
+	struct sockaddr_un sun;
+	struct timeval tv = { 30, 0 };
+	char buf[256];
+	ssize_t n;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (cfg->queue_socket == NULL ||
+	    strlen(cfg->queue_socket) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "msagatectl: bad queue socket path\n");
+		return CTL_USAGE;
+	}
+	memcpy(sun.sun_path, cfg->queue_socket, strlen(cfg->queue_socket) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+
+		fprintf(stderr, "msagatectl: cannot connect to %s: %s (is msagated "
+		    "running? run as root or as user %s)\n", cfg->queue_socket,
+		    strerror(e), cfg->user ? cfg->user : "msagate");
+		if (fd >= 0)
+			close(fd);
+		return e == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, "FLUSH", 5, MSG_NOSIGNAL) != 5 ||
+	    (n = recv(fd, buf, sizeof(buf) - 1, 0)) <= 0) {
+		fprintf(stderr, "msagatectl: no answer from the queue role\n");
+		close(fd);
+		return CTL_TEMPFAIL;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (strncmp(buf, "OK ", 3) != 0) {
+		fprintf(stderr, "msagatectl: queue role refused the flush: ");
+		put_safe(stderr, buf);
+		fputc('\n', stderr);
+		return CTL_TEMPFAIL;
+	}
+	printf("msagatectl: flush: %s deferred message%s scheduled now\n",
+	    buf + 3, strcmp(buf + 3, "1") == 0 ? "" : "s");
+	return CTL_OK;
 }
 
 static int
@@ -370,11 +510,7 @@ ctl_queue(const struct msagate_config *cfg, int argc, char **argv)
 		return queue_show(cfg, argv[1]);
 	if (strcmp(argv[0], "delete") == 0 && argc == 2)
 		return queue_delete(cfg, argv[1]);
-	if (strcmp(argv[0], "flush") == 0 && argc == 1) {
-		/* delivery is the relay core's issue: do not pretend */
-		printf("msagatectl: delivery is not implemented yet; "
-		    "nothing to flush\n");
-		return CTL_OK;
-	}
+	if (strcmp(argv[0], "flush") == 0 && argc == 1)
+		return queue_flush(cfg);
 	return queue_usage();
 }

@@ -9,6 +9,12 @@
  * "$argon2id$v=19$m=..,t=..,p=..$salt$hash" strings, which is also what
  * Dovecot (libsodium) reads and writes.  Every final comparison is done
  * in constant time.
+ *
+ * SCRAM-SHA-1 and SCRAM-SHA-256 are Dovecot's stored SCRAM secrets
+ * (src/auth/password-scheme-scram.c): "iter,salt,StoredKey,ServerKey",
+ * the last three base64.  A password is checked by computing
+ * StoredKey = H(HMAC(PBKDF2-HMAC(password, salt, iter), "Client Key"))
+ * and comparing it (constant time).
  */
 #include <crypt.h>
 #include <stdlib.h>
@@ -18,6 +24,9 @@
 #ifdef HAVE_ARGON2
 #include <argon2.h>
 #endif
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "pwhash.h"
 #include "util.h"
@@ -34,7 +43,11 @@
 #define ARGON2_SALT_LEN		16
 #define ARGON2_HASH_LEN		32
 
-enum scheme_kind { K_CRYPT, K_PLAIN, K_ARGON2ID };
+#define SCRAM_ITERATIONS	4096    /* Dovecot's SCRAM_DEFAULT_ITERATE_COUNT */
+#define SCRAM_MAX_ITERATIONS	1000000 /* bound the work a stored value may ask */
+#define SCRAM_SALT_LEN		16
+
+enum scheme_kind { K_CRYPT, K_PLAIN, K_ARGON2ID, K_SCRAM_SHA1, K_SCRAM_SHA256 };
 
 struct scheme {
 	const char *name;
@@ -51,6 +64,8 @@ static const struct scheme schemes[] = {
 	{ "CRYPT", K_CRYPT, NULL, 0 },         /* any crypt(3) string: verify only */
 	{ "PLAIN", K_PLAIN, NULL, 0 },
 	{ "CLEAR", K_PLAIN, NULL, 0 },
+	{ "SCRAM-SHA-1", K_SCRAM_SHA1, NULL, 0 },
+	{ "SCRAM-SHA-256", K_SCRAM_SHA256, NULL, 0 },
 #ifdef HAVE_ARGON2
 	{ "ARGON2ID", K_ARGON2ID, NULL, 0 },
 #endif
@@ -161,6 +176,112 @@ verify_argon2id(const char *data, const char *password)
 }
 #endif
 
+/* scram_md - the digest of a SCRAM scheme kind. */
+static const EVP_MD *
+scram_md(enum scheme_kind k)
+{
+	return k == K_SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+}
+
+/*
+ * scram_keys - StoredKey and ServerKey (each EVP_MD_size bytes) of
+ * password for salt and iter.  false on a crypto library failure.
+ */
+static bool
+scram_keys(const EVP_MD *md, const char *password, const unsigned char *salt,
+    size_t saltlen, unsigned long iter, unsigned char *stored_key,
+    unsigned char *server_key)
+{
+	unsigned char salted[EVP_MAX_MD_SIZE], client_key[EVP_MAX_MD_SIZE];
+	unsigned int len, sz = (unsigned int)EVP_MD_size(md);
+	bool ok;
+
+	ok = PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)saltlen,
+	    (int)iter, md, (int)sz, salted) == 1 &&
+	    HMAC(md, salted, (int)sz, (const unsigned char *)"Client Key", 10,
+	    client_key, &len) != NULL &&
+	    EVP_Digest(client_key, sz, stored_key, &len, md, NULL) == 1 &&
+	    HMAC(md, salted, (int)sz, (const unsigned char *)"Server Key", 10,
+	    server_key, &len) != NULL;
+	secure_zero(salted, sizeof(salted));
+	secure_zero(client_key, sizeof(client_key));
+	return ok;
+}
+
+/* b64_field - decode one base64 field of length n into out (max bytes). */
+static ssize_t
+b64_field(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	if (n == 0 || b64_decoded_max(n) > max || !b64_valid(s, n))
+		return -1;
+	return b64_decode(s, n, out);
+}
+
+/* verify_scram - Dovecot's "iter,salt,StoredKey,ServerKey". */
+static enum pwhash_result
+verify_scram(enum scheme_kind k, const char *data, const char *password)
+{
+	const EVP_MD *md = scram_md(k);
+	size_t sz = (size_t)EVP_MD_size(md);
+	unsigned char salt[256], want[EVP_MAX_MD_SIZE + 4], srv[EVP_MAX_MD_SIZE + 4];
+	unsigned char got[EVP_MAX_MD_SIZE], gotsrv[EVP_MAX_MD_SIZE];
+	const char *f[4], *p = data;
+	size_t flen[4], i;
+	unsigned long long iter;
+	char num[16];
+	ssize_t saltlen;
+	enum pwhash_result r;
+
+	for (i = 0; i < 4; i++) {
+		const char *comma = strchr(p, ',');
+		f[i] = p;
+		flen[i] = comma ? (size_t)(comma - p) : strlen(p);
+		if ((comma == NULL) != (i == 3))
+			return PWHASH_ERROR;
+		p = comma ? comma + 1 : p;
+	}
+	if (flen[0] == 0 || flen[0] >= sizeof(num))
+		return PWHASH_ERROR;
+	memcpy(num, f[0], flen[0]);
+	num[flen[0]] = '\0';
+	if (!parse_uint(num, SCRAM_MAX_ITERATIONS, &iter) || iter == 0)
+		return PWHASH_ERROR;
+	if ((saltlen = b64_field(f[1], flen[1], salt, sizeof(salt))) <= 0 ||
+	    b64_field(f[2], flen[2], want, sizeof(want)) != (ssize_t)sz ||
+	    b64_field(f[3], flen[3], srv, sizeof(srv)) != (ssize_t)sz)
+		return PWHASH_ERROR;
+	if (!scram_keys(md, password, salt, (size_t)saltlen, (unsigned long)iter,
+	    got, gotsrv))
+		return PWHASH_ERROR;
+	r = ct_equal(got, sz, want, sz) ? PWHASH_OK : PWHASH_MISMATCH;
+	secure_zero(got, sizeof(got));
+	secure_zero(gotsrv, sizeof(gotsrv));
+	return r;
+}
+
+/* make_scram - a new Dovecot-format stored SCRAM secret. */
+static char *
+make_scram(const struct scheme *s, const char *password)
+{
+	const EVP_MD *md = scram_md(s->kind);
+	size_t sz = (size_t)EVP_MD_size(md);
+	unsigned char salt[SCRAM_SALT_LEN], sk[EVP_MAX_MD_SIZE], svk[EVP_MAX_MD_SIZE];
+	char bsalt[64], bsk[128], bsvk[128];
+	char *res = NULL;
+
+	random_bytes(salt, sizeof(salt));
+	if (scram_keys(md, password, salt, sizeof(salt), SCRAM_ITERATIONS, sk, svk)) {
+		b64_encode(salt, sizeof(salt), bsalt);
+		b64_encode(sk, sz, bsk);
+		b64_encode(svk, sz, bsvk);
+		res = xasprintf("{%s}%d,%s,%s,%s", s->name, SCRAM_ITERATIONS,
+		    bsalt, bsk, bsvk);
+	}
+	secure_zero(sk, sizeof(sk));
+	secure_zero(svk, sizeof(svk));
+	return res;
+}
+
 enum pwhash_result
 pwhash_verify(const char *stored, const char *password)
 {
@@ -179,6 +300,9 @@ pwhash_verify(const char *stored, const char *password)
 		    PWHASH_OK : PWHASH_MISMATCH;
 	case K_CRYPT:
 		return verify_crypt(data, password);
+	case K_SCRAM_SHA1:
+	case K_SCRAM_SHA256:
+		return verify_scram(s->kind, data, password);
 	case K_ARGON2ID:
 #ifdef HAVE_ARGON2
 		return verify_argon2id(data, password);
@@ -255,6 +379,9 @@ pwhash_make(const char *scheme, const char *password)
 		if (s->prefix == NULL)
 			return NULL;
 		return make_crypt(s, password);
+	case K_SCRAM_SHA1:
+	case K_SCRAM_SHA256:
+		return make_scram(s, password);
 	case K_ARGON2ID:
 #ifdef HAVE_ARGON2
 		return make_argon2id(password);

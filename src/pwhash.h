@@ -4,7 +4,9 @@
  * hashes for `msagatectl pw`.
  *
  * Schemes: SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT (libxcrypt), PLAIN (and
- * CLEAR as its alias), ARGON2ID (when built with libargon2).  A stored value
+ * CLEAR as its alias), ARGON2ID (when built with libargon2), and Dovecot's
+ * stored SCRAM secrets SCRAM-SHA-1 / SCRAM-SHA-256 ("iter,salt,StoredKey,
+ * ServerKey", base64).  A stored value
  * without {SCHEME} is taken as a crypt(3) string when it starts with '$'.
  */
 #ifndef MSAGATE_PWHASH_H

@@ -5,7 +5,8 @@
  * While still privileged it loads the backends (they open their files) and
  * initialises Cyrus SASL (plugins are loaded now), then drops to
  * cfg->user and serves the Dovecot auth protocol on a libevent loop
- * (src/auth-server.c).  SIGHUP re-reads the passwd files; SIGTERM stops
+ * (src/auth-server.c), and the userdb lookup socket (src/auth-userdb.c)
+ * whose lookups share the auth server's worker threads.  SIGHUP re-reads the passwd files; SIGTERM stops
  * accepting and exits once the clients are gone (bounded).
  */
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include "auth-penalty.h"
 #include "auth-sasl.h"
 #include "auth-server.h"
+#include "auth-userdb.h"
 #include "backend.h"
 #include "log.h"
 #include "roles.h"
@@ -28,6 +30,7 @@
 struct role_auth {
 	struct event_base *base;
 	struct auth_server *srv;
+	struct userdb_server *udb;
 	struct event *ev_hup, *ev_term, *ev_int, *ev_stop;
 	uint64_t stop_deadline;
 };
@@ -69,6 +72,8 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 		return;            /* already stopping */
 	log_info("%s: auth role stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	auth_server_stop_listening(ra->srv);
+	if (ra->udb != NULL)
+		userdb_server_stop_listening(ra->udb);
 	ra->stop_deadline = now_ms() + STOP_GRACE_MS;
 	ra->ev_stop = evtimer_new(ra->base, stop_poll, ra);
 	stop_poll(-1, 0, ra);
@@ -113,8 +118,12 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 	for (i = 1; ra.srv != NULL && i < fds->n_client; i++)
 		if (auth_server_add_listener(ra.srv, fds->client[i]) != 0)
 			fatalx("auth: cannot serve auth listener %zu", i);
-	/* fds->userdb: the internal USER lookup socket (served below when
-	 * the userdb server exists) */
+	/* the internal USER lookup socket (recipient checks of the SMTP role) */
+	if (ra.srv != NULL && fds->userdb >= 0) {
+		ra.udb = userdb_server_new(ra.base, fds->userdb, ra.srv, chain);
+		if (ra.udb == NULL)
+			fatalx("auth: cannot serve the userdb socket");
+	}
 
 	ra.ev_hup = evsignal_new(ra.base, SIGHUP, on_sighup, &ra);
 	ra.ev_term = evsignal_new(ra.base, SIGTERM, on_sigterm, &ra);
@@ -136,6 +145,7 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 
 	event_base_dispatch(ra.base);
 
+	userdb_server_free(ra.udb);      /* before the workers' last jobs */
 	auth_server_free(ra.srv);
 	if (ra.ev_stop)
 		event_free(ra.ev_stop);

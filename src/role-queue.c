@@ -14,8 +14,13 @@
  * Crash safety: a file is in queue/ only after its data was fsynced; a
  * rename whose directory fsync failed is undone and answered ERR.
  * Anything still in incoming/ was never acknowledged and is removed at
- * start-up.  Delivery (the queue manager) is a later issue: see
- * qmgr_committed().
+ * start-up.
+ *
+ * Delivery: the queue manager (qmgr.c) runs on this loop too; every
+ * committed message is handed to it at once (qmgr_committed()), and
+ * "FLUSH" on this socket (msagatectl queue flush) makes every deferred
+ * message due now ("OK <n>").  Per-recipient state is in
+ * state_dir/status/ID (qstatus.h).
  */
 #include <sys/types.h>
 #include <sys/queue.h>
@@ -41,6 +46,8 @@
 
 #include "log.h"
 #include "qfile.h"
+#include "qmgr.h"
+#include "qstatus.h"
 #include "roles.h"
 #include "util.h"
 
@@ -103,7 +110,8 @@ struct qrole {
 	int listen_fd;
 	struct event *lev, *kick, *reap, *grace, *notify_ev;
 	struct event *sigterm, *sigint, *sighup;
-	int in_dfd, q_dfd;           /* incoming/ and queue/ */
+	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
+	struct qmgr *qmgr;           /* NULL: delivery not configured */
 	TAILQ_HEAD(, qconn) conns, dead_conns;
 	size_t n_conns;
 	unsigned long next_conn_id;
@@ -126,15 +134,12 @@ static void conn_flush(struct qconn *c);
 static void check_exit(struct qrole *q);
 static void start_batch(struct qrole *q);
 
-/*
- * qmgr_committed - the place where the queue manager (delivery, a later
- * issue) learns about a new message in queue/.  Nothing delivers yet.
- */
+/* qmgr_committed - a new message is in queue/: deliver it now. */
 static void
 qmgr_committed(struct qrole *q, const char *qid)
 {
-	(void)q;
-	(void)qid;
+	if (q->qmgr != NULL)
+		qmgr_add(q->qmgr, qid);
 }
 
 /* ---- state_dir ---------------------------------------------------- */
@@ -185,6 +190,8 @@ prepare_state_dir(const struct msagate_config *cfg)
 		fatalx("queue: state_dir too long");
 	created = prepare_dir(path, pw);
 	snprintf(path, sizeof(path), "%s/queue", cfg->state_dir);
+	created |= prepare_dir(path, pw);
+	snprintf(path, sizeof(path), "%s/" QSTATUS_DIR, cfg->state_dir);
 	created |= prepare_dir(path, pw);
 	if (created) {
 		/* the new directories themselves must survive a crash */
@@ -251,7 +258,7 @@ count_queue(struct qrole *q)
 		if (qid_valid(de->d_name))
 			n++;
 	closedir(d);
-	log_info("queue: %lu message%s in the queue (delivery is not implemented yet)",
+	log_info("queue: %lu message%s in the queue (delivery is not configured)",
 	    n, n == 1 ? "" : "s");
 }
 
@@ -482,7 +489,7 @@ do_open(struct qconn *c)
 		return;
 	}
 	for (tries = 0; tries < 10; tries++) {
-		qid_new(qid);
+		qmgr_qid_new(qid);
 		fd = openat(q->in_dfd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
 		    O_NOFOLLOW, 0600);
 		if (fd >= 0 || errno != EEXIST)
@@ -560,6 +567,20 @@ do_abort(struct qconn *c, const char *qid)
 	ent_discard(c->q, e);
 }
 
+/* msagatectl queue flush: every deferred message is due now. */
+static void
+do_flush(struct qconn *c)
+{
+	struct qrole *q = c->q;
+	size_t n = 0;
+
+	if (q->qmgr != NULL)
+		n = qmgr_flush(q->qmgr);
+	log_info("queue: flush requested: %zu deferred message%s due now", n,
+	    n == 1 ? "" : "s");
+	reply_set(reply_slot(c), -1, "OK %zu", n);
+}
+
 static void
 handle_packet(struct qconn *c, char *buf, size_t n)
 {
@@ -576,6 +597,8 @@ handle_packet(struct qconn *c, char *buf, size_t n)
 		do_commit(c, buf + 7);
 	else if (strncmp(buf, "ABORT ", 6) == 0)
 		do_abort(c, buf + 6);
+	else if (strcmp(buf, "FLUSH") == 0)
+		do_flush(c);
 	else {
 		char safe[64];
 
@@ -938,8 +961,8 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 
 	q->in_dfd = open_subdir(cfg, "incoming");
 	q->q_dfd = open_subdir(cfg, "queue");
+	q->st_dfd = open_subdir(cfg, QSTATUS_DIR);
 	clean_incoming(q);
-	count_queue(q);
 
 	if (set_nonblock(listen_fd) < 0)
 		fatal("queue: listening socket");
@@ -978,8 +1001,16 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_add(q->sigint, NULL);
 	event_add(q->sighup, NULL);
 
+	q->qmgr = qmgr_new(cfg, q->base, q->in_dfd, q->q_dfd, q->st_dfd);
+	if (q->qmgr != NULL)
+		qmgr_scan(q->qmgr);
+	else
+		count_queue(q);
+
 	log_info("queue: ready, state_dir %s", cfg->state_dir);
 	event_base_dispatch(q->base);
+	/* deliveries in progress finish (bounded by the methods' timeouts) */
+	qmgr_stop(q->qmgr);
 
 	/* stopped: last replies (best effort), then uncommitted files go */
 	TAILQ_FOREACH(c, &q->conns, link)
@@ -997,6 +1028,7 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	pthread_join(q->th, NULL);
+	qmgr_free(q->qmgr);
 
 	log_info("queue: stopped, %lu message%s committed", q->n_committed,
 	    q->n_committed == 1 ? "" : "s");
@@ -1013,6 +1045,7 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	close(q->notify_w);
 	close(q->in_dfd);
 	close(q->q_dfd);
+	close(q->st_dfd);
 	pthread_mutex_destroy(&q->mu);
 	pthread_cond_destroy(&q->cv);
 	return 0;

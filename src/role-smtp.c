@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -27,6 +28,7 @@
 #include "smtp-clients.h"
 #include "smtp-session.h"
 #include "tls.h"
+#include "userdbc.h"
 
 /* cfg->smtp defaults used when a value is unset (0). */
 #define DEF_MAX_CONNECTIONS        20000 /* per smtp process */
@@ -35,6 +37,8 @@
 #define RETIRE_MAX                 600   /* seconds a retired generation
                                             keeps serving its sessions */
 #define AUTH_TIMEOUT_MS            30000 /* one AUTH request, start to end */
+#define USERDB_TIMEOUT_MS          5000  /* one userdb lookup (RCPT) */
+#define USERDB_CACHE_SECS          30    /* userdb answers kept this long */
 
 struct smtp_listener {
 	struct smtp_server *srv;
@@ -74,6 +78,7 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 	    cfg->smtp.max_connections_per_client : DEF_MAX_CONNECTIONS_CLIENT;
 	int one = 1;
 	char ip[64];
+	time_t until;
 
 	if (srv->stopping) {
 		close(fd);
@@ -82,6 +87,17 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 	if (srv->n_sessions >= max) {
 		log_warnx("connection limit (%d) reached, refusing a client", max);
 		refuse(l, fd, "too many connections");
+		return;
+	}
+	if ((until = smtp_clients_blocked(srv->clients, sa, time(NULL))) != 0) {
+		if (getnameinfo(sa, (socklen_t)salen, ip, sizeof(ip), NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			snprintf(ip, sizeof(ip), "?");
+		log_info("connect from [%s] refused: blocked for %lld s more "
+		         "(failed authentications)", ip,
+		         (long long)(until - time(NULL)));
+		refuse(l, fd, "too many failed authentications from your "
+		       "address; try again later");
 		return;
 	}
 	if (smtp_clients_count(srv->clients, sa) >= per) {
@@ -288,6 +304,9 @@ role_smtp_main(struct msagate_config *cfg, const struct smtp_listeners *ls)
 	srv.authc = authc_new(srv.base, cfg->auth.socket, AUTH_TIMEOUT_MS);
 	srv.queuec = queuec_new(srv.base, cfg->queue_socket);
 	authc_connect(srv.authc);
+	srv.userdbc = userdbc_new(srv.base, cfg->auth.userdb_socket,
+	                          USERDB_TIMEOUT_MS, USERDB_CACHE_SECS);
+	smtp_maps_load(&srv);
 
 	n_listeners = ls->n < cfg->n_listen ? ls->n : cfg->n_listen;
 	listeners = xcalloc(n_listeners ? n_listeners : 1, sizeof(*listeners));
@@ -341,6 +360,8 @@ role_smtp_main(struct msagate_config *cfg, const struct smtp_listeners *ls)
 	event_free(ev_hup);
 	event_free(ev_usr1);
 	authc_free(srv.authc);
+	userdbc_free(srv.userdbc);
+	smtp_maps_free(&srv);
 	queuec_free(srv.queuec);
 	event_base_free(srv.base);
 	smtp_clients_free(srv.clients);

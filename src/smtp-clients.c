@@ -1,7 +1,9 @@
 /*
  * smtp-clients.c - per-client-address session counts of the SMTP role: a
  * fixed-size chained hash table (FNV-1a with a random seed, so clients
- * cannot aim at one bucket), entries removed when their count drops to 0.
+ * cannot aim at one bucket), entries removed when their count drops to 0;
+ * and a small fixed table of blocked addresses (linear search: at most
+ * SMTP_BLOCKS_MAX entries, consulted once per connection).
  */
 #include <netinet/in.h>
 #include <stdint.h>
@@ -19,9 +21,15 @@ struct client_entry {
 	int count;
 };
 
+struct block_entry {
+	uint8_t addr[16];
+	time_t until;                /* 0: free */
+};
+
 struct smtp_clients {
 	uint32_t seed;
 	struct client_entry *bucket[N_BUCKETS];
+	struct block_entry blocks[SMTP_BLOCKS_MAX];
 };
 
 /* The 16-byte key of sa (IPv4 as ::ffff:a.b.c.d); false if not IP. */
@@ -116,4 +124,49 @@ smtp_clients_add(struct smtp_clients *c, const struct sockaddr *sa, int delta)
 		*pp = e->next;
 		free(e);
 	}
+}
+
+void
+smtp_clients_block(struct smtp_clients *c, const struct sockaddr *sa,
+                   time_t until)
+{
+	uint8_t key[16];
+	struct block_entry *victim = NULL;
+	size_t i;
+
+	if (!key_of(sa, key))
+		return;
+	for (i = 0; i < SMTP_BLOCKS_MAX; i++) {
+		struct block_entry *b = &c->blocks[i];
+
+		if (b->until != 0 && memcmp(b->addr, key, 16) == 0) {
+			victim = b;
+			break;
+		}
+		if (victim == NULL || b->until < victim->until)
+			victim = b;     /* free (0) or ending first */
+	}
+	memcpy(victim->addr, key, 16);
+	victim->until = until;
+}
+
+time_t
+smtp_clients_blocked(struct smtp_clients *c, const struct sockaddr *sa,
+                     time_t now)
+{
+	uint8_t key[16];
+
+	if (!key_of(sa, key))
+		return 0;
+	for (size_t i = 0; i < SMTP_BLOCKS_MAX; i++) {
+		struct block_entry *b = &c->blocks[i];
+
+		if (b->until != 0 && memcmp(b->addr, key, 16) == 0) {
+			if (b->until > now)
+				return b->until;
+			b->until = 0;   /* over */
+			return 0;
+		}
+	}
+	return 0;
 }

@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "authc.h"
 #include "log.h"
+#include "smtp-clients.h"
 #include "smtp-session.h"
 
 #define USER_MAX 255
@@ -214,7 +216,13 @@ auth_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 	s->verb = "AUTH";
 	if ((res == AUTHC_FAIL || res == AUTHC_TEMPFAIL) &&
 	    extra_field(extra, "blocked=", ubuf, sizeof(ubuf)) != NULL) {
-		/* the auth service blocks this address for a while */
+		/* the auth service blocks this address for a while: new
+		 * connections from it get 421 at once until then */
+		unsigned long long secs;
+
+		if (parse_uint(ubuf, SMTP_BLOCK_MAX_SECS, &secs) && secs > 0)
+			smtp_clients_block(s->srv->clients,
+			    (struct sockaddr *)&s->peer, time(NULL) + (time_t)secs);
 		s->state = ST_CMD;
 		log_info("%s: auth blocked: rip=%s for %s s, disconnecting",
 		         s->id, s->rip, log_safe(safe, sizeof(safe), ubuf, 12));

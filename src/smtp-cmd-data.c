@@ -6,13 +6,19 @@
  * answer "250 2.0.0 Ok: queued as ID" only once the queue role says the
  * file is on stable storage.
  *
- * Anything wrong (bare CR/LF, too big, write error) is only answered at
- * the real end of data; the file is then ABORTed, nothing is queued.
+ * With relay.check_from_header (submission), the From: header fields are
+ * checked against the login when the header section is complete
+ * (smtp-policy.c policy_from_header); a refusal is kept for the end.
+ *
+ * Anything wrong (bare CR/LF, too big, write error, From: not owned) is
+ * only answered at the real end of data; the file is then ABORTed,
+ * nothing is queued.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +28,7 @@
 #include "log.h"
 #include "qfile.h"
 #include "queue-client.h"
+#include "smtp-policy.h"
 #include "smtp-session.h"
 
 #define WBUF_SIZE    (64 * 1024)     /* file writes in chunks this big */
@@ -127,6 +134,93 @@ add_received(struct smtp_session *s)
 }
 
 /*
+ * The values of every header field called name (lower case) in the
+ * header section h[0..len), unfolded: "v1\0v2\0\0" (malloc'd), or NULL
+ * when there is none.
+ */
+static char *
+header_values(const char *h, size_t len, const char *name)
+{
+	size_t nl = strlen(name), i = 0;
+	struct sbuf b;
+	bool any = false;
+
+	sbuf_init(&b, 0);
+	while (i < len) {
+		size_t e = i, k;
+
+		while (e < len && h[e] != '\n')
+			e++;
+		/* this line: h[i..e), without CR */
+		k = i + nl;
+		if (e - i > nl && strncasecmp(h + i, name, nl) == 0) {
+			while (k < e && (h[k] == ' ' || h[k] == '\t'))
+				k++;
+			if (k < e && h[k] == ':') {
+				size_t j = k + 1;
+
+				any = true;
+				for (;;) {
+					size_t le = e;
+
+					if (le > j && h[le - 1] == '\r')
+						le--;
+					sbuf_add(&b, h + j, le - j);
+					if (e + 1 < len && (h[e + 1] == ' ' || h[e + 1] == '\t')) {
+						j = e + 1;
+						e = j;
+						while (e < len && h[e] != '\n')
+							e++;
+						continue;
+					}
+					break;
+				}
+				sbuf_add(&b, "", 1);
+			}
+		}
+		i = e + 1;
+	}
+	if (!any) {
+		sbuf_free(&b);
+		return NULL;
+	}
+	sbuf_add(&b, "", 1);
+	return b.s;
+}
+
+/*
+ * relay.check_from_header: may the login use the From: address(es)?
+ * complete: the whole header section is in tx->hdr.  A refusal is kept in
+ * tx->from_err and answered at the end of data.
+ */
+static void
+check_from(struct smtp_session *s, bool complete)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct smtp_data *d = &tx->filter;
+	struct policy_client pc;
+	char buf[600], *values;
+	size_t end;
+
+	if (s->lc->role != LISTEN_SUBMISSION || !s->srv->cfg->relay.check_from_header ||
+	    tx->from_err != NULL)
+		return;
+	if (!complete) {
+		tx->from_err = xstrdup("553 5.7.1 Header section too big to check "
+		                       "the From: header");
+		return;
+	}
+	end = tx->hdr.len;
+	if (!d->in_headers && (size_t)d->header_end < end)
+		end = (size_t)d->header_end;
+	values = header_values(tx->hdr.s ? tx->hdr.s : "", end, "from");
+	smtp_policy_client(s, &pc);
+	if (policy_from_header(&pc, values, buf, sizeof(buf)) != POLICY_OK)
+		tx->from_err = xstrdup(buf);
+	free(values);
+}
+
+/*
  * Write Received:, the buffered header section with Message-ID and Date
  * added before its end when missing (submission only, RFC 6409 8), and
  * whatever of the body was buffered with it.
@@ -139,6 +233,7 @@ flush_headers(struct smtp_session *s, bool fixups)
 	size_t end = (size_t)d->header_end;
 	char line[600], date[64];
 
+	check_from(s, fixups);
 	add_received(s);
 	if (!fixups || d->in_headers || end > tx->hdr.len ||
 	    s->lc->role != LISTEN_SUBMISSION) {
@@ -319,6 +414,17 @@ data_end(struct smtp_session *s)
 	}
 	if (!tx->hdr_done)
 		flush_headers(s, true);
+	if (tx->from_err != NULL) {
+		char safe[300], user[128];
+
+		log_info("%s: reject: DATA from [%s] user=%s: %s", s->id, s->rip,
+		         s->auth_user ? log_safe(user, sizeof(user), s->auth_user, 100) : "-",
+		         log_safe(safe, sizeof(safe), tx->from_err, 250));
+		tx_discard(s);
+		smtp_session_reply(s, "%s", tx->from_err);
+		tx_done(s);
+		return;
+	}
 	wbuf_flush(tx);
 	if (tx->werr == 0 && close(tx->fd) != 0)
 		tx->werr = errno;

@@ -462,3 +462,171 @@ smtp_parse_helo(const char *args)
 		return "501 5.5.4 Domain name too long";
 	return NULL;
 }
+
+#define HDR_TEXT_MAX 2048    /* display name plus address, one mailbox */
+
+/* Check one collected mailbox text "local@domain" into out; 0 or -1. */
+static int
+header_mailbox(const char *text, size_t len, struct smtp_addr *out)
+{
+	char path[SMTP_PATH_MAX + 3];
+	const char *p = path;
+
+	if (len == 0 || len > SMTP_PATH_MAX)
+		return -1;
+	path[0] = '<';
+	memcpy(path + 1, text, len);
+	path[len + 1] = '>';
+	path[len + 2] = '\0';
+	if (smtp_parse_path(&p, false, true, out) != 0 || *p != '\0')
+		return -1;
+	if (out->domain[0] == '\0')
+		return -1;      /* a header address needs a domain */
+	return 0;
+}
+
+int
+smtp_parse_header_addrs(const char *v, struct smtp_addr *out, int max)
+{
+	char text[HDR_TEXT_MAX + 1], angle[SMTP_PATH_MAX + 1];
+	size_t tl = 0, al = 0;
+	int n = 0, depth;
+	bool in_angle = false, have_angle = false, in_group = false;
+	const char *p;
+
+	for (p = v;; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '(' && !in_angle) {
+			/* comment, nested, with quoted-pairs */
+			for (depth = 1, p++; *p && depth > 0; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				else if (*p == '(')
+					depth++;
+				else if (*p == ')')
+					depth--;
+			}
+			if (depth > 0)
+				return -1;
+			p--;
+			if (tl > 0 && tl < HDR_TEXT_MAX)
+				text[tl++] = ' ';   /* a comment separates words */
+			continue;
+		}
+		if (c == '"') {
+			/* quoted string: part of a display name or local part */
+			char *buf = in_angle ? angle : text;
+			size_t *bl = in_angle ? &al : &tl;
+			size_t cap = in_angle ? SMTP_PATH_MAX : HDR_TEXT_MAX;
+
+			if (have_angle)
+				return -1;
+			do {
+				if (*bl >= cap)
+					return -1;
+				buf[(*bl)++] = *p;
+				if (*p == '\\' && p[1]) {
+					p++;
+					if (*bl >= cap)
+						return -1;
+					buf[(*bl)++] = *p;
+				}
+				p++;
+			} while (*p && *p != '"');
+			if (*p != '"' || *bl >= cap)
+				return -1;
+			buf[(*bl)++] = '"';
+			continue;
+		}
+		if (in_angle) {
+			if (c == '\0')
+				return -1;
+			if (c == '>') {
+				in_angle = false;
+				have_angle = true;
+				continue;
+			}
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+				continue;       /* CFWS inside angle brackets */
+			if (c == '<' || al >= SMTP_PATH_MAX)
+				return -1;
+			angle[al++] = (char)c;
+			continue;
+		}
+		if (c == '<') {
+			if (have_angle)
+				return -1;
+			in_angle = true;
+			al = 0;
+			continue;
+		}
+		if (c == ':' && !have_angle) {
+			/* "group-name:" - the text so far was its name */
+			if (in_group)
+				return -1;
+			in_group = true;
+			tl = 0;
+			continue;
+		}
+		if (c == ',' || c == ';' || c == '\0') {
+			size_t s = 0, e = tl;
+			const char *mb;
+			size_t ml;
+
+			while (s < e && (text[s] == ' ' || text[s] == '\t'))
+				s++;
+			while (e > s && (text[e - 1] == ' ' || text[e - 1] == '\t' ||
+			    text[e - 1] == '\r' || text[e - 1] == '\n'))
+				e--;
+			if (have_angle) {
+				mb = angle;
+				ml = al;
+				/* drop an obsolete route "@a,@b:" */
+				if (ml > 0 && angle[0] == '@') {
+					const char *colon = memchr(angle, ':', al);
+
+					if (colon == NULL)
+						return -1;
+					ml = al - (size_t)(colon + 1 - angle);
+					mb = colon + 1;
+				}
+			} else {
+				mb = text + s;
+				ml = e - s;
+				for (size_t i = 0; i < ml; i++)
+					if (mb[i] == ' ' || mb[i] == '\t')
+						return -1;  /* a name without <address> */
+			}
+			if (ml > 0) {
+				if (n >= max || header_mailbox(mb, ml, &out[n]) != 0)
+					return -1;
+				n++;
+			} else if (have_angle)
+				return -1;          /* "<>" is no mailbox */
+			tl = al = 0;
+			have_angle = false;
+			if (c == ';') {
+				if (!in_group)
+					return -1;
+				in_group = false;
+			}
+			if (c == '\0')
+				break;
+			continue;
+		}
+		if (have_angle) {
+			if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+				continue;
+			return -1;          /* junk after <address> */
+		}
+		if (c < 32 && c != '\t' && c != '\r' && c != '\n')
+			return -1;
+		if (tl >= HDR_TEXT_MAX)
+			return -1;
+		text[tl++] = (char)((c == '\r' || c == '\n') ? ' ' : c);
+	}
+	if (in_group || in_angle)
+		return -1;
+	return n;
+}

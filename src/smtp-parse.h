@@ -84,4 +84,18 @@ const char *smtp_parse_helo(const char *args);
 int smtp_parse_path(const char **p, bool allow_null, bool utf8_ok,
                     struct smtp_addr *out);
 
+/* Most addresses taken from one header field value. */
+#define SMTP_HDR_ADDRS_MAX 32
+
+/*
+ * The mailboxes of an RFC 5322 address-list header value (From:, unfolded,
+ * NUL-terminated): display names, comments and groups are skipped, each
+ * addr-spec or angle-addr is checked with smtp_parse_path (UTF-8
+ * allowed, source routes dropped).  Returns how many (0..max) were
+ * stored, or -1 when the value is malformed or holds more than max: the
+ * caller must then refuse, never guess.
+ */
+int smtp_parse_header_addrs(const char *value, struct smtp_addr *out,
+                            int max);
+
 #endif

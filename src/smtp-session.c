@@ -179,6 +179,7 @@ smtp_tx_free(struct smtp_session *s)
 		free(tx->rcpts[i]);
 	free(tx->rcpts);
 	free(tx->sender);
+	free(tx->from_err);
 	free(tx->wbuf);
 	sbuf_free(&tx->hdr);
 	free(tx);
@@ -192,6 +193,7 @@ smtp_session_free(struct smtp_session *s)
 	char user[128];
 
 	smtp_auth_cancel(s);
+	smtp_rcpt_cancel(s);
 	smtp_data_cancel(s);
 	smtp_tx_free(s);
 	log_info("%s: disconnect from [%s]:%u tls=%s user=%s errors=%d", s->id,
@@ -353,8 +355,6 @@ struct smtp_cmd {
 static void cmd_ehlo(struct smtp_session *s, const char *args);
 static void cmd_helo(struct smtp_session *s, const char *args);
 static void cmd_starttls(struct smtp_session *s, const char *args);
-static void cmd_mail(struct smtp_session *s, const char *args);
-static void cmd_rcpt(struct smtp_session *s, const char *args);
 static void cmd_rset(struct smtp_session *s, const char *args);
 static void cmd_noop(struct smtp_session *s, const char *args);
 static void cmd_quit(struct smtp_session *s, const char *args);
@@ -367,8 +367,8 @@ static const struct smtp_cmd commands[] = {
 	{ "STARTTLS", CF_PRETLS | CF_PREAUTH | CF_TLSCMD | CF_NOTX, cmd_starttls },
 	{ "AUTH",     CF_PREAUTH | CF_HELO | CF_NOAUTHED | CF_AUTHCMD | CF_NOTX,
 	              smtp_cmd_auth },
-	{ "MAIL",     CF_HELO | CF_NOTX, cmd_mail },
-	{ "RCPT",     CF_HELO | CF_MAIL, cmd_rcpt },
+	{ "MAIL",     CF_HELO | CF_NOTX, smtp_cmd_mail },
+	{ "RCPT",     CF_HELO | CF_MAIL, smtp_cmd_rcpt },
 	{ "DATA",     CF_HELO | CF_MAIL | CF_RCPT, smtp_cmd_data },
 	{ "RSET",     CF_PRETLS | CF_PREAUTH, cmd_rset },
 	{ "NOOP",     CF_PRETLS | CF_PREAUTH, cmd_noop },
@@ -431,7 +431,7 @@ gate(const struct smtp_session *s, const struct smtp_cmd *cmd)
 	if ((cmd->flags & CF_AUTHCMD) && !auth_offered(s))
 		return "503 5.5.1 Error: authentication not enabled";
 	if ((cmd->flags & CF_NOTX) && s->tx)
-		return cmd->fn == cmd_mail ? "503 5.5.1 Error: nested MAIL command" :
+		return cmd->fn == smtp_cmd_mail ? "503 5.5.1 Error: nested MAIL command" :
 		    "503 5.5.1 Error: MAIL transaction in progress";
 	if ((cmd->flags & CF_MAIL) && !s->tx)
 		return "503 5.5.1 Error: need MAIL command";
@@ -801,54 +801,6 @@ cmd_starttls(struct smtp_session *s, const char *args)
 	bufferevent_disable(s->bev, EV_READ);
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	               evbuffer_get_length(bufferevent_get_input(s->bev)));
-}
-
-static void
-cmd_mail(struct smtp_session *s, const char *args)
-{
-	const struct msagate_config *cfg = s->srv->cfg;
-	struct smtp_mail_args m;
-	const char *err;
-	char buf[400];
-
-	if ((err = smtp_parse_mail(args, cfg->relay.message_size_limit, &m)) ||
-	    (err = smtp_policy_sender(s, &m.from, buf, sizeof(buf)))) {
-		smtp_session_reply(s, "%s", err);
-		return;
-	}
-	s->tx = xcalloc(1, sizeof(*s->tx));
-	s->tx->sender = xstrdup(m.from.addr);
-	s->tx->declared_size = m.size;
-	s->tx->smtputf8 = m.smtputf8;
-	s->tx->eightbit = m.body == SMTP_BODY_8BITMIME;
-	s->tx->fd = -1;
-	smtp_session_reply(s, "250 2.1.0 Ok");
-}
-
-static void
-cmd_rcpt(struct smtp_session *s, const char *args)
-{
-	struct smtp_tx *tx = s->tx;
-	struct smtp_rcpt_args r;
-	const char *err;
-	char buf[400];
-
-	if (tx->n_rcpts >= (size_t)limit(s->srv->cfg->smtp.max_recipients,
-	                                 DEF_MAX_RECIPIENTS)) {
-		smtp_session_reply(s, "452 4.5.3 Error: too many recipients");
-		return;
-	}
-	if ((err = smtp_parse_rcpt(args, tx->smtputf8, &r)) ||
-	    (err = smtp_policy_rcpt(s, &r.to, buf, sizeof(buf)))) {
-		smtp_session_reply(s, "%s", err);
-		return;
-	}
-	if (tx->n_rcpts == tx->cap_rcpts) {
-		tx->cap_rcpts = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
-		tx->rcpts = xrealloc(tx->rcpts, tx->cap_rcpts * sizeof(char *));
-	}
-	tx->rcpts[tx->n_rcpts++] = xstrdup(r.to.addr);
-	smtp_session_reply(s, "250 2.1.5 Ok");
 }
 
 static void

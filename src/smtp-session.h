@@ -4,8 +4,9 @@
  *   smtp-session.c   life cycle, I/O, line reading, command table + gates,
  *                    the simple commands (EHLO, MAIL, RCPT, STARTTLS...)
  *   smtp-cmd-auth.c  AUTH (RFC 4954) through the Dovecot auth client
+ *   smtp-cmd-mail.c  MAIL and RCPT: policy checks, userdb lookups
  *   smtp-cmd-data.c  DATA: queue file, filter, fix-ups, commit
- *   smtp-policy.c    relay and sender decisions
+ *   smtp-policy.c    relay and sender decisions (pure)
  *   smtp-clients.c   sessions per client address
  *   role-smtp.c      listeners, limits, signals, the event loop
  */
@@ -32,6 +33,11 @@ struct authc;
 struct queuec;
 struct queuec_req;
 struct smtp_clients;
+struct userdbc;
+struct aliases;
+struct sender_logins;
+struct smtp_addr;
+struct policy_client;
 
 /* Process-wide state of the SMTP role. */
 struct smtp_server {
@@ -43,6 +49,12 @@ struct smtp_server {
 	TAILQ_HEAD(, smtp_session) sessions;
 	int n_sessions;
 	struct smtp_clients *clients;  /* sessions per client address */
+	struct userdbc *userdbc;     /* does a local user exist? */
+	struct aliases *aliases;     /* relay.aliases, NULL when none */
+	bool aliases_broken;         /* configured but unreadable: 451 */
+	struct sender_logins *logins;/* relay.sender_logins, NULL when none */
+	bool logins_broken;
+	time_t maps_checked;         /* last aliases/sender_logins refresh */
 	bool stopping;               /* SIGTERM: finish DATA, then exit */
 	bool retiring;               /* SIGUSR1: serve open sessions, then exit */
 	struct event *stop_timer;
@@ -84,6 +96,7 @@ struct smtp_tx {
 	bool committing;             /* COMMIT sent: do not ABORT any more */
 	time_t arrival;
 	struct smtp_data filter;
+	char *from_err;              /* From: header check failed: the reply */
 	char *wbuf;                  /* 64 KiB write buffer, DATA only */
 	size_t wlen;
 	struct sbuf hdr;             /* header section, until fixed up */
@@ -118,6 +131,15 @@ struct smtp_session {
 	bool auth_login_next;        /* LOGIN: next response is the user */
 
 	struct smtp_tx *tx;
+
+	/* RCPT waiting for userdb answers (smtp-cmd-mail.c) */
+	struct smtp_addr *rcpt_to;   /* the recipient being decided */
+	uint32_t udb_id;             /* lookup in flight, 0 none */
+	struct {
+		char *name;
+		int res;             /* enum policy_user */
+	} udb[4];                    /* answers for this recipient */
+	int n_udb;
 };
 
 /* smtp-session.c */
@@ -140,6 +162,17 @@ const char *smtp_auth_mechs(struct smtp_session *s, char *buf, size_t len);
 void smtp_cmd_auth(struct smtp_session *s, const char *args);
 void smtp_auth_line(struct smtp_session *s, const char *line);
 void smtp_auth_cancel(struct smtp_session *s);
+
+/* smtp-cmd-mail.c */
+void smtp_cmd_mail(struct smtp_session *s, const char *args);
+void smtp_cmd_rcpt(struct smtp_session *s, const char *args);
+void smtp_rcpt_cancel(struct smtp_session *s);
+/* The policy view of this session (smtp-policy.h). */
+void smtp_policy_client(struct smtp_session *s, struct policy_client *pc);
+/* Load relay.aliases and relay.sender_logins, or re-read them when changed. */
+void smtp_maps_load(struct smtp_server *srv);
+void smtp_maps_refresh(struct smtp_server *srv);
+void smtp_maps_free(struct smtp_server *srv);
 
 /* smtp-cmd-data.c */
 void smtp_cmd_data(struct smtp_session *s, const char *args);

@@ -124,7 +124,8 @@ class Daemon:
 
     def __init__(self, extra_conf="", failure_delay=0, users=None, start=True,
                  smtp_extra="", auth_extra="", relay_extra="", backends=None,
-                 mechanisms=("PLAIN", "LOGIN"), penalty=False, plain_users=None):
+                 mechanisms=("PLAIN", "LOGIN"), penalty=False, plain_users=None,
+                 passwd_lines=None):
         self.dir = tempfile.mkdtemp(prefix="msagate-t-")
         self.user = run_user()
         os.chmod(self.dir, 0o755)
@@ -132,6 +133,8 @@ class Daemon:
         self.users = dict(self.USERS if users is None else users)
         # users stored as {PLAIN} (needed for CRAM-MD5 and SCRAM)
         self.plain_users = dict(plain_users or {})
+        # raw passwd-file lines written as they are (extra fields, schemes)
+        self.passwd_lines = list(passwd_lines or [])
         self.ports = {"submission": free_port(), "smtps": free_port(),
                       "relay": free_port()}
         self.run_dir = os.path.join(self.dir, "run")
@@ -142,6 +145,7 @@ class Daemon:
         self.conf = os.path.join(self.dir, "msagate.conf")
         self.log = os.path.join(self.dir, "msagated.log")
         self.auth_socket = os.path.join(self.run_dir, "auth")
+        self.userdb_socket = os.path.join(self.run_dir, "auth-userdb")
         os.mkdir(self.run_dir)
         self.make_cert()
         self.write_users()
@@ -175,6 +179,8 @@ class Daemon:
                 f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
             for u, p in self.plain_users.items():
                 f.write("%s:{PLAIN}%s::::::\n" % (u, p))
+            for line in self.passwd_lines:
+                f.write(line.rstrip("\n") + "\n")
         if os.geteuid() == 0:
             import pwd
             os.chown(self.passwd, 0, pwd.getpwnam(self.user).pw_gid)

@@ -195,8 +195,8 @@ test_requests(struct auth_server *srv, bool have_cram)
 	is_str(get_line(p, 3000), "FAIL\t4\tuser=broken\tcode=temp_fail",
 	    "backend error -> code=temp_fail");
 	auth_plain(p, 5, "bob@EXAMPLE.test", "hunter2");
-	is_str(get_line(p, 3000), "OK\t5\tuser=bob@example.test\tnodelay",
-	    "hashed user, domain case-insensitive, extra fields");
+	is_str(get_line(p, 3000), "OK\t5\tuser=bob@example.test\tquota_rule=*:storage=1G",
+	    "hashed user, domain case-insensitive, extra fields (internal nodelay left out)");
 
 	{       /* authzid != authcid refused */
 		static const char pl[] = "bob\0alice\0secret";
@@ -396,7 +396,7 @@ main(void)
 		return 1;
 	/* bob's password: hunter2 */
 	fputs("alice:{PLAIN}secret\n"
-	    "bob@example.test:{SHA256-CRYPT}$5$3iao4ql3B.MXyCGB$e90e1kO0yuiJuW/HB6StbXx2eRViLsDKpTpOnWB.hz3::::::nodelay\n"
+	    "bob@example.test:{SHA256-CRYPT}$5$3iao4ql3B.MXyCGB$e90e1kO0yuiJuW/HB6StbXx2eRViLsDKpTpOnWB.hz3::::::nodelay quota_rule=*:storage=1G\n"
 	    "broken:{CRYPT}$9$unknown-method$x\n", fp);
 	fclose(fp);
 

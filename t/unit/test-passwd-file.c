@@ -185,7 +185,7 @@ test_lookups(void)
 	b[0].path = write_file("users",
 	    "# users\n"
 	    "alice:{PLAIN}secret\n"
-	    "Bob@Example.TEST:{SHA512-CRYPT}$6$Q1tvaZVwqoBh0g9t$o8PW6y6v7jB2eM7kBB0FgFeN5HPW3Qwf6EYobapa9pktVVJXn2FC5lB2VE5byIVaViEK7poGgkaXV702j.ZOm/::::::nodelay\n"
+	    "Bob@Example.TEST:{SHA512-CRYPT}$6$Q1tvaZVwqoBh0g9t$o8PW6y6v7jB2eM7kBB0FgFeN5HPW3Qwf6EYobapa9pktVVJXn2FC5lB2VE5byIVaViEK7poGgkaXV702j.ZOm/::::::nodelay quota_rule=*:storage=1G\n"
 	    "nopass:\n"
 	    "broken line\n"
 	    "badhash:{CRYPT}$9$unknown-method$x\n");
@@ -208,7 +208,7 @@ test_lookups(void)
 	is_int(backend_chain_verify_plain(c, "Bob@example.test", "secret", &r), BACKEND_OK,
 	    "domain is case-insensitive");
 	is_str(r.user, "Bob@example.test", "domain lower-cased in the canonical name");
-	is_str(r.extra, "nodelay", "extra fields returned");
+	is_str(r.extra, "quota_rule=*:storage=1G", "extra fields returned (internal nodelay left out)");
 	is_int(backend_chain_verify_plain(c, "bob@example.test", "secret", &r), BACKEND_UNKNOWN_USER,
 	    "local part of a domain user is case-sensitive");
 	is_int(backend_chain_verify_plain(c, "nopass", "", &r), BACKEND_MISMATCH,
@@ -273,6 +273,105 @@ test_default_domain(void)
 	free(b.path);
 }
 
+/* test_extra_fields - nologin and allow_nets refuse like a wrong password,
+ * with a reason for the log; internal fields are never handed out. */
+static void
+test_extra_fields(void)
+{
+	struct backend_cfg b = { .driver = "passwd-file" };
+	struct backend_chain *c;
+	struct backend_reply r;
+	char *err = NULL, *plain = NULL;
+	struct backend_request in4 = { "192.0.2.77", "smtp" };
+	struct backend_request out4 = { "198.51.100.1", "smtp" };
+	struct backend_request in6 = { "2001:db8::5", "smtp" };
+	struct backend_request mapped = { "::ffff:127.0.0.1", "smtp" };
+	struct backend_request lo = { "127.0.0.1", "smtp" };
+	struct backend_request none = { "", "smtp" };
+	struct backend_request bad = { "not-an-ip", "smtp" };
+
+	b.path = write_file("extra",
+	    "nl:{PLAIN}pw::::::nologin\n"
+	    "nets:{PLAIN}pw::::::allow_nets=192.0.2.0/24,2001:db8::/32,127.0.0.1 quota=1G\n"
+	    "bad:{PLAIN}pw::::::allow_nets=192.0.2.1/24\n"
+	    "free:{PLAIN}pw:1001:1002::/home/free::nodelay userdb_mail=maildir:~/M userdb_password=x\n");
+	c = backend_chain_new(&b, 1, &err);
+	ok(c != NULL, "chain with extra fields%s%s", err ? ": " : "", err ? err : "");
+	if (c == NULL)
+		return;
+	is_int(backend_chain_verify_plain_req(c, "nl", "pw", &lo, &r), BACKEND_MISMATCH,
+	    "nologin + right password: mismatch");
+	is_str(r.reason, "nologin", "nologin reason");
+	is_int(backend_chain_verify_plain_req(c, "nl", "wrong", &lo, &r), BACKEND_MISMATCH,
+	    "nologin + wrong password: mismatch");
+	is_int(backend_chain_lookup_plain_req(c, "nl", &plain, &lo, &r), BACKEND_MISMATCH,
+	    "nologin: no credential for CRAM/SCRAM");
+	ok(plain == NULL, "nologin: nothing handed out");
+
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &in4, &r), BACKEND_OK,
+	    "allow_nets: IPv4 inside");
+	is_str(r.extra, "quota=1G", "allow_nets not in the reply extra fields");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &in6, &r), BACKEND_OK,
+	    "allow_nets: IPv6 inside");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &lo, &r), BACKEND_OK,
+	    "allow_nets: single address");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &mapped, &r), BACKEND_OK,
+	    "allow_nets: v4-mapped IPv6 address");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &out4, &r), BACKEND_MISMATCH,
+	    "allow_nets: outside refused");
+	is_str(r.reason, "allow_nets", "allow_nets reason");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &none, &r), BACKEND_MISMATCH,
+	    "allow_nets: unknown rip refused");
+	is_int(backend_chain_verify_plain_req(c, "nets", "pw", &bad, &r), BACKEND_MISMATCH,
+	    "allow_nets: unparsable rip refused");
+	is_int(backend_chain_verify_plain(c, "nets", "pw", &r), BACKEND_MISMATCH,
+	    "allow_nets: no request context refused");
+	is_int(backend_chain_lookup_plain_req(c, "nets", &plain, &out4, &r), BACKEND_MISMATCH,
+	    "allow_nets: credential lookup from outside refused");
+	is_int(backend_chain_lookup_plain_req(c, "nets", &plain, &in4, &r), BACKEND_OK,
+	    "allow_nets: credential lookup from inside");
+	free(plain);
+	plain = NULL;
+	is_int(backend_chain_verify_plain_req(c, "bad", "pw", &in4, &r), BACKEND_MISMATCH,
+	    "allow_nets: invalid network never matches");
+	is_int(backend_chain_verify_plain_req(c, "free", "pw", &out4, &r), BACKEND_OK,
+	    "no access fields: anywhere");
+	is_str(r.extra, "userdb_mail=maildir:~/M userdb_password=x",
+	    "nodelay not in the reply extra fields");
+
+	/* userdb lookups */
+	is_int(backend_chain_lookup_user(c, "free", &r), BACKEND_OK, "lookup_user: exists");
+	is_str(r.user, "free", "lookup_user: canonical name");
+	is_str(r.extra, "uid=1001\tgid=1002\thome=/home/free\tmail=maildir:~/M",
+	    "lookup_user: uid, gid, home, userdb_ fields, no password");
+	is_int(backend_chain_lookup_user(c, "nl", &r), BACKEND_OK,
+	    "lookup_user: a nologin user still exists");
+	is_str(r.extra, "", "lookup_user: no fields");
+	is_int(backend_chain_lookup_user(c, "nobody", &r), BACKEND_UNKNOWN_USER,
+	    "lookup_user: unknown");
+	is_int(backend_chain_lookup_user(c, "bad name", &r), BACKEND_UNKNOWN_USER,
+	    "lookup_user: invalid name is unknown");
+	backend_chain_free(c);
+	free(b.path);
+
+	/* default_domain applies to userdb lookups too */
+	b.path = write_file("extra2", "dd@example.test:{PLAIN}pw\n");
+	b.default_domain = "example.test";
+	c = backend_chain_new(&b, 1, &err);
+	ok(c != NULL, "chain with default_domain");
+	if (c != NULL) {
+		is_int(backend_chain_lookup_user(c, "dd", &r), BACKEND_OK,
+		    "lookup_user: default domain added");
+		is_str(r.user, "dd@example.test", "lookup_user: canonical with domain");
+		is_int(backend_chain_lookup_user(c, "dd@EXAMPLE.test", &r), BACKEND_OK,
+		    "lookup_user: domain case-insensitive");
+		is_int(backend_chain_lookup_user(c, "DD@example.test", &r),
+		    BACKEND_UNKNOWN_USER, "lookup_user: local part exact");
+		backend_chain_free(c);
+	}
+	free(b.path);
+}
+
 int
 main(void)
 {
@@ -283,6 +382,7 @@ main(void)
 	test_registry();
 	test_lookups();
 	test_default_domain();
+	test_extra_fields();
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

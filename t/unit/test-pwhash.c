@@ -19,6 +19,9 @@ static const char *const dovecot_fixtures[] = {
 	"{BLF-CRYPT}$2y$05$GvDSTPtr6FU93z6NSbeURu5f5kOVv4u/YvcVebUEa5WdlH4S6ADr.",
 	"{MD5-CRYPT}$1$mgGBQ5yk$gdUMt9f./hjzegjLQ1jRY0",
 	"{PLAIN}secret",
+	/* stored SCRAM secrets: doveadm pw -s SCRAM-SHA-256 / SCRAM-SHA-1 */
+	"{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=",
+	"{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4=,zWothRukKkEmhPmjNkEPUR+ksN4=",
 #ifdef HAVE_ARGON2
 	"{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$aR4o0ZtJo/wVW596JSBfrQ$eA6euDpKPFS0Yqw6KBXzgm0TRczHhmwVta+cX6VKllA",
 #endif
@@ -26,6 +29,7 @@ static const char *const dovecot_fixtures[] = {
 
 static const char *const make_schemes[] = {
 	"SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT", "PLAIN",
+	"SCRAM-SHA-256", "SCRAM-SHA-1",
 #ifdef HAVE_ARGON2
 	"ARGON2ID",
 #endif
@@ -56,6 +60,20 @@ main(void)
 		is_int(pwhash_verify(h, "Secret"), PWHASH_MISMATCH, "wrong password fails: %.20s", h);
 		is_int(pwhash_verify(h, ""), PWHASH_MISMATCH, "empty password fails: %.20s", h);
 	}
+
+	/* malformed stored SCRAM secrets are errors, never a match */
+	is_int(pwhash_verify("{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ", "secret"),
+	    PWHASH_ERROR, "SCRAM: missing field");
+	is_int(pwhash_verify("{SCRAM-SHA-256}0,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=", "secret"),
+	    PWHASH_ERROR, "SCRAM: zero iterations");
+	is_int(pwhash_verify("{SCRAM-SHA-256}99999999,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=", "secret"),
+	    PWHASH_ERROR, "SCRAM: absurd iteration count refused");
+	is_int(pwhash_verify("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,zWothRukKkEmhPmjNkEPUR+ksN4=", "secret"),
+	    PWHASH_ERROR, "SCRAM: key of the wrong length");
+	is_int(pwhash_verify("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4=,zWothRukKkEmhPmjNkEPUR+ksN4=,x", "secret"),
+	    PWHASH_ERROR, "SCRAM: too many fields");
+	is_int(pwhash_verify("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4!,zWothRukKkEmhPmjNkEPUR+ksN4=", "secret"),
+	    PWHASH_ERROR, "SCRAM: bad base64");
 
 	for (i = 0; i < sizeof(make_schemes) / sizeof(make_schemes[0]); i++) {
 		const char *s = make_schemes[i];

@@ -1,0 +1,105 @@
+/*
+ * delivery.h - the delivery-method interface of the queue manager.
+ *
+ * A method (maildir, lmtp, discard; later smtp for onward relay) is a
+ * struct delivery_method: init() once in the queue role, deliver() from a
+ * delivery worker thread for one message and one or more recipients (more
+ * than one only when the method says `batch`), free() at the end.
+ * deliver() must fill in every recipient's status; it may block (it runs
+ * in a worker thread, never on the queue role's event loop) but must bound
+ * every wait with a timeout.
+ *
+ * Also here: the helpers the methods share (streaming the queued message
+ * with CRLF->LF conversion or SMTP dot-stuffing, address helpers).
+ */
+#ifndef MSAGATE_DELIVERY_H
+#define MSAGATE_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "qfile.h"
+
+#define DELIVERY_DETAIL_MAX 400
+
+enum delivery_status {
+	DELIVERY_SENT,
+	DELIVERY_DEFER,              /* temporary: retried later */
+	DELIVERY_BOUNCE              /* permanent: a DSN goes to the sender */
+};
+
+/* One recipient handed to a method, with the method's verdict. */
+struct delivery_rcpt {
+	const char *address;         /* final address (after aliases) */
+	const char *orig;            /* as in the envelope */
+	/* filled in by deliver(): */
+	enum delivery_status status;
+	char dsn[16];                /* enhanced status code, e.g. "5.1.1" */
+	char detail[DELIVERY_DETAIL_MAX]; /* printable ASCII, no CR/LF/TAB */
+	bool remote_reply;           /* detail is the remote server's reply */
+};
+
+/* The message being delivered. */
+struct delivery_msg {
+	const char *qid;
+	const struct qenvelope *env;
+	int fd;                      /* the queue file; read it with pread() */
+	long long body_offset;       /* where the message starts */
+	long long body_size;
+};
+
+struct delivery_method {
+	const char *name;
+	bool batch;                  /* deliver() may take several recipients */
+	/* Set up from the configuration; NULL with *error (malloc'd). */
+	void *(*init)(const struct msagate_config *cfg, char **error);
+	/* For log lines: "maildir", "lmtp:unix:/run/dovecot/lmtp", ... */
+	const char *(*relay)(void *ctx);
+	void (*deliver)(void *ctx, const struct delivery_msg *msg,
+	    struct delivery_rcpt *rcpts, size_t n);
+	void (*free)(void *ctx);
+};
+
+extern const struct delivery_method delivery_maildir;
+extern const struct delivery_method delivery_lmtp;
+extern const struct delivery_method delivery_discard;
+
+/* The method called name, or NULL. */
+const struct delivery_method *delivery_method_find(const char *name);
+
+/* Set a recipient's verdict; fmt's result is made printable and bounded. */
+void delivery_set(struct delivery_rcpt *r, enum delivery_status st,
+    const char *dsn, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Copy s into dst (size len) with control characters and TAB as '?'. */
+void delivery_printable(char *dst, size_t len, const char *s);
+
+/* How delivery_copy_body() writes the message. */
+enum delivery_copy_mode {
+	DELIVERY_COPY_LF,            /* CRLF -> LF (Maildir files) */
+	DELIVERY_COPY_DOTSTUFF       /* CRLF kept, leading '.' doubled, ends in CRLF */
+};
+
+/*
+ * Stream the message (msg->fd from body_offset) through out() in chunks.
+ * Returns 0, or -1 when reading failed (errno) or out() returned -1.
+ */
+int delivery_copy_body(const struct delivery_msg *msg,
+    enum delivery_copy_mode mode,
+    int (*out)(void *arg, const char *p, size_t n), void *arg);
+
+/*
+ * Split "local@domain" into a lowercased local part without the +tag
+ * (delimiter: one character or "") and a lowercased domain.  Returns -1
+ * for an address with no '@', an empty part, or parts too long for the
+ * buffers.
+ */
+int delivery_split_address(const char *address, const char *delimiter,
+    char *local, size_t llen, char *domain, size_t dlen);
+
+/* true if domain is one of cfg->relay.local_domains (case-insensitive). */
+bool delivery_domain_is_local(const struct msagate_config *cfg,
+    const char *domain);
+
+#endif

@@ -1,0 +1,1032 @@
+/*
+ * qmgr.c - the queue manager (see qmgr.h): the scheduler on the queue
+ * role's event loop, the delivery worker threads, and one delivery
+ * attempt of one message (aliases, local/remote split, the delivery
+ * method, status file, bounces, removal).
+ *
+ * Scheduling: every message the role knows is in exactly one place: the
+ * ready list (due now), the waiting list (deferred, with a time), or with
+ * a worker.  At most QMGR_WORKERS messages are with workers; the rest wait
+ * in the ready list in arrival order.  Workers hand results back through
+ * a pipe that wakes the event loop.
+ *
+ * Crash safety: a recipient is marked delivered (fsynced 'S' line) only
+ * after the method said so, so a kill -9 in between means one more
+ * delivery after the restart, never none.  A bounce is queued (fsynced)
+ * before its recipients are marked bounced.  The queue file is removed
+ * (and queue/ fsynced) before the status file.
+ */
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aliases.h"
+#include "delivery.h"
+#include "dsn.h"
+#include "log.h"
+#include "qmgr.h"
+#include "qstatus.h"
+#include "util.h"
+
+#define ALIASES_RECHECK_SECS 1
+#define ONWARD_DETAIL "onward relay not implemented yet"
+
+enum qmsg_state { QM_READY, QM_WAITING, QM_BUSY };
+enum qmsg_outcome { QO_DONE, QO_DEFER, QO_GONE };
+
+struct qmsg {
+	TAILQ_ENTRY(qmsg) link;
+	char id[QID_LEN + 1];
+	enum qmsg_state state;
+	unsigned tries;
+	time_t next_try;
+	/* set by the worker */
+	enum qmsg_outcome outcome;
+	char bounce_id[QID_LEN + 1];   /* a bounce it queued, or "" */
+};
+TAILQ_HEAD(qmsg_list, qmsg);
+
+struct qmgr {
+	const struct msagate_config *cfg;
+	struct event_base *base;
+	int in_dfd, q_dfd, st_dfd;
+	const struct delivery_method *method;
+	void *mctx;
+	time_t lifetime;
+
+	/* aliases: shared by the workers, refreshed under alias_mu */
+	pthread_mutex_t alias_mu;
+	struct aliases *aliases;
+	time_t alias_checked;
+	bool alias_warned;
+
+	/* event-loop side */
+	struct qmsg_list ready, waiting;
+	size_t n_ready, n_waiting, n_busy;
+	struct event *timer, *notify_ev;
+	bool stopping;
+
+	/* worker side, under mu */
+	pthread_t th[QMGR_WORKERS];
+	size_t n_threads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct qmsg_list jobs, done;
+	bool quit;
+	int notify_r, notify_w;
+};
+
+static pthread_mutex_t qid_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+qmgr_qid_new(char out[QID_LEN + 1])
+{
+	pthread_mutex_lock(&qid_mu);
+	qid_new(out);
+	pthread_mutex_unlock(&qid_mu);
+}
+
+unsigned
+qmgr_retry_delay(unsigned tries)
+{
+	unsigned d = QMGR_RETRY_MIN;
+
+	while (tries-- > 1 && d < QMGR_RETRY_MAX)
+		d *= 2;
+	return d > QMGR_RETRY_MAX ? QMGR_RETRY_MAX : d;
+}
+
+/* ---- writing a queue file (bounces) --------------------------------- */
+
+int
+qmgr_queue_file(int in_dfd, int q_dfd, struct qenvelope *env, const char *msg,
+    size_t len)
+{
+	char *head = NULL;
+	long hlen;
+	int fd = -1, tries, e;
+
+	for (tries = 0; tries < 10; tries++) {
+		qmgr_qid_new(env->id);
+		fd = openat(in_dfd, env->id, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		return -1;
+	if ((hlen = qfile_format_header(env, &head)) < 0) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if (write_all(fd, head, (size_t)hlen) < 0 || write_all(fd, msg, len) < 0 ||
+	    fsync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(in_dfd, env->id, q_dfd, env->id) < 0)
+		goto fail;
+	if (fsync(q_dfd) < 0) {
+		e = errno;
+		(void)unlinkat(q_dfd, env->id, 0);
+		free(head);
+		errno = e;
+		return -1;
+	}
+	free(head);
+	return 0;
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	(void)unlinkat(in_dfd, env->id, 0);
+	free(head);
+	errno = e;
+	return -1;
+}
+
+/* ---- one delivery attempt (worker thread) ----------------------------- */
+
+/* One final address of one envelope recipient. */
+struct item {
+	size_t idx;
+	char *final;
+	bool local;
+	bool decided;                /* verdict already known (no method call) */
+	struct delivery_rcpt r;
+};
+
+/* The state of one attempt. */
+struct attempt {
+	struct qmgr *m;
+	struct qmsg *qm;
+	struct qenvelope env;
+	struct qstatus st;
+	int sfd;                     /* status file, opened on first use */
+	time_t now;
+	bool expired;
+	struct item *items;
+	size_t n_items, cap_items;
+	bool *idx_open;              /* recipient idx still has undone finals */
+	bool status_failed;
+};
+
+static void
+add_item(struct attempt *a, size_t idx, const char *final, bool local)
+{
+	struct item *it;
+
+	if (a->n_items == a->cap_items) {
+		a->cap_items = a->cap_items ? a->cap_items * 2 : 8;
+		a->items = xrealloc(a->items, a->cap_items * sizeof(*a->items));
+	}
+	it = &a->items[a->n_items++];
+	memset(it, 0, sizeof(*it));
+	it->idx = idx;
+	it->final = xstrdup(final);
+	it->local = local;
+	it->r.address = it->final;
+	it->r.orig = a->env.rcpts[idx];
+}
+
+static bool
+address_is_local(const struct msagate_config *cfg, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL && delivery_domain_is_local(cfg, at + 1);
+}
+
+/* Re-read the aliases file when it changed (at most once a second). */
+static void
+aliases_maybe_refresh(struct qmgr *m, time_t now)
+{
+	char *err = NULL;
+
+	if (m->cfg->relay.aliases == NULL || m->cfg->relay.aliases[0] == '\0' ||
+	    now - m->alias_checked < ALIASES_RECHECK_SECS)
+		return;
+	m->alias_checked = now;
+	if (m->aliases == NULL) {
+		m->aliases = aliases_load(m->cfg->relay.aliases, &err);
+	} else if (aliases_refresh(&m->aliases, &err) == 0) {
+		m->alias_warned = false;
+		return;
+	}
+	if (err != NULL) {
+		if (!m->alias_warned)
+			log_warnx("queue: aliases: %s", err);
+		m->alias_warned = true;
+		free(err);
+	} else {
+		m->alias_warned = false;
+	}
+}
+
+/*
+ * The final addresses of envelope recipient idx: alias expansion for
+ * local ones.  Returns 0, or -1 with *error (the recipient is deferred).
+ */
+static int
+expand_rcpt(struct attempt *a, size_t idx, char ***out, size_t *n, char **error)
+{
+	struct qmgr *m = a->m;
+	const char *rcpt = a->env.rcpts[idx];
+	struct aliases_policy pol;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	*error = NULL;
+	if (address_is_local(m->cfg, rcpt)) {
+		pthread_mutex_lock(&m->alias_mu);
+		aliases_maybe_refresh(m, a->now);
+		if (m->aliases != NULL) {
+			memset(&pol, 0, sizeof(pol));
+			pol.local_domains = (const char *const *)m->cfg->relay.local_domains;
+			pol.n_local_domains = m->cfg->relay.n_local_domains;
+			pol.recipient_delimiter = m->cfg->relay.recipient_delimiter ?
+			    m->cfg->relay.recipient_delimiter : "";
+			rc = aliases_expand(m->aliases, &pol, rcpt, out, n, error);
+		}
+		pthread_mutex_unlock(&m->alias_mu);
+		if (rc < 0)
+			return -1;
+		if (m->aliases != NULL && *n == 0) {
+			aliases_free_list(*out, 0);
+			*out = NULL;
+		} else if (m->aliases != NULL) {
+			/* bare names from the aliases file: the recipient's domain */
+			const char *at = strrchr(rcpt, '@');
+
+			for (size_t i = 0; i < *n; i++) {
+				if (strchr((*out)[i], '@') == NULL && at != NULL) {
+					char *q = xasprintf("%s%s", (*out)[i], at);
+
+					free((*out)[i]);
+					(*out)[i] = q;
+				}
+			}
+			return 0;
+		}
+	}
+	*out = xmalloc(sizeof(char *));
+	(*out)[0] = xstrdup(rcpt);
+	*n = 1;
+	return 0;
+}
+
+static int
+status_fd(struct attempt *a)
+{
+	if (a->sfd < 0 && !a->status_failed) {
+		a->sfd = qstatus_open(a->m->st_dfd, a->qm->id);
+		if (a->sfd < 0) {
+			log_warn("queue: %s: cannot open status file", a->qm->id);
+			a->status_failed = true;
+		}
+	}
+	return a->sfd;
+}
+
+/* Append a status line; false if it could not be written. */
+static bool
+record(struct attempt *a, char kind, const struct item *it)
+{
+	int fd = status_fd(a);
+
+	if (fd < 0)
+		return false;
+	if (qstatus_append(fd, &a->st, kind, it->idx, it->final, it->r.dsn,
+	    it->r.detail) < 0) {
+		log_warn("queue: %s: cannot write status file", a->qm->id);
+		a->status_failed = true;
+		return false;
+	}
+	return true;
+}
+
+static bool
+sync_status(struct attempt *a)
+{
+	if (a->sfd >= 0 && fdatasync(a->sfd) < 0) {
+		log_warn("queue: %s: cannot fsync status file", a->qm->id);
+		return false;
+	}
+	return !a->status_failed;
+}
+
+static void
+log_attempt(struct attempt *a, const struct item *it, const char *relay,
+    const char *status)
+{
+	char to[300], orig[300];
+	bool aliased = strcmp(it->final, it->r.orig) != 0;
+
+	delivery_printable(to, sizeof(to), it->final);
+	delivery_printable(orig, sizeof(orig), it->r.orig);
+	log_info("%s: to=<%s>%s%s%s relay=%s delay=%lld status=%s (%s%s%s)",
+	    a->qm->id, to, aliased ? " orig_to=<" : "", aliased ? orig : "",
+	    aliased ? ">" : "", relay, (long long)(a->now - a->env.arrival),
+	    status, it->r.dsn, it->r.dsn[0] ? " " : "", it->r.detail);
+}
+
+/* Deferred past the lifetime: make it a bounce. */
+static void
+maybe_expire(struct attempt *a, struct item *it)
+{
+	char why[DELIVERY_DETAIL_MAX];
+
+	if (!a->expired || it->r.status != DELIVERY_DEFER)
+		return;
+	snprintf(why, sizeof(why), "message expired after %lld days in the "
+	    "queue; last error: %.250s", (long long)(a->m->lifetime / 86400),
+	    it->r.detail);
+	delivery_set(&it->r, DELIVERY_BOUNCE, "5.4.7", "%s", why);
+}
+
+/* A verdict is in: record sent/deferred now; bounces are handled later. */
+static void
+settle(struct attempt *a, struct item *it, const char *relay)
+{
+	maybe_expire(a, it);
+	switch (it->r.status) {
+	case DELIVERY_SENT:
+		log_attempt(a, it, relay, "sent");
+		if (record(a, 'S', it))
+			(void)sync_status(a);
+		break;
+	case DELIVERY_DEFER:
+		log_attempt(a, it, relay, "deferred");
+		(void)record(a, 'D', it);
+		break;
+	case DELIVERY_BOUNCE:
+		log_attempt(a, it, relay, "bounced");
+		break;
+	}
+}
+
+/* The header section of the queued message (bounded), for the bounce. */
+static char *
+read_headers(int fd, long long off, size_t *len)
+{
+	char *buf = xmalloc(DSN_MAX_HEADERS + 1);
+	ssize_t n;
+	size_t got = 0;
+	char *end;
+
+	while (got < DSN_MAX_HEADERS) {
+		n = pread(fd, buf + got, DSN_MAX_HEADERS - got, (off_t)(off + (long long)got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	if ((end = memmem(buf, got, "\r\n\r\n", 4)) != NULL)
+		got = (size_t)(end - buf) + 2;
+	*len = got;
+	return buf;
+}
+
+/* Queue one bounce for every bounced item; false if that failed. */
+static bool
+send_bounce(struct attempt *a, int qfd, long long body_offset)
+{
+	struct qmgr *m = a->m;
+	struct dsn_rcpt *dr = xcalloc(a->n_items, sizeof(*dr));
+	struct qenvelope benv;
+	struct sbuf msg;
+	char *headers, *rcpt;
+	size_t n = 0, hlen;
+	bool ok;
+
+	for (size_t i = 0; i < a->n_items; i++) {
+		struct item *it = &a->items[i];
+
+		if (it->r.status != DELIVERY_BOUNCE)
+			continue;
+		dr[n].final = it->final;
+		dr[n].orig = it->r.orig;
+		dr[n].status = it->r.dsn;
+		dr[n].detail = it->r.detail;
+		dr[n].remote = it->r.remote_reply;
+		n++;
+	}
+	headers = read_headers(qfd, body_offset, &hlen);
+	sbuf_init(&msg, 0);
+	dsn_build(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost", &a->env,
+	    dr, n, headers, hlen, a->now);
+	memset(&benv, 0, sizeof(benv));
+	benv.arrival = a->now;
+	benv.sender = "";
+	rcpt = a->env.sender;
+	benv.rcpts = &rcpt;
+	benv.n_rcpts = 1;
+	benv.client = "";
+	benv.helo = "";
+	benv.listener = "bounce";
+	ok = qmgr_queue_file(m->in_dfd, m->q_dfd, &benv, msg.s, msg.len) == 0;
+	if (ok) {
+		char s[300];
+
+		delivery_printable(s, sizeof(s), a->env.sender);
+		log_info("%s: sender non-delivery notification: %s (to <%s>)",
+		    a->qm->id, benv.id, s);
+		memcpy(a->qm->bounce_id, benv.id, sizeof(benv.id));
+	} else {
+		log_warn("queue: %s: cannot queue the bounce", a->qm->id);
+	}
+	sbuf_free(&msg);
+	free(headers);
+	free(dr);
+	return ok;
+}
+
+/* Bounced items: DSN (unless the sender is null), then 'B' lines. */
+static void
+handle_bounces(struct attempt *a, int qfd, long long body_offset)
+{
+	size_t n = 0;
+	bool queued = true;
+
+	for (size_t i = 0; i < a->n_items; i++)
+		if (a->items[i].r.status == DELIVERY_BOUNCE)
+			n++;
+	if (n == 0)
+		return;
+	if (a->env.sender[0] == '\0')
+		log_info("%s: bounce of a null-sender message: %zu recipient%s "
+		    "dropped, no notification", a->qm->id, n, n == 1 ? "" : "s");
+	else
+		queued = send_bounce(a, qfd, body_offset);
+	for (size_t i = 0; i < a->n_items; i++) {
+		struct item *it = &a->items[i];
+
+		if (it->r.status != DELIVERY_BOUNCE)
+			continue;
+		if (queued) {
+			(void)record(a, 'B', it);
+		} else {
+			/* try again later rather than lose the notification */
+			it->r.status = DELIVERY_DEFER;
+			(void)record(a, 'D', it);
+		}
+	}
+	(void)sync_status(a);
+}
+
+/* Run the configured method over the local items. */
+static void
+deliver_local(struct attempt *a, const struct delivery_msg *dm)
+{
+	struct qmgr *m = a->m;
+	const char *relay = m->method->relay(m->mctx);
+	struct delivery_rcpt *batch;
+	size_t *map, nb = 0;
+
+	if (!m->method->batch) {
+		for (size_t i = 0; i < a->n_items; i++) {
+			struct item *it = &a->items[i];
+
+			if (!it->local || it->decided)
+				continue;
+			m->method->deliver(m->mctx, dm, &it->r, 1);
+			it->decided = true;
+			settle(a, it, relay);
+		}
+		return;
+	}
+	batch = xcalloc(a->n_items ? a->n_items : 1, sizeof(*batch));
+	map = xcalloc(a->n_items ? a->n_items : 1, sizeof(*map));
+	for (size_t i = 0; i < a->n_items; i++) {
+		if (!a->items[i].local || a->items[i].decided)
+			continue;
+		batch[nb] = a->items[i].r;
+		map[nb++] = i;
+	}
+	if (nb > 0)
+		m->method->deliver(m->mctx, dm, batch, nb);
+	for (size_t j = 0; j < nb; j++) {
+		struct item *it = &a->items[map[j]];
+
+		it->r = batch[j];
+		it->decided = true;
+		settle(a, it, relay);
+	}
+	free(batch);
+	free(map);
+}
+
+/* Remove the finished message: queue file first, then its status. */
+static void
+remove_message(struct attempt *a)
+{
+	struct qmgr *m = a->m;
+
+	if (unlinkat(m->q_dfd, a->qm->id, 0) < 0 && errno != ENOENT) {
+		log_warn("queue: %s: cannot remove", a->qm->id);
+		a->qm->outcome = QO_DEFER;
+		return;
+	}
+	if (fsync(m->q_dfd) < 0)
+		log_warn("queue: fsync of queue/");
+	if (unlinkat(m->st_dfd, a->qm->id, 0) < 0 && errno != ENOENT)
+		log_warn("queue: %s: cannot remove status file", a->qm->id);
+	log_info("%s: removed", a->qm->id);
+	a->qm->outcome = QO_DONE;
+}
+
+static void
+attempt_message(struct qmgr *m, struct qmsg *qm)
+{
+	struct attempt a;
+	struct delivery_msg dm;
+	struct stat sb;
+	FILE *fp = NULL;
+	int qfd, dfd;
+	bool all_done = true;
+
+	memset(&a, 0, sizeof(a));
+	a.m = m;
+	a.qm = qm;
+	a.sfd = -1;
+	a.now = time(NULL);
+	qm->outcome = QO_DEFER;
+	qm->bounce_id[0] = '\0';
+
+	if ((qfd = openat(m->q_dfd, qm->id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		if (errno == ENOENT) {
+			/* deleted with msagatectl meanwhile */
+			(void)unlinkat(m->st_dfd, qm->id, 0);
+			qm->outcome = QO_GONE;
+		} else {
+			log_warn("queue: %s: cannot open", qm->id);
+		}
+		return;
+	}
+	if ((dfd = dup(qfd)) < 0 || (fp = fdopen(dfd, "r")) == NULL ||
+	    qfile_read_header(fp, &a.env) < 0 || fstat(qfd, &sb) < 0) {
+		log_warnx("queue: %s: unreadable queue file; left in the queue", qm->id);
+		if (fp != NULL)
+			fclose(fp);
+		else if (dfd >= 0)
+			close(dfd);
+		close(qfd);
+		return;
+	}
+	fclose(fp);
+	if (qstatus_load(m->st_dfd, qm->id, &a.st) < 0) {
+		log_warn("queue: %s: cannot read status file; will retry", qm->id);
+		goto out;
+	}
+	a.expired = a.now - a.env.arrival >= m->lifetime;
+	a.idx_open = xcalloc(a.env.n_rcpts ? a.env.n_rcpts : 1, sizeof(bool));
+
+	/* what is left to do */
+	for (size_t idx = 0; idx < a.env.n_rcpts; idx++) {
+		char **finals, *err;
+		size_t nf, before = a.n_items;
+
+		if (qstatus_rcpt_complete(&a.st, idx))
+			continue;
+		if (expand_rcpt(&a, idx, &finals, &nf, &err) < 0) {
+			add_item(&a, idx, a.env.rcpts[idx], false);
+			delivery_set(&a.items[before].r, DELIVERY_DEFER, "4.3.5",
+			    "alias expansion failed: %s", err ? err : "error");
+			a.items[before].decided = true;
+			free(err);
+			a.idx_open[idx] = true;
+			continue;
+		}
+		for (size_t f = 0; f < nf; f++) {
+			if (!qstatus_final_done(&a.st, idx, finals[f]))
+				add_item(&a, idx, finals[f],
+				    address_is_local(m->cfg, finals[f]));
+		}
+		aliases_free_list(finals, nf);
+		a.idx_open[idx] = a.n_items > before;
+	}
+
+	memset(&dm, 0, sizeof(dm));
+	dm.qid = qm->id;
+	dm.env = &a.env;
+	dm.fd = qfd;
+	dm.body_offset = a.env.body_offset;
+	dm.body_size = (long long)sb.st_size - a.env.body_offset;
+
+	/* decided without a method: expansion failures, foreign domains */
+	for (size_t i = 0; i < a.n_items; i++) {
+		struct item *it = &a.items[i];
+
+		if (it->decided) {
+			settle(&a, it, "none");
+		} else if (!it->local) {
+			delivery_set(&it->r, DELIVERY_DEFER, "4.4.0", ONWARD_DETAIL);
+			it->decided = true;
+			settle(&a, it, "none");
+		}
+	}
+	deliver_local(&a, &dm);
+	handle_bounces(&a, qfd, a.env.body_offset);
+
+	/* recipients whose every final address is now done */
+	for (size_t idx = 0; idx < a.env.n_rcpts; idx++) {
+		bool open = false;
+
+		if (qstatus_rcpt_complete(&a.st, idx))
+			continue;
+		for (size_t i = 0; i < a.n_items; i++)
+			if (a.items[i].idx == idx &&
+			    !qstatus_final_done(&a.st, idx, a.items[i].final))
+				open = true;
+		if (a.idx_open[idx] && open) {
+			all_done = false;
+			continue;
+		}
+		struct item c = { .idx = idx };
+		if (!record(&a, 'C', &c))
+			all_done = false;
+	}
+	if (!sync_status(&a))
+		all_done = false;
+	if (all_done)
+		remove_message(&a);
+out:
+	close(qfd);
+	if (a.sfd >= 0)
+		close(a.sfd);
+	for (size_t i = 0; i < a.n_items; i++)
+		free(a.items[i].final);
+	free(a.items);
+	free(a.idx_open);
+	qstatus_free(&a.st);
+	qenvelope_free(&a.env);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct qmgr *m = arg;
+	struct qmsg *qm;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		while (TAILQ_EMPTY(&m->jobs) && !m->quit)
+			pthread_cond_wait(&m->cv, &m->mu);
+		if (m->quit)
+			break;
+		qm = TAILQ_FIRST(&m->jobs);
+		TAILQ_REMOVE(&m->jobs, qm, link);
+		pthread_mutex_unlock(&m->mu);
+		attempt_message(m, qm);
+		pthread_mutex_lock(&m->mu);
+		TAILQ_INSERT_TAIL(&m->done, qm, link);
+		while (write(m->notify_w, "x", 1) < 0 && errno == EINTR)
+			;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+/* ---- the scheduler (event loop) ------------------------------------- */
+
+static void
+dispatch(struct qmgr *m)
+{
+	struct qmsg *qm;
+	bool any = false;
+
+	if (m->stopping)
+		return;
+	pthread_mutex_lock(&m->mu);
+	while (m->n_busy < m->n_threads && (qm = TAILQ_FIRST(&m->ready)) != NULL) {
+		TAILQ_REMOVE(&m->ready, qm, link);
+		m->n_ready--;
+		qm->state = QM_BUSY;
+		m->n_busy++;
+		TAILQ_INSERT_TAIL(&m->jobs, qm, link);
+		any = true;
+	}
+	if (any)
+		pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Arm the timer for the earliest waiting message. */
+static void
+arm_timer(struct qmgr *m)
+{
+	struct qmsg *qm;
+	time_t first = 0, now = time(NULL);
+	struct timeval tv;
+
+	TAILQ_FOREACH(qm, &m->waiting, link)
+		if (first == 0 || qm->next_try < first)
+			first = qm->next_try;
+	if (first == 0) {
+		evtimer_del(m->timer);
+		return;
+	}
+	tv.tv_sec = first > now ? first - now : 0;
+	tv.tv_usec = 0;
+	evtimer_add(m->timer, &tv);
+}
+
+static void
+make_ready(struct qmgr *m, struct qmsg *qm)
+{
+	qm->state = QM_READY;
+	TAILQ_INSERT_TAIL(&m->ready, qm, link);
+	m->n_ready++;
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *m = arg;
+	struct qmsg *qm, *next;
+	time_t now = time(NULL);
+
+	(void)fd;
+	(void)what;
+	for (qm = TAILQ_FIRST(&m->waiting); qm != NULL; qm = next) {
+		next = TAILQ_NEXT(qm, link);
+		if (qm->next_try <= now) {
+			TAILQ_REMOVE(&m->waiting, qm, link);
+			m->n_waiting--;
+			make_ready(m, qm);
+		}
+	}
+	arm_timer(m);
+	dispatch(m);
+}
+
+static void
+notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmgr *m = arg;
+	struct qmsg_list fin;
+	struct qmsg *qm;
+	char buf[64];
+	bool rearm = false;
+
+	(void)what;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	TAILQ_INIT(&fin);
+	pthread_mutex_lock(&m->mu);
+	TAILQ_CONCAT(&fin, &m->done, link);
+	pthread_mutex_unlock(&m->mu);
+	while ((qm = TAILQ_FIRST(&fin)) != NULL) {
+		TAILQ_REMOVE(&fin, qm, link);
+		m->n_busy--;
+		if (qm->bounce_id[0] != '\0')
+			qmgr_add(m, qm->bounce_id);
+		if (qm->outcome != QO_DEFER) {
+			free(qm);
+			continue;
+		}
+		qm->tries++;
+		qm->next_try = time(NULL) + (time_t)qmgr_retry_delay(qm->tries);
+		qm->state = QM_WAITING;
+		TAILQ_INSERT_TAIL(&m->waiting, qm, link);
+		m->n_waiting++;
+		rearm = true;
+	}
+	if (rearm)
+		arm_timer(m);
+	dispatch(m);
+}
+
+void
+qmgr_add(struct qmgr *m, const char *qid)
+{
+	struct qmsg *qm = xcalloc(1, sizeof(*qm));
+
+	memcpy(qm->id, qid, QID_LEN + 1);
+	make_ready(m, qm);
+	dispatch(m);
+}
+
+size_t
+qmgr_flush(struct qmgr *m)
+{
+	struct qmsg *qm;
+	size_t n = 0;
+
+	while ((qm = TAILQ_FIRST(&m->waiting)) != NULL) {
+		TAILQ_REMOVE(&m->waiting, qm, link);
+		m->n_waiting--;
+		make_ready(m, qm);
+		n++;
+	}
+	evtimer_del(m->timer);
+	dispatch(m);
+	return n;
+}
+
+void
+qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active)
+{
+	*waiting = m->n_waiting;
+	*active = m->n_ready + m->n_busy;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void
+qmgr_scan(struct qmgr *m)
+{
+	DIR *d;
+	struct dirent *de;
+	char **ids = NULL;
+	size_t n = 0, cap = 0, orphans = 0;
+	int fd;
+
+	if ((fd = dup(m->q_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
+		fatal("queue: cannot read queue/");
+	rewinddir(d);            /* the offset is shared with q_dfd */
+	while ((de = readdir(d)) != NULL) {
+		if (!qid_valid(de->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(ids, n, sizeof(*ids), cmp_str);   /* ids sort by arrival */
+
+	/* status files whose message is gone (crash between the two unlinks) */
+	if ((fd = dup(m->st_dfd)) >= 0 && (d = fdopendir(fd)) != NULL) {
+		rewinddir(d);
+		while ((de = readdir(d)) != NULL) {
+			char *key = de->d_name;
+
+			if (!qid_valid(de->d_name) ||
+			    (n > 0 && bsearch(&key, ids, n, sizeof(*ids), cmp_str) != NULL))
+				continue;
+			if (unlinkat(m->st_dfd, de->d_name, 0) == 0)
+				orphans++;
+		}
+		closedir(d);
+	}
+	if (orphans > 0)
+		log_info("queue: removed %zu orphaned status file%s", orphans,
+		    orphans == 1 ? "" : "s");
+	for (size_t i = 0; i < n; i++) {
+		struct qmsg *qm = xcalloc(1, sizeof(*qm));
+
+		memcpy(qm->id, ids[i], QID_LEN + 1);
+		make_ready(m, qm);
+		free(ids[i]);
+	}
+	free(ids);
+	log_info("queue: %zu message%s in the queue", n, n == 1 ? "" : "s");
+	dispatch(m);
+}
+
+struct qmgr *
+qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
+    int q_dfd, int st_dfd)
+{
+	struct qmgr *m;
+	char *err = NULL;
+	int p[2];
+
+	m = xcalloc(1, sizeof(*m));
+	m->cfg = cfg;
+	m->base = base;
+	m->in_dfd = in_dfd;
+	m->q_dfd = q_dfd;
+	m->st_dfd = st_dfd;
+	m->lifetime = QMGR_LIFETIME;
+	TAILQ_INIT(&m->ready);
+	TAILQ_INIT(&m->waiting);
+	TAILQ_INIT(&m->jobs);
+	TAILQ_INIT(&m->done);
+	m->method = delivery_method_find(cfg->relay.delivery_method);
+	if (m->method == NULL) {
+		log_warnx("queue: unknown delivery method \"%s\"",
+		    cfg->relay.delivery_method ? cfg->relay.delivery_method : "");
+		free(m);
+		return NULL;
+	}
+	if ((m->mctx = m->method->init(cfg, &err)) == NULL) {
+		log_warnx("queue: delivery method %s: %s", m->method->name,
+		    err ? err : "cannot initialise");
+		free(err);
+		free(m);
+		return NULL;
+	}
+	pthread_mutex_init(&m->alias_mu, NULL);
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	aliases_maybe_refresh(m, time(NULL));
+
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+		fatal("queue: pipe");
+	m->notify_r = p[0];
+	m->notify_w = p[1];
+	m->timer = evtimer_new(base, timer_cb, m);
+	m->notify_ev = event_new(base, m->notify_r, EV_READ | EV_PERSIST, notify_cb, m);
+	if (m->timer == NULL || m->notify_ev == NULL)
+		fatalx("queue: event_new");
+	event_add(m->notify_ev, NULL);
+	{
+		/* workers start with every signal blocked */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		for (size_t i = 0; i < QMGR_WORKERS; i++) {
+			if (pthread_create(&m->th[i], NULL, worker_main, m) != 0)
+				fatalx("queue: cannot start a delivery thread");
+			m->n_threads++;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	log_info("queue: delivery to local domains by %s, %zu workers",
+	    m->method->relay(m->mctx), m->n_threads);
+	return m;
+}
+
+void
+qmgr_stop(struct qmgr *m)
+{
+	struct qmsg *qm;
+
+	if (m == NULL || m->stopping)
+		return;
+	m->stopping = true;
+	pthread_mutex_lock(&m->mu);
+	/* jobs not started yet stay in the queue for the next start */
+	while ((qm = TAILQ_FIRST(&m->jobs)) != NULL) {
+		TAILQ_REMOVE(&m->jobs, qm, link);
+		free(qm);
+		m->n_busy--;
+	}
+	m->quit = true;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	if (m->n_busy > 0)
+		log_info("queue: waiting for %zu delivery attempt%s in progress",
+		    m->n_busy, m->n_busy == 1 ? "" : "s");
+	for (size_t i = 0; i < m->n_threads; i++)
+		pthread_join(m->th[i], NULL);
+	m->n_threads = 0;
+}
+
+static void
+free_list(struct qmsg_list *l)
+{
+	struct qmsg *qm;
+
+	while ((qm = TAILQ_FIRST(l)) != NULL) {
+		TAILQ_REMOVE(l, qm, link);
+		free(qm);
+	}
+}
+
+void
+qmgr_free(struct qmgr *m)
+{
+	if (m == NULL)
+		return;
+	qmgr_stop(m);
+	free_list(&m->ready);
+	free_list(&m->waiting);
+	free_list(&m->jobs);
+	free_list(&m->done);
+	event_free(m->timer);
+	event_free(m->notify_ev);
+	close(m->notify_r);
+	close(m->notify_w);
+	m->method->free(m->mctx);
+	aliases_free(m->aliases);
+	pthread_mutex_destroy(&m->alias_mu);
+	pthread_mutex_destroy(&m->mu);
+	pthread_cond_destroy(&m->cv);
+	free(m);
+}

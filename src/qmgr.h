@@ -1,0 +1,66 @@
+/*
+ * qmgr.h - the queue manager: schedules delivery of the messages in
+ * state_dir/queue from inside the queue role.
+ *
+ * The scheduler lives on the queue role's event loop and never blocks it:
+ * each delivery attempt of one message runs in one of a bounded number of
+ * worker threads (the delivery methods may block, with timeouts).  Per-
+ * recipient state is kept durably in state_dir/status/ID (qstatus.h); a
+ * message whose recipients are all delivered or bounced is removed.
+ * Temporary failures are retried after 1, 2, 4, ... minutes, at most one
+ * hour apart; messages older than the queue lifetime bounce.  Permanent
+ * failures produce an RFC 3464 bounce (dsn.h) queued as a new message
+ * with the null sender; a bounce is never bounced.
+ */
+#ifndef MSAGATE_QMGR_H
+#define MSAGATE_QMGR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "qfile.h"
+
+#define QMGR_WORKERS        4             /* deliveries in parallel */
+#define QMGR_RETRY_MIN      60            /* first retry after (seconds) */
+#define QMGR_RETRY_MAX      3600          /* retries at most this far apart */
+#define QMGR_LIFETIME       (5 * 86400)   /* then the rest bounces */
+
+struct qmgr;
+
+/*
+ * qmgr_new - set up the delivery method and the aliases, start the
+ * workers.  The directory descriptors (incoming/, queue/, status/) stay
+ * owned by the caller and must outlive the qmgr.  NULL with a log line if
+ * the delivery configuration is unusable.
+ */
+struct qmgr *qmgr_new(const struct msagate_config *cfg, struct event_base *base,
+    int in_dfd, int q_dfd, int st_dfd);
+/* Schedule every message in queue/ now; remove orphaned status files. */
+void qmgr_scan(struct qmgr *m);
+/* A new message was committed: deliver it now. */
+void qmgr_add(struct qmgr *m, const char *qid);
+/* Make every deferred message due now; returns how many were waiting. */
+size_t qmgr_flush(struct qmgr *m);
+/* Counts for log lines: waiting for a retry, ready or being delivered. */
+void qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active);
+/* Stop dispatching and wait for the deliveries in progress. */
+void qmgr_stop(struct qmgr *m);
+void qmgr_free(struct qmgr *m);
+
+/* Seconds until the next attempt after `tries` failed ones (tries >= 1). */
+unsigned qmgr_retry_delay(unsigned tries);
+/* qid_new() made safe for the queue role's threads. */
+void qmgr_qid_new(char out[QID_LEN + 1]);
+
+/*
+ * qmgr_queue_file - write a whole queue file (header + message) into
+ * incoming/, fsync, rename into queue/, fsync queue/.  Used for bounces.
+ * Returns 0 (id filled in) or -1 with errno.
+ */
+int qmgr_queue_file(int in_dfd, int q_dfd, struct qenvelope *env,
+    const char *msg, size_t len);
+
+#endif

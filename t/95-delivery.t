@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+# 95-delivery.t - the queue manager delivers: mail submitted on 587 to
+# local users lands in their Maildir (Return-Path, Delivered-To) and leaves
+# the queue; aliases expand; user+tag goes to user; foreign recipients stay
+# deferred ("onward relay not implemented yet"); a real Dovecot LMTP
+# receives mail, a down LMTP defers and `msagatectl queue flush` delivers
+# once it is up; an LMTP 550 bounces (multipart/report) into the sender's
+# mailbox; kill -9 during deliveries loses nothing.
+import os, pwd, re, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+
+def chown_run_user(path, user):
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def send(d, rcpts, subject, sender="alice@example.test"):
+    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
+    s.ehlo("mua.example.test")
+    s.starttls(context=client_ctx())
+    s.ehlo("mua.example.test")
+    s.login("alice@example.test", d.users["alice@example.test"])
+    s.sendmail(sender, rcpts, message(subject).encode())
+    s.quit()
+
+
+def wait_for(cond, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def maildir_msgs(path):
+    """Contents of every message in path/new (and cur)."""
+    out = []
+    for sub in ("new", "cur"):
+        p = os.path.join(path, sub)
+        if os.path.isdir(p):
+            for n in sorted(os.listdir(p)):
+                with open(os.path.join(p, n), "rb") as f:
+                    out.append(f.read().decode("utf-8", "replace"))
+    return out
+
+
+# every recipient must exist for the relay policy (passwd file or aliases)
+LOCALS = ["carol", "dora", "erin", "frank", "gina", "nosuchuser"]
+USERS = dict(Daemon.USERS, **{"%s@example.test" % u: "pw-" + u for u in LOCALS})
+
+# ------------------------------------------------------------ Maildir
+d = Daemon(start=False, users=USERS)
+mail = os.path.join(d.dir, "mail")
+os.mkdir(mail, 0o700)
+chown_run_user(mail, d.user)
+aliases = os.path.join(d.dir, "aliases")
+with open(aliases, "w") as f:
+    f.write("# test aliases\nteam: alice@example.test, bob@example.test\n")
+os.chmod(aliases, 0o644)
+d.relay_extra = ('aliases = "%s";\n  delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };'
+                 % (aliases, mail))
+d.write_conf()
+d.start()
+box = lambda u: os.path.join(mail, "example.test", u, "Maildir")
+
+send(d, ["bob@example.test"], "to bob")
+ok(wait_for(lambda: len(maildir_msgs(box("bob"))) == 1), "message delivered to bob's Maildir",
+   d.read_log()[-3000:])
+m = (maildir_msgs(box("bob")) or [""])[0]
+like(m, r"^Return-Path: <alice@example\.test>\nDelivered-To: bob@example\.test\n",
+     "Return-Path and Delivered-To at the top")
+like(m, r"\nSubject: to bob\n", "the message itself follows")
+like(m, r"\nReceived: ", "with the Received: header of the submission")
+ok(wait_for(lambda: d.queue_files() == []), "the queue is empty after delivery", d.queue_files())
+ok(all(os.path.isdir(os.path.join(box("bob"), s)) for s in ("tmp", "new", "cur")),
+   "tmp/, new/ and cur/ created")
+st = os.stat(box("bob"))
+is_(oct(st.st_mode & 0o777), "0o700", "Maildir created with mode 0700")
+is_(pwd.getpwuid(st.st_uid).pw_name, d.user, "mailbox owned by the queue role's user")
+like(d.read_log(), r"[0-9A-F]{16}: to=<bob@example\.test> relay=maildir delay=\d+ status=sent",
+     "one log line per delivery attempt")
+
+send(d, ["team@example.test"], "to the team")
+ok(wait_for(lambda: len(maildir_msgs(box("alice"))) == 1 and len(maildir_msgs(box("bob"))) == 2),
+   "alias expands to two users", d.read_log()[-3000:])
+like(maildir_msgs(box("alice"))[0], r"Delivered-To: alice@example\.test\n", "Delivered-To is the final address")
+
+send(d, ["carol+lists@example.test"], "tagged")
+ok(wait_for(lambda: len(maildir_msgs(box("carol"))) == 1), "user+tag goes to user's Maildir",
+   d.read_log()[-3000:])
+like((maildir_msgs(box("carol")) or [""])[0], r"Delivered-To: carol\+lists@example\.test",
+     "Delivered-To keeps the tag")
+ok(wait_for(lambda: d.queue_files() == []), "queue empty again")
+like(d.ctl("queue", "list").stdout, r"Mail queue is empty", "queue list: empty")
+
+# a foreign recipient: not delivered, not pretended, stays queued
+send(d, ["someone@example.org", "dora@example.test"], "half foreign")
+ok(wait_for(lambda: len(maildir_msgs(box("dora"))) == 1), "local half delivered")
+ok(d.wait_log(r"to=<someone@example\.org> relay=none .*status=deferred \(4\.4\.0 onward relay not implemented yet\)"),
+   "foreign recipient deferred with a log line")
+q = d.queue_files()
+is_(len(q), 1, "the message stays in the queue for the foreign recipient")
+r = d.ctl("queue", "list")
+like(r.stdout, r"someone@example\.org\s+\(deferred to <someone@example\.org>: 4\.4\.0 onward relay not implemented yet\)",
+     "queue list shows the last error per recipient")
+like(r.stdout, r"dora@example\.test\s+\(sent", "and the delivered one as sent")
+if q:
+    r = d.ctl("queue", "show", q[0])
+    like(r.stdout, r"rcpt: <someone@example\.org> \(deferred", "queue show: per-recipient status")
+    like(r.stdout, r"status: .* sent <dora@example\.test>", "queue show: status history")
+    r = d.ctl("queue", "flush")
+    is_(r.returncode, 0, "queue flush exits 0", r.stderr)
+    like(r.stdout, r"1 deferred message scheduled now", "flush reports the deferred message")
+    r = d.ctl("queue", "delete", q[0])
+    is_(r.returncode, 0, "queue delete exits 0")
+    ok(not os.path.exists(os.path.join(d.state_dir, "status", q[0])), "queue delete removes the status file")
+
+# kill -9 of every process while messages are being submitted and delivered
+import threading
+acked, lock = [], threading.Lock()
+
+
+def crash_sender(k):
+    try:
+        s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
+        s.ehlo("x")
+        s.starttls(context=client_ctx())
+        s.ehlo("x")
+        s.login("alice@example.test", d.users["alice@example.test"])
+        for i in range(25):
+            sub = "crash %d-%d" % (k, i)
+            s.sendmail("alice@example.test", ["erin@example.test", "frank@example.test"],
+                       message(sub).encode())
+            with lock:
+                acked.append(sub)
+    except Exception:
+        pass
+
+
+ts = [threading.Thread(target=crash_sender, args=(k,)) for k in range(4)]
+[t.start() for t in ts]
+wait_for(lambda: len(acked) >= 30, 30)
+d.kill9_all()
+[t.join() for t in ts]
+subjects = list(acked)
+ok(len(subjects) >= 30, "%d messages acknowledged before kill -9" % len(subjects))
+d.start()
+ok(wait_for(lambda: d.queue_files() == [], 30), "after kill -9 and restart the queue drains",
+   d.queue_files())
+m = re.findall(r"queue: (\d+) messages? in the queue", d.read_log())
+diag("messages in the queue at the restart: %s" % (m[-1] if m else "?"))
+for u in ("erin", "frank"):
+    got = "\n".join(maildir_msgs(box(u)))
+    missing = [x for x in subjects if ("Subject: %s\n" % x) not in got]
+    is_(missing, [], "every acknowledged message reached %s at least once" % u)
+ok(os.listdir(os.path.join(d.state_dir, "status")) == [], "no status file left")
+d.stop()
+
+
+# ------------------------------------------------------------ Dovecot LMTP
+class Lmtp:
+    """A private Dovecot with only the lmtp service on a unix socket."""
+
+    def __init__(self, users, run_user):
+        self.dir = tempfile.mkdtemp(prefix="msagate-lmtp-")
+        os.chmod(self.dir, 0o755)
+        atexit.register(self.cleanup)
+        self.socket = os.path.join(self.dir, "run", "lmtp")
+        self.mail = os.path.join(self.dir, "mail")
+        os.mkdir(self.mail, 0o755)
+        pw = pwd.getpwnam(run_user)
+        chown_run_user(self.mail, run_user)
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        ufile = os.path.join(self.dir, "users")
+        with open(ufile, "w") as f:
+            for u in users:
+                f.write("%s::%d:%d::%s/home/%s::\n" % (u, pw.pw_uid, pw.pw_gid, self.dir, u))
+        os.chmod(ufile, 0o644)
+        if os.geteuid() == 0:
+            internal, login = "dovecot", "dovenull"
+        else:
+            internal = login = run_user
+        with open(self.conf, "w") as f:
+            f.write("""
+base_dir = %(dir)s/run
+state_dir = %(dir)s/state
+log_path = %(dir)s/dovecot.log
+instance_name = msagate-lmtp-%(tag)s
+protocols = lmtp
+ssl = no
+first_valid_uid = 1
+default_internal_user = %(internal)s
+default_login_user = %(login)s
+mail_location = maildir:%(mail)s/%%u
+passdb {
+  driver = passwd-file
+  args = %(users)s
+}
+userdb {
+  driver = passwd-file
+  args = %(users)s
+}
+service lmtp {
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+""" % dict(dir=self.dir, tag=os.path.basename(self.dir), internal=internal,
+           login=login, mail=self.mail, users=ufile))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
+                                     start_new_session=True)
+        return wait_for(lambda: os.path.exists(self.socket), 15)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.proc = None
+
+    def msgs(self, user):
+        return maildir_msgs(os.path.join(self.mail, user))
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("MSAGATE_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def user_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+if not have("dovecot") or not os.path.exists("/usr/lib/dovecot/lmtp"):
+    ok(True, "# SKIP dovecot lmtp (dovecot-lmtpd) not installed")
+    done()
+if os.geteuid() == 0 and not (user_exists("dovecot") and user_exists("dovenull")):
+    ok(True, "# SKIP dovecot/dovenull users missing")
+    done()
+
+d2 = Daemon(start=False, users=USERS)
+lm = Lmtp(["alice@example.test", "gina@example.test"], d2.user)
+d2.relay_extra = 'delivery = { method = "lmtp"; socket = "unix:%s"; };' % lm.socket
+d2.write_conf()
+d2.start()
+
+# LMTP down: deferred, stays queued, listed with the error
+send(d2, ["gina@example.test"], "lmtp later")
+ok(d2.wait_log(r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ status=deferred \(4\.4\.1 connect to", 10),
+   "LMTP socket missing: deferred", d2.read_log()[-2000:])
+is_(len(d2.queue_files()), 1, "message stays in the queue")
+like(d2.ctl("queue", "list").stdout, r"gina@example\.test\s+\(deferred .*connect to",
+     "queue list shows the connection error")
+
+ok(lm.start(), "private Dovecot LMTP started", lm.log())
+r = d2.ctl("queue", "flush")
+is_(r.returncode, 0, "queue flush exits 0", r.stderr)
+ok(wait_for(lambda: len(lm.msgs("gina@example.test")) == 1), "after flush the message reaches Dovecot",
+   d2.read_log()[-2000:] + lm.log()[-2000:])
+m = (lm.msgs("gina@example.test") or [""])[0]
+like(m, r"Subject: lmtp later", "Dovecot stored the message")
+like(m, r"(?m)^Return-Path: <alice@example\.test>", "Return-Path present")
+like(m, r"(?m)^Delivered-To: gina@example\.test", "Delivered-To present")
+ok(wait_for(lambda: d2.queue_files() == []), "queue empty after LMTP delivery")
+like(d2.read_log(), r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ status=sent \(2\.0\.0 ",
+     "log line status=sent for LMTP")
+
+# dot-stuffing and several recipients in one transaction
+s = smtplib.SMTP("127.0.0.1", d2.ports["submission"], timeout=20)
+s.ehlo("x")
+s.starttls(context=client_ctx())
+s.ehlo("x")
+s.login("alice@example.test", d2.users["alice@example.test"])
+s.sendmail("alice@example.test", ["gina@example.test", "alice@example.test"],
+           message("dots", body="..leading dots\r\n.\r\nend\r\n").encode())
+s.quit()
+ok(wait_for(lambda: len(lm.msgs("gina@example.test")) == 2 and len(lm.msgs("alice@example.test")) == 1),
+   "two recipients over one LMTP session", d2.read_log()[-2000:])
+got = [x for x in lm.msgs("gina@example.test") if "Subject: dots" in x]
+like(got[0] if got else "", r"\n\.\.leading dots\r?\n\.\r?\nend", "dot-stuffing round trip")
+
+# LMTP 550 for a user Dovecot does not know (msagate's passwd file has it,
+# so the relay policy accepts it): a bounce to the (local) sender
+send(d2, ["nosuchuser@example.test"], "will bounce")
+ok(d2.wait_log(r"to=<nosuchuser@example\.test> relay=lmtp:\S+ delay=\d+ status=bounced \(5\.1\.1 ", 15),
+   "LMTP 550: bounced", d2.read_log()[-2000:])
+ok(wait_for(lambda: any("multipart/report" in x for x in lm.msgs("alice@example.test"))),
+   "the bounce arrives in the sender's mailbox", d2.read_log()[-2000:])
+b = [x for x in lm.msgs("alice@example.test") if "multipart/report" in x]
+b = b[0] if b else ""
+like(b, r"(?m)^Return-Path: <>", "the bounce has the null sender")
+like(b, r"report-type=delivery-status", "report-type=delivery-status")
+like(b, r"Final-Recipient: rfc822; nosuchuser@example\.test\r?\nAction: failed\r?\nStatus: 5\.1\.1",
+     "machine-readable part names the recipient and status")
+like(b, r"Subject: will bounce", "original headers included")
+ok(wait_for(lambda: d2.queue_files() == []), "queue empty after the bounce")
+d2.stop()
+lm.stop()
+done()
