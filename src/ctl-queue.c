@@ -117,55 +117,6 @@ put_rcpt_state(const struct qstatus *st, size_t idx)
 	putchar(')');
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The queue ids in the directory, sorted (ids sort by arrival); -1 on error. */
-static int
-list_ids(int dfd, char ***ids_out, size_t *n_out)
-{
-	DIR *d;
-	struct dirent *de;
-	char **ids = NULL;
-	size_t n = 0, cap = 0;
-	int fd;
-
-	*n_out = 0;
-	*ids_out = NULL;
-	if ((fd = dup(dfd)) < 0)
-		return -1;
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (!qid_valid(de->d_name))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			ids = xrealloc(ids, cap * sizeof(*ids));
-		}
-		ids[n++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (n > 0)
-		qsort(ids, n, sizeof(*ids), cmp_str);
-	*n_out = n;
-	*ids_out = ids;
-	return 0;
-}
-
-static void
-free_ids(char **ids, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
-}
-
 /*
  * Open and parse one queue file.  Returns the FILE (positioned at the
  * message) or NULL with errno set (ENOENT: gone; EINVAL: bad format).
@@ -205,7 +156,7 @@ queue_list(const struct msagate_config *cfg)
 
 	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
 		return rc;
-	if (list_ids(dfd, &ids, &n) < 0) {
+	if (qfile_list_ids(dfd, &ids, &n) < 0) {
 		fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
 		    strerror(errno));
 		close(dfd);
@@ -262,7 +213,7 @@ queue_list(const struct msagate_config *cfg)
 	else
 		printf("-- %lld Kbytes in %zu Request%s.\n", (total + 1023) / 1024,
 		    shown, shown == 1 ? "" : "s");
-	free_ids(ids, n);
+	qfile_free_ids(ids, n);
 	close(dfd);
 	if (sdfd >= 0)
 		close(sdfd);
@@ -396,7 +347,7 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
 		return rc;
 	if (strcmp(arg, "ALL") == 0) {
-		if (list_ids(dfd, &ids, &n) < 0) {
+		if (qfile_list_ids(dfd, &ids, &n) < 0) {
 			fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
 			    strerror(errno));
 			close(dfd);
@@ -414,7 +365,7 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 				rc = CTL_TEMPFAIL;
 			}
 		}
-		free_ids(ids, n);
+		qfile_free_ids(ids, n);
 		if (sdfd >= 0)
 			close(sdfd);
 	} else if (unlinkat(dfd, arg, 0) == 0) {

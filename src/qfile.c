@@ -5,11 +5,13 @@
  * msagatectl (which reads it).  Everything read is bounded: line length,
  * number of recipients, total header size.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "qfile.h"
 #include "util.h"
@@ -267,4 +269,53 @@ qfile_path(char *buf, size_t len, const char *state_dir, const char *sub,
 		return NULL;
 	}
 	return buf;
+}
+
+int
+qid_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+qfile_list_ids(int dfd, char ***ids_out, size_t *n_out)
+{
+	DIR *d;
+	struct dirent *de;
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	*n_out = 0;
+	*ids_out = NULL;
+	if ((fd = dup(dfd)) < 0)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);            /* the offset is shared with dfd */
+	while ((de = readdir(d)) != NULL) {
+		if (!qid_valid(de->d_name))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xrealloc(ids, cap * sizeof(*ids));
+		}
+		ids[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(ids, n, sizeof(*ids), qid_cmp);
+	*n_out = n;
+	*ids_out = ids;
+	return 0;
+}
+
+void
+qfile_free_ids(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
 }

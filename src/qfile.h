@@ -55,6 +55,16 @@ long qfile_format_header(const struct qenvelope *env, char **out);
 int qfile_read_header(FILE *fp, struct qenvelope *env);
 void qenvelope_free(struct qenvelope *env);
 
+/*
+ * qfile_list_ids - the valid queue ids in the directory dfd (not moved:
+ * read through a dup), sorted, i.e. in arrival order.  0, or -1 with errno.
+ * Free with qfile_free_ids().
+ */
+int qfile_list_ids(int dfd, char ***ids, size_t *n);
+void qfile_free_ids(char **ids, size_t n);
+/* qsort/bsearch comparison of two (char *) queue ids. */
+int qid_cmp(const void *a, const void *b);
+
 /* state_dir/sub/id into buf; returns buf. */
 char *qfile_path(char *buf, size_t len, const char *state_dir,
                  const char *sub, const char *id);

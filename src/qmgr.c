@@ -847,36 +847,17 @@ qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active)
 	*active = m->n_ready + m->n_busy;
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void
 qmgr_scan(struct qmgr *m)
 {
 	DIR *d;
 	struct dirent *de;
 	char **ids = NULL;
-	size_t n = 0, cap = 0, orphans = 0;
+	size_t n = 0, orphans = 0;
 	int fd;
 
-	if ((fd = dup(m->q_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
+	if (qfile_list_ids(m->q_dfd, &ids, &n) != 0)
 		fatal("queue: cannot read queue/");
-	rewinddir(d);            /* the offset is shared with q_dfd */
-	while ((de = readdir(d)) != NULL) {
-		if (!qid_valid(de->d_name))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			ids = xrealloc(ids, cap * sizeof(*ids));
-		}
-		ids[n++] = xstrdup(de->d_name);
-	}
-	closedir(d);
-	if (n > 0)
-		qsort(ids, n, sizeof(*ids), cmp_str);   /* ids sort by arrival */
 
 	/* status files whose message is gone (crash between the two unlinks) */
 	if ((fd = dup(m->st_dfd)) >= 0 && (d = fdopendir(fd)) != NULL) {
@@ -885,7 +866,7 @@ qmgr_scan(struct qmgr *m)
 			char *key = de->d_name;
 
 			if (!qid_valid(de->d_name) ||
-			    (n > 0 && bsearch(&key, ids, n, sizeof(*ids), cmp_str) != NULL))
+			    (n > 0 && bsearch(&key, ids, n, sizeof(*ids), qid_cmp) != NULL))
 				continue;
 			if (unlinkat(m->st_dfd, de->d_name, 0) == 0)
 				orphans++;
