@@ -206,6 +206,34 @@ backend_chain_lookup_plain(struct backend_chain *c, const char *user,
 	return backend_chain_lookup_plain_req(c, user, plain, NULL, r);
 }
 
+enum backend_result
+backend_chain_lookup_scram_req(struct backend_chain *c, const char *user,
+    const char *mech, char **plain, char **secret,
+    const struct backend_request *req, struct backend_reply *r)
+{
+	size_t i;
+
+	*plain = *secret = NULL;
+	reply_init(r, user);
+	for (i = 0; i < c->n; i++) {
+		const struct auth_backend_ops *ops = c->b[i].ops;
+		enum backend_result res;
+
+		if (ops->lookup_scram_req != NULL)
+			res = ops->lookup_scram_req(c->b[i].state, user, mech, plain,
+			    secret, req, r);
+		else if (ops->lookup_plain_req != NULL)
+			res = ops->lookup_plain_req(c->b[i].state, user, plain, req, r);
+		else if (ops->lookup_plain != NULL)
+			res = ops->lookup_plain(c->b[i].state, user, plain, r);
+		else
+			return BACKEND_TEMPFAIL;   /* cannot answer for this user */
+		if (res != BACKEND_UNKNOWN_USER)
+			return res;
+	}
+	return BACKEND_UNKNOWN_USER;
+}
+
 /*
  * backend_chain_lookup_user - userdb lookup in backend order.  Backends
  * without lookup_user are skipped (they cannot say anything about
@@ -247,6 +275,21 @@ backend_chain_can_lookup_plain(const struct backend_chain *c)
 		return false;
 	for (i = 0; i < c->n; i++)
 		if (c->b[i].ops->lookup_plain == NULL &&
+		    c->b[i].ops->lookup_plain_req == NULL)
+			return false;
+	return true;
+}
+
+bool
+backend_chain_can_lookup_scram(const struct backend_chain *c)
+{
+	size_t i;
+
+	if (c->n == 0)
+		return false;
+	for (i = 0; i < c->n; i++)
+		if (c->b[i].ops->lookup_scram_req == NULL &&
+		    c->b[i].ops->lookup_plain == NULL &&
 		    c->b[i].ops->lookup_plain_req == NULL)
 			return false;
 	return true;

@@ -105,6 +105,18 @@ struct auth_backend_ops {
 	 */
 	enum backend_result (*lookup_user)(void *state, const char *user,
 	    struct backend_reply *r);
+	/*
+	 * SCRAM-* (mech is the mechanism name, "SCRAM-SHA-256"): the stored
+	 * secret in Cyrus' authPassword form "MECH$iter:salt$StoredKey:
+	 * ServerKey" into *secret, or, for users with a plaintext credential,
+	 * that into *plain (exactly one is set on BACKEND_OK, malloc'd; the
+	 * caller wipes and frees).  Users with neither answer
+	 * BACKEND_MISMATCH; access fields apply as for lookup_plain_req.
+	 * NULL: the chain uses lookup_plain(_req) instead.
+	 */
+	enum backend_result (*lookup_scram_req)(void *state, const char *user,
+	    const char *mech, char **plain, char **secret,
+	    const struct backend_request *req, struct backend_reply *r);
 };
 
 /* The registry: a driver name -> ops (ops->init NULL: not compiled in). */
@@ -138,12 +150,19 @@ enum backend_result backend_chain_lookup_plain(struct backend_chain *c,
 enum backend_result backend_chain_lookup_plain_req(struct backend_chain *c,
     const char *user, char **plain, const struct backend_request *req,
     struct backend_reply *r);
+/* SCRAM: the plaintext or the stored secret for mech (see lookup_scram_req;
+ * backends without it answer their plaintext). */
+enum backend_result backend_chain_lookup_scram_req(struct backend_chain *c,
+    const char *user, const char *mech, char **plain, char **secret,
+    const struct backend_request *req, struct backend_reply *r);
 /* Userdb lookup: the first backend that knows the user answers (OK);
  * UNKNOWN_USER when none does; a TEMPFAIL stops the walk. */
 enum backend_result backend_chain_lookup_user(struct backend_chain *c,
     const char *user, struct backend_reply *r);
 /* Can every backend of the chain hand out plaintext credentials? */
 bool backend_chain_can_lookup_plain(const struct backend_chain *c);
+/* Can every backend hand out a plaintext or a stored SCRAM secret? */
+bool backend_chain_can_lookup_scram(const struct backend_chain *c);
 /* Sum of the backends' max_blocked_threads (threads to add for them). */
 size_t backend_chain_max_blocked_threads(const struct backend_chain *c);
 /* Reload every backend (SIGHUP); returns the number that failed. */

@@ -792,6 +792,49 @@ pf_lookup_plain(void *state, const char *user, char **plain,
 	return pf_lookup_plain_req(state, user, plain, NULL, r);
 }
 
+/*
+ * pf_lookup_scram_req - SCRAM-*: the {PLAIN} credential, or the entry's
+ * {SCRAM-SHA-*} stored secret when its hash is the mechanism's (as Cyrus'
+ * authPassword); access fields refuse as in pf_lookup_plain_req.
+ */
+static enum backend_result
+pf_lookup_scram_req(void *state, const char *user, const char *mech,
+    char **plain, char **secret, const struct backend_request *req,
+    struct backend_reply *r)
+{
+	const char *why = NULL;
+	struct pf_state *s = state;
+	struct pf_table *t;
+	struct pf_entry *e = NULL;
+	char norm[BACKEND_MAX_USER + 1];
+	const char *p;
+	enum backend_result res;
+
+	*plain = *secret = NULL;
+	t = pf_acquire(s);
+	if (t == NULL)
+		return BACKEND_TEMPFAIL;
+	if (pf_normalise(user, s->default_domain, norm))
+		e = pf_table_find(t, norm);
+	if (e == NULL) {
+		res = BACKEND_UNKNOWN_USER;
+	} else if ((why = pf_refusal(s, e, req)) != NULL) {
+		snprintf(r->reason, sizeof(r->reason), "%s", why);
+		res = BACKEND_MISMATCH;
+	} else if ((p = pwhash_plaintext(e->pass)) != NULL) {
+		*plain = xstrdup(p);
+		pf_fill_reply(r, e);
+		res = BACKEND_OK;
+	} else if ((*secret = pwhash_scram_secret(e->pass, mech)) != NULL) {
+		pf_fill_reply(r, e);
+		res = BACKEND_OK;
+	} else {
+		res = BACKEND_MISMATCH;    /* exists, but no usable credential */
+	}
+	pf_release(s, t);
+	return res;
+}
+
 /* pf_add_field - append "k=v" (TAB-separated) to out if it fits. */
 static void
 pf_add_field(char *out, size_t size, const char *k, const char *v)
@@ -865,4 +908,5 @@ const struct auth_backend_ops backend_passwd_file = {
 	.verify_plain_req = pf_verify_plain_req,
 	.lookup_plain_req = pf_lookup_plain_req,
 	.lookup_user = pf_lookup_user,
+	.lookup_scram_req = pf_lookup_scram_req,
 };

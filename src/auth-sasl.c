@@ -6,7 +6,8 @@
  * SASL_CB_SERVER_USERDB_CHECKPASS callback.  Mechanisms that need the
  * plaintext credential (CRAM-MD5, DIGEST-MD5, SCRAM-*) get it from our own
  * auxprop plugin "msagate", which answers userPassword from {PLAIN}
- * entries.  Options are forced through SASL_CB_GETOPT: auxprop_plugin is
+ * entries, and for SCRAM-* authPassword from {SCRAM-SHA-*} stored secrets
+ * (the form Cyrus' SCRAM plugin reads: "MECH$iter:salt$StoredKey:ServerKey").  Options are forced through SASL_CB_GETOPT: auxprop_plugin is
  * ours (sasldb is never consulted), pwcheck_method names no real checker
  * (so when our checkpass says no, Cyrus has nothing to fall back to), and
  * mech_list is the configured list.
@@ -339,28 +340,71 @@ cb_authorize(sasl_conn_t *conn, void *ctx, const char *requested_user,
 	return SASL_NOAUTHZ;
 }
 
-/* ---- our auxprop plugin: userPassword from {PLAIN} entries ------------ */
+/* ---- our auxprop plugin: userPassword / authPassword ------------------ */
 
+/* Cyrus' SCRAM plugin asks for this besides userPassword and takes a
+ * stored secret "MECH$iter:salt$StoredKey:ServerKey" from it. */
+#define AUX_AUTHPASSWORD	"*authPassword"
+
+/* ap_find - the requested property called name, or NULL. */
+static const struct propval *
+ap_find(const struct propval *pv, const char *name)
+{
+	for (; pv != NULL && pv->name != NULL; pv++)
+		if (strcmp(pv->name, name) == 0)
+			return pv;
+	return NULL;
+}
+
+/* ap_set - (re)set one property to value. */
+static void
+ap_set(sasl_server_params_t *sp, const struct propval *pv, const char *value)
+{
+	if (pv->values != NULL)
+		sp->utils->prop_erase(sp->propctx, pv->name);
+	sp->utils->prop_set(sp->propctx, pv->name, value, (int)strlen(value));
+}
+
+/* ap_free - wipe and free a credential. */
+static void
+ap_free(char *cred)
+{
+	if (cred != NULL) {
+		secure_zero(cred, strlen(cred));
+		free(cred);
+	}
+}
+
+/*
+ * ap_lookup - userPassword from {PLAIN} entries (CRAM-MD5, DIGEST-MD5,
+ * SCRAM-*), and for SCRAM-* also authPassword from stored SCRAM secrets
+ * whose hash is the mechanism's.
+ */
 static int
 ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
     const char *user, unsigned ulen)
 {
 	struct auth_sasl_req *r = cur_req;
-	const struct propval *pv;
+	const struct propval *all, *pv, *apv = NULL;
 	struct backend_reply reply;
+	struct backend_request breq;
 	enum backend_result res;
-	char name[BACKEND_MAX_USER + 1], *plain = NULL;
+	char name[BACKEND_MAX_USER + 1], *plain = NULL, *secret = NULL;
+	bool scram;
 
 	(void)glob;
 	/* Only non-plaintext mechanisms may see a credential. */
 	if (r == NULL || r->mech->plaintext || (flags & SASL_AUXPROP_AUTHZID))
 		return SASL_OK;
-	for (pv = sp->utils->prop_get(sp->propctx); pv != NULL && pv->name; pv++)
-		if (strcmp(pv->name, SASL_AUX_PASSWORD) == 0)
-			break;
-	if (pv == NULL || pv->name == NULL)
+	all = sp->utils->prop_get(sp->propctx);
+	pv = ap_find(all, SASL_AUX_PASSWORD);
+	scram = strncasecmp(r->mech->name, "SCRAM-", 6) == 0;
+	if (scram)
+		apv = ap_find(all, AUX_AUTHPASSWORD);
+	if (pv == NULL)
 		return SASL_OK;            /* nobody asked for the password */
-	if (pv->values != NULL && !(flags & SASL_AUXPROP_OVERRIDE))
+	if ((pv->values != NULL || (apv != NULL && apv->values != NULL)) &&
+	    !(flags & SASL_AUXPROP_OVERRIDE))
 		return SASL_OK;
 	if (ulen == 0 || ulen > BACKEND_MAX_USER) {
 		r->verdict = VERDICT_UNKNOWN;
@@ -369,17 +413,21 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 	memcpy(name, user, ulen);
 	name[ulen] = '\0';
 	set_user(r, name, ulen);
-	{
-		struct backend_request breq = { r->rip, r->service };
+	breq = (struct backend_request){ r->rip, r->service };
+	if (apv != NULL)
+		res = backend_chain_lookup_scram_req(as.chain, name, r->mech->name,
+		    &plain, &secret, &breq, &reply);
+	else
 		res = backend_chain_lookup_plain_req(as.chain, name, &plain, &breq,
 		    &reply);
-	}
+	if (res == BACKEND_OK && plain == NULL && secret == NULL)
+		res = BACKEND_MISMATCH;     /* a backend broke its contract */
 	switch (res) {
 	case BACKEND_OK:
-		if (pv->values != NULL)
-			sp->utils->prop_erase(sp->propctx, SASL_AUX_PASSWORD);
-		sp->utils->prop_set(sp->propctx, SASL_AUX_PASSWORD, plain,
-		    (int)strlen(plain));
+		if (plain != NULL)
+			ap_set(sp, pv, plain);
+		else
+			ap_set(sp, apv, secret);
 		r->verdict = VERDICT_FOUND;
 		snprintf(r->canon, sizeof(r->canon), "%s", reply.user);
 		snprintf(r->extra, sizeof(r->extra), "%s", reply.extra);
@@ -392,16 +440,16 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 		break;
 	case BACKEND_TEMPFAIL:
 		r->verdict = VERDICT_TEMPFAIL;
+		ap_free(plain);
+		ap_free(secret);
 		return SASL_UNAVAIL;
 	case BACKEND_MISMATCH:
 		r->verdict = VERDICT_MISMATCH;
 		snprintf(r->reason, sizeof(r->reason), "%s", reply.reason);
 		break;
 	}
-	if (plain != NULL) {
-		secure_zero(plain, strlen(plain));
-		free(plain);
-	}
+	ap_free(plain);
+	ap_free(secret);
 	return SASL_OK;
 }
 
@@ -517,9 +565,12 @@ auth_sasl_init(const struct msagate_config *cfg, struct backend_chain *chain,
 				    "installed Cyrus SASL plugins (apt-get install "
 				    "libsasl2-modules); not offered", name);
 			} else if (known_mechs[k].needs_plain_lookup &&
-			    !backend_chain_can_lookup_plain(chain)) {
-				log_warnx("auth: mechanism %s needs plaintext credentials, "
-				    "which the configured backends cannot provide; "
+			    !(strncasecmp(name, "SCRAM-", 6) == 0 ?
+			    backend_chain_can_lookup_scram(chain) :
+			    backend_chain_can_lookup_plain(chain))) {
+				log_warnx("auth: mechanism %s needs plaintext (or stored "
+				    "SCRAM) credentials, which the configured backends "
+				    "cannot provide; "
 				    "not offered", name);
 			} else if (auth_sasl_mech_find(name) == NULL &&
 			    as.n_mechs < AUTH_SASL_MAX_MECHS) {
@@ -535,6 +586,37 @@ auth_sasl_init(const struct msagate_config *cfg, struct backend_chain *chain,
 	}
 	if (probe)
 		sasl_dispose(&probe);
+	if (as.n_mechs == 0) {
+		*error = xstrdup("none of the configured auth mechanisms can be offered");
+		return -1;
+	}
+	return 0;
+}
+
+int
+auth_sasl_init_proxy(const struct msagate_config *cfg, char **error)
+{
+	size_t i, k;
+
+	*error = NULL;
+	memset(&as, 0, sizeof(as));
+	for (i = 0; i < cfg->auth.n_mechanisms; i++) {
+		const char *name = cfg->auth.mechanisms[i];
+
+		for (k = 0; k < sizeof(known_mechs) / sizeof(known_mechs[0]); k++)
+			if (strcasecmp(known_mechs[k].name, name) == 0)
+				break;
+		if (k == sizeof(known_mechs) / sizeof(known_mechs[0])) {
+			log_warnx("auth: mechanism %s is not supported; not offered", name);
+			continue;
+		}
+		if (auth_sasl_mech_find(name) == NULL && as.n_mechs < AUTH_SASL_MAX_MECHS) {
+			struct auth_mech *m = &as.mechs[as.n_mechs++];
+			snprintf(m->name, sizeof(m->name), "%s", known_mechs[k].name);
+			m->flags = known_mechs[k].flags;
+			m->plaintext = known_mechs[k].plaintext;
+		}
+	}
 	if (as.n_mechs == 0) {
 		*error = xstrdup("none of the configured auth mechanisms can be offered");
 		return -1;

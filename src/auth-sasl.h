@@ -52,6 +52,13 @@ struct auth_sasl_req;
 /* Initialise Cyrus; -1 with *error (malloc'd). */
 int auth_sasl_init(const struct msagate_config *cfg, struct backend_chain *chain,
     char **error);
+/*
+ * auth_sasl_init_proxy - instead of auth_sasl_init when every AUTH is
+ * forwarded to an upstream Dovecot (the chain is one `dovecot` backend):
+ * the configured mechanisms we know are advertised with Dovecot's flags,
+ * Cyrus SASL is not used.  -1 with *error when none is left.
+ */
+int auth_sasl_init_proxy(const struct msagate_config *cfg, char **error);
 void auth_sasl_done(void);
 
 /* The usable mechanisms in configuration order. */

@@ -15,6 +15,11 @@
  * every final answer waits until min_time_ms after the AUTH arrived, on
  * libevent timers (the loop never sleeps).  OK and CONT are never held
  * beyond min_time.
+ *
+ * Proxy mode (set.upstream): the chain is one upstream Dovecot, which runs
+ * the mechanisms itself.  AUTH/CONT are forwarded with src/authc.c on this
+ * loop (no worker threads), its CONT/OK/FAIL come back; the pacing, the
+ * penalties and the request timeout stay ours.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +39,7 @@
 #include <event2/listener.h>
 
 #include "auth-proto.h"
+#include "authc.h"
 #include "auth-sasl.h"
 #include "auth-server.h"
 #include "backend.h"
@@ -47,7 +53,7 @@
 #define MAX_WORKERS		64
 
 enum client_state { CS_VERSION, CS_CPID, CS_READY };
-enum req_state { RS_WAIT_CONT, RS_BUSY, RS_FINISHING, RS_PENALTY };
+enum req_state { RS_WAIT_CONT, RS_BUSY, RS_FINISHING, RS_PENALTY, RS_UPSTREAM };
 
 struct auth_request {
 	TAILQ_ENTRY(auth_request) qentry;   /* job queue or done queue */
@@ -74,6 +80,11 @@ struct auth_request {
 	bool have_in;
 	enum auth_sasl_status st;
 	char *out_b64;
+	/* proxy mode */
+	char lip[64];
+	bool secured;
+	char *resp_b64;                     /* initial response, until sent */
+	uint32_t up_id;                     /* upstream request, 0: none */
 };
 
 TAILQ_HEAD(req_queue, auth_request);
@@ -268,6 +279,10 @@ req_free(struct auth_request *r)
 	}
 	free(r->out_b64);
 	free(r->pending);
+	if (r->resp_b64) {
+		secure_zero(r->resp_b64, strlen(r->resp_b64));
+		free(r->resp_b64);
+	}
 	free(r);
 }
 
@@ -279,6 +294,11 @@ req_drop(struct auth_request *r)
 	if (r->client)
 		req_unlink(r);
 	r->client = NULL;
+	if (r->up_id != 0) {
+		/* its callback will not run again */
+		authc_abort(r->srv->set.upstream, r->up_id);
+		r->up_id = 0;
+	}
 	if (r->state == RS_BUSY) {
 		r->orphan = true;
 		if (r->timeout_ev)
@@ -508,6 +528,162 @@ req_done(struct auth_request *r)
 	sbuf_free(&b);
 }
 
+/* ---- proxy mode: an upstream Dovecot runs the mechanisms -------------- */
+
+/* field_value - the value of "name=" among TAB-separated fields, copied
+ * into out (truncated); "" when absent. */
+static void
+field_value(const char *fields, const char *name, char *out, size_t size)
+{
+	size_t n = strlen(name);
+	const char *p = fields;
+
+	out[0] = '\0';
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, name, n) == 0 && p[n] == '=') {
+			size_t len = strcspn(p + n + 1, "\t");
+			if (len >= size)
+				len = size - 1;
+			memcpy(out, p + n + 1, len);
+			out[len] = '\0';
+			return;
+		}
+		p = strchr(p, '\t');
+		if (p != NULL)
+			p++;
+	}
+}
+
+/* has_field - is "name" or "name=..." among TAB-separated fields? */
+static bool
+has_field(const char *fields, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = fields;
+
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, name, n) == 0 &&
+		    (p[n] == '\0' || p[n] == '\t' || p[n] == '='))
+			return true;
+		p = strchr(p, '\t');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+/*
+ * proxy_cb - a step of the upstream request of r: answer our client.  An
+ * OK that asks for nologin or proxying is not a login here (as in the
+ * dovecot backend): it is answered as a failure.
+ */
+static void
+proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
+{
+	struct auth_request *r = ctx;
+	struct auth_client *c = r->client;
+	char su[160], srip[80], ssvc[80], user[BACKEND_MAX_USER + 1];
+	struct sbuf b;
+
+	if (c == NULL)
+		return;           /* cannot happen: a dropped request is aborted */
+	if (res == AUTHC_CONT) {
+		r->state = RS_WAIT_CONT;
+		client_sendf(c, "CONT\t%u\t%s\n", r->id, data ? data : "");
+		return;
+	}
+	r->up_id = 0;             /* the upstream request is over */
+	if (res == AUTHC_OK && (has_field(extra, "nologin") || has_field(extra, "proxy"))) {
+		log_warnx("auth: upstream says OK with nologin/proxy for rip=%s; "
+		    "treated as a failure", safe_or_dash(srip, sizeof(srip), r->rip));
+		res = AUTHC_FAIL;
+		extra = NULL;
+	}
+	sbuf_init(&b, 0);
+	switch (res) {
+	case AUTHC_OK:
+		snprintf(user, sizeof(user), "%s", data ? data : "");
+		sbuf_printf(&b, "OK\t%u\tuser=", r->id);
+		auth_proto_escape(&b, user);
+		sbuf_addstr(&b, "\n");
+		log_info("auth ok: rip=%s user=%s mech=%s service=%s (upstream)",
+		    safe_or_dash(srip, sizeof(srip), r->rip),
+		    safe_or_dash(su, sizeof(su), user), r->mech->name,
+		    safe_or_dash(ssvc, sizeof(ssvc), r->service));
+		penalty_update(r, true);
+		req_finish(r, xstrdup(b.s), false);
+		break;
+	case AUTHC_FAIL: {
+		char code[32];
+
+		field_value(extra, "user", user, sizeof(user));
+		field_value(extra, "code", code, sizeof(code));
+		sbuf_printf(&b, "FAIL\t%u", r->id);
+		if (user[0] != '\0') {
+			sbuf_addstr(&b, "\tuser=");
+			auth_proto_escape(&b, user);
+		}
+		/* the account codes pass through; anything else is a plain no */
+		if (strcmp(code, "user_disabled") == 0 || strcmp(code, "pass_expired") == 0)
+			sbuf_printf(&b, "\tcode=%s", code);
+		sbuf_addstr(&b, "\n");
+		log_info("auth failed: rip=%s user=%s mech=%s (upstream)",
+		    safe_or_dash(srip, sizeof(srip), r->rip),
+		    safe_or_dash(su, sizeof(su), user), r->mech->name);
+		penalty_update(r, false);
+		req_finish(r, xstrdup(b.s), true);
+		break;
+	}
+	case AUTHC_TEMPFAIL:
+		sbuf_printf(&b, "FAIL\t%u\tcode=temp_fail\n", r->id);
+		log_warnx("auth tempfail: rip=%s mech=%s (upstream: %s)",
+		    safe_or_dash(srip, sizeof(srip), r->rip), r->mech->name,
+		    safe_or_dash(su, sizeof(su), data));
+		req_finish(r, xstrdup(b.s), true);
+		break;
+	case AUTHC_BADB64:
+	default:
+		sbuf_printf(&b, "FAIL\t%u\tcode=invalid_base64\n", r->id);
+		req_finish(r, xstrdup(b.s), false);
+		break;
+	}
+	sbuf_free(&b);
+}
+
+/* proxy_begin - forward the AUTH of r to the upstream. */
+static void
+proxy_begin(struct auth_request *r)
+{
+	struct authc_info info = {
+		.service = r->service,
+		.local_ip = r->lip,
+		.remote_ip = r->rip,
+		.secured = r->secured,
+		/* our own penalties apply; the upstream must not add its own
+		 * for the client address behind us */
+		.no_penalty = true,
+	};
+
+	r->state = RS_UPSTREAM;
+	r->up_id = authc_begin(r->srv->set.upstream, r->mech->name, r->resp_b64,
+	    &info, proxy_cb, r);
+	if (r->resp_b64 != NULL) {
+		secure_zero(r->resp_b64, strlen(r->resp_b64));
+		free(r->resp_b64);
+		r->resp_b64 = NULL;
+	}
+}
+
+/* req_start - run the first step of r: a worker, or the upstream. */
+static void
+req_start(struct auth_request *r)
+{
+	if (r->srv->set.upstream != NULL)
+		proxy_begin(r);
+	else
+		job_submit(r);
+}
+
 static void
 wake_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -576,7 +752,7 @@ req_penalty_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	job_submit(r);
+	req_start(r);
 }
 
 /* Returns false when the client was freed. */
@@ -586,8 +762,8 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	struct auth_server *srv = c->srv;
 	struct auth_request *r;
 	const struct auth_mech *mech;
-	const char *resp = NULL, *service = NULL, *rip = "", *v;
-	bool final_ok = false, no_penalty = false;
+	const char *resp = NULL, *service = NULL, *rip = "", *lip = "", *v;
+	bool final_ok = false, no_penalty = false, secured = false;
 	int blocked, delay_ms = 0;
 	uint32_t id;
 	size_t i;
@@ -627,7 +803,11 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 			final_ok = true;
 		else if (strcmp(argv[i], "no-penalty") == 0)
 			no_penalty = true;
-		/* lip, lport, rport, secured, session, nologin, ...: ignored */
+		else if ((v = auth_proto_param(argv[i], "lip")) != NULL)
+			lip = v;
+		else if (auth_proto_param(argv[i], "secured") != NULL)
+			secured = true;
+		/* lport, rport, session, nologin, ...: ignored */
 	}
 	if (service == NULL || *service == '\0') {
 		proto_error(c, "didn't specify service in request");
@@ -664,9 +844,21 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	r->started_ms = now_ms();
 	snprintf(r->rip, sizeof(r->rip), "%s", rip);
 	snprintf(r->service, sizeof(r->service), "%s", service);
+	snprintf(r->lip, sizeof(r->lip), "%s", lip);
+	r->secured = secured;
 
 	/* minor < 2: an empty resp= means no initial response */
-	if (resp != NULL && !(c->minor < 2 && *resp == '\0')) {
+	if (resp != NULL && !(c->minor < 2 && *resp == '\0') &&
+	    srv->set.upstream != NULL) {
+		/* proxy mode: the upstream decodes it */
+		if (!auth_proto_b64_ok(resp)) {
+			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+			    "Invalid base64 data in initial response\n", id);
+			free(r);
+			return true;
+		}
+		r->resp_b64 = xstrdup(resp);
+	} else if (resp != NULL && !(c->minor < 2 && *resp == '\0')) {
 		if (!auth_proto_b64_ok(resp) ||
 		    (r->in = decode_b64(resp, &r->inlen)) == NULL) {
 			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
@@ -676,8 +868,10 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		}
 		r->have_in = true;
 	}
-	r->sasl = auth_sasl_req_new(mech, r->service, final_ok);
-	auth_sasl_req_set_rip(r->sasl, r->rip);
+	if (srv->set.upstream == NULL) {
+		r->sasl = auth_sasl_req_new(mech, r->service, final_ok);
+		auth_sasl_req_set_rip(r->sasl, r->rip);
+	}
 	r->timeout_ev = evtimer_new(srv->base, req_timeout_cb, r);
 	if (r->timeout_ev != NULL) {
 		struct timeval tv;
@@ -695,7 +889,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		evtimer_add(r->penalty_ev, &tv);
 		return true;
 	}
-	job_submit(r);
+	req_start(r);
 	return true;
 }
 
@@ -717,6 +911,17 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 	if (r->state != RS_WAIT_CONT) {
 		client_sendf(c, "FAIL\t%u\treason=Unexpected continuation\n", id);
 		req_drop(r);
+		return true;
+	}
+	if (c->srv->set.upstream != NULL) {
+		if (!auth_proto_b64_ok(argv[2])) {
+			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+			    "Invalid base64 data in continued response\n", id);
+			req_drop(r);
+			return true;
+		}
+		r->state = RS_UPSTREAM;
+		authc_continue(c->srv->set.upstream, r->up_id, argv[2]);
 		return true;
 	}
 	/* everything after the id's TAB is base64 (C23 behaviour) */

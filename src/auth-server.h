@@ -17,6 +17,7 @@ struct event_base;
 struct backend_chain;
 struct auth_server;
 struct penalty;
+struct authc;
 
 struct auth_server_settings {
 	int failure_delay_ms;    /* hold credential FAILs this long (0: no hold) */
@@ -25,6 +26,12 @@ struct auth_server_settings {
 	int max_clients;         /* connections at once; <= 0: default 1024 */
 	int request_timeout_ms;  /* <= 0: 150 s (Dovecot's) */
 	struct penalty *penalty; /* brute-force defence (auth-penalty.h); NULL: none */
+	/*
+	 * Proxy mode: every AUTH is forwarded to this upstream Dovecot
+	 * (src/authc.h, on the same event loop) instead of Cyrus SASL; the
+	 * mechanisms are then those of auth_sasl_init_proxy().  NULL: none.
+	 */
+	struct authc *upstream;
 };
 
 /*

@@ -217,46 +217,108 @@ b64_field(const char *s, size_t n, unsigned char *out, size_t max)
 	return b64_decode(s, n, out);
 }
 
-/* verify_scram - Dovecot's "iter,salt,StoredKey,ServerKey". */
-static enum pwhash_result
-verify_scram(enum scheme_kind k, const char *data, const char *password)
+/* A parsed Dovecot stored SCRAM secret. */
+struct scram_stored {
+	unsigned long long iter;
+	unsigned char salt[256];
+	size_t saltlen;
+	unsigned char stored_key[EVP_MAX_MD_SIZE + 4];
+	unsigned char server_key[EVP_MAX_MD_SIZE + 4];
+	size_t keylen;           /* the digest size: both keys are this long */
+};
+
+/*
+ * scram_parse - Dovecot's "iter,salt,StoredKey,ServerKey" for scheme kind
+ * k into *out; false when malformed (bad count, base64 or key lengths).
+ */
+static bool
+scram_parse(enum scheme_kind k, const char *data, struct scram_stored *out)
 {
 	const EVP_MD *md = scram_md(k);
 	size_t sz = (size_t)EVP_MD_size(md);
-	unsigned char salt[256], want[EVP_MAX_MD_SIZE + 4], srv[EVP_MAX_MD_SIZE + 4];
-	unsigned char got[EVP_MAX_MD_SIZE], gotsrv[EVP_MAX_MD_SIZE];
 	const char *f[4], *p = data;
 	size_t flen[4], i;
-	unsigned long long iter;
 	char num[16];
 	ssize_t saltlen;
-	enum pwhash_result r;
 
 	for (i = 0; i < 4; i++) {
 		const char *comma = strchr(p, ',');
 		f[i] = p;
 		flen[i] = comma ? (size_t)(comma - p) : strlen(p);
 		if ((comma == NULL) != (i == 3))
-			return PWHASH_ERROR;
+			return false;
 		p = comma ? comma + 1 : p;
 	}
 	if (flen[0] == 0 || flen[0] >= sizeof(num))
-		return PWHASH_ERROR;
+		return false;
 	memcpy(num, f[0], flen[0]);
 	num[flen[0]] = '\0';
-	if (!parse_uint(num, SCRAM_MAX_ITERATIONS, &iter) || iter == 0)
+	if (!parse_uint(num, SCRAM_MAX_ITERATIONS, &out->iter) || out->iter == 0)
+		return false;
+	if ((saltlen = b64_field(f[1], flen[1], out->salt, sizeof(out->salt))) <= 0 ||
+	    b64_field(f[2], flen[2], out->stored_key, sizeof(out->stored_key)) !=
+	    (ssize_t)sz ||
+	    b64_field(f[3], flen[3], out->server_key, sizeof(out->server_key)) !=
+	    (ssize_t)sz)
+		return false;
+	out->saltlen = (size_t)saltlen;
+	out->keylen = sz;
+	return true;
+}
+
+/* verify_scram - Dovecot's "iter,salt,StoredKey,ServerKey". */
+static enum pwhash_result
+verify_scram(enum scheme_kind k, const char *data, const char *password)
+{
+	const EVP_MD *md = scram_md(k);
+	struct scram_stored st;
+	unsigned char got[EVP_MAX_MD_SIZE], gotsrv[EVP_MAX_MD_SIZE];
+	enum pwhash_result r;
+
+	if (!scram_parse(k, data, &st))
 		return PWHASH_ERROR;
-	if ((saltlen = b64_field(f[1], flen[1], salt, sizeof(salt))) <= 0 ||
-	    b64_field(f[2], flen[2], want, sizeof(want)) != (ssize_t)sz ||
-	    b64_field(f[3], flen[3], srv, sizeof(srv)) != (ssize_t)sz)
+	if (!scram_keys(md, password, st.salt, st.saltlen, (unsigned long)st.iter,
+	    got, gotsrv)) {
+		secure_zero(&st, sizeof(st));
 		return PWHASH_ERROR;
-	if (!scram_keys(md, password, salt, (size_t)saltlen, (unsigned long)iter,
-	    got, gotsrv))
-		return PWHASH_ERROR;
-	r = ct_equal(got, sz, want, sz) ? PWHASH_OK : PWHASH_MISMATCH;
+	}
+	r = ct_equal(got, st.keylen, st.stored_key, st.keylen) ?
+	    PWHASH_OK : PWHASH_MISMATCH;
 	secure_zero(got, sizeof(got));
 	secure_zero(gotsrv, sizeof(gotsrv));
+	secure_zero(&st, sizeof(st));
 	return r;
+}
+
+char *
+pwhash_scram_secret(const char *stored, const char *mech)
+{
+	const struct scheme *s;
+	const char *data;
+	struct scram_stored st;
+	/* base64 of 256 salt bytes is 344 chars; of a 64-byte key 88 */
+	char bsalt[352], bsk[96], bsvk[96];
+	char *res;
+
+	if (stored == NULL || mech == NULL ||
+	    strnlen(stored, PWHASH_MAX_STORED + 1) > PWHASH_MAX_STORED)
+		return NULL;
+	s = split_stored(stored, &data);
+	if (s == NULL || (s->kind != K_SCRAM_SHA1 && s->kind != K_SCRAM_SHA256) ||
+	    strcasecmp(s->name, mech) != 0)
+		return NULL;
+	if (!scram_parse(s->kind, data, &st)) {
+		secure_zero(&st, sizeof(st));
+		return NULL;
+	}
+	b64_encode(st.salt, st.saltlen, bsalt);
+	b64_encode(st.stored_key, st.keylen, bsk);
+	b64_encode(st.server_key, st.keylen, bsvk);
+	res = xasprintf("%s$%llu:%s$%s:%s", s->name, st.iter, bsalt, bsk, bsvk);
+	secure_zero(&st, sizeof(st));
+	secure_zero(bsk, sizeof(bsk));
+	secure_zero(bsvk, sizeof(bsvk));
+	return res;
 }
 
 /* make_scram - a new Dovecot-format stored SCRAM secret. */

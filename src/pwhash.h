@@ -26,5 +26,13 @@ const char *pwhash_default_scheme(void);
 bool pwhash_scheme_known(const char *scheme);
 /* If stored is "{PLAIN}x" or "{CLEAR}x", return pointer to x, else NULL. */
 const char *pwhash_plaintext(const char *stored);
+/*
+ * If stored is a {SCRAM-SHA-1}/{SCRAM-SHA-256} entry of the hash of
+ * SASL mechanism mech ("SCRAM-SHA-256"), the same secret in the form
+ * Cyrus' SCRAM plugin reads from the authPassword property,
+ * "MECH$iter:salt$StoredKey:ServerKey" (base64 fields), malloc'd; the
+ * caller wipes and frees it.  NULL: another scheme or hash, or malformed.
+ */
+char *pwhash_scram_secret(const char *stored, const char *mech);
 
 #endif

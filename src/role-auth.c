@@ -6,11 +6,16 @@
  * initialises Cyrus SASL (plugins are loaded now), then drops to
  * cfg->user and serves the Dovecot auth protocol on a libevent loop
  * (src/auth-server.c), and the userdb lookup socket (src/auth-userdb.c)
- * whose lookups share the auth server's worker threads.  SIGHUP re-reads the passwd files; SIGTERM stops
+ * whose lookups share the auth server's worker threads.  When the chain is
+ * exactly one `dovecot` backend the role is a proxy: the upstream Dovecot
+ * runs the configured mechanisms (passed through, as Postfix's dovecot
+ * client does), every AUTH is forwarded over one src/authc.c connection.  SIGHUP re-reads the passwd files; SIGTERM stops
  * accepting and exits once the clients are gone (bounded).
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,6 +24,7 @@
 #include "auth-sasl.h"
 #include "auth-server.h"
 #include "auth-userdb.h"
+#include "authc.h"
 #include "backend.h"
 #include "log.h"
 #include "roles.h"
@@ -31,6 +37,7 @@ struct role_auth {
 	struct event_base *base;
 	struct auth_server *srv;
 	struct userdb_server *udb;
+	struct authc *upstream;         /* proxy mode, else NULL */
 	struct event *ev_hup, *ev_term, *ev_int, *ev_stop;
 	uint64_t stop_deadline;
 };
@@ -79,6 +86,15 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	stop_poll(-1, 0, ra);
 }
 
+/* is_proxy - the chain is one upstream Dovecot: pass mechanisms through. */
+static bool
+is_proxy(const struct msagate_config *cfg)
+{
+	return cfg->auth.n_backends == 1 && cfg->auth.backends[0].driver != NULL &&
+	    strcmp(cfg->auth.backends[0].driver, "dovecot") == 0 &&
+	    cfg->auth.backends[0].socket != NULL;
+}
+
 int
 role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 {
@@ -96,7 +112,8 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 		free(err);
 		return 1;
 	}
-	if (auth_sasl_init(cfg, chain, &err) != 0) {
+	if ((is_proxy(cfg) ? auth_sasl_init_proxy(cfg, &err) :
+	    auth_sasl_init(cfg, chain, &err)) != 0) {
 		log_errx("auth: %s", err ? err : "Cyrus SASL initialisation failed");
 		free(err);
 		backend_chain_free(chain);
@@ -114,6 +131,14 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 	/* backends that wait on slow helpers (PAM, an upstream Dovecot) get
 	 * threads of their own, so that they cannot starve the others */
 	set.workers += (int)backend_chain_max_blocked_threads(chain);
+	if (is_proxy(cfg)) {
+		const struct backend_cfg *b = &cfg->auth.backends[0];
+
+		ra.upstream = authc_new(ra.base, b->socket,
+		    b->timeout_ms > 0 ? b->timeout_ms : 10000);
+		authc_connect(ra.upstream);
+		set.upstream = ra.upstream;
+	}
 	ra.srv = auth_server_new(ra.base, listen_fd, chain, &set);
 	for (i = 1; ra.srv != NULL && i < fds->n_client; i++)
 		if (auth_server_add_listener(ra.srv, fds->client[i]) != 0)
@@ -138,8 +163,9 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 		sbuf_init(&mechs, 0);
 		for (i = 0; i < auth_sasl_mech_count(); i++)
 			sbuf_printf(&mechs, "%s%s", i ? " " : "", auth_sasl_mech(i)->name);
-		log_info("auth role ready: mechanisms %s, %zu backend(s)",
-		    mechs.s ? mechs.s : "", cfg->auth.n_backends);
+		log_info("auth role ready: mechanisms %s, %zu backend(s)%s",
+		    mechs.s ? mechs.s : "", cfg->auth.n_backends,
+		    ra.upstream ? " (passed through to the upstream Dovecot)" : "");
 		sbuf_free(&mechs);
 	}
 
@@ -147,6 +173,7 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 
 	userdb_server_free(ra.udb);      /* before the workers' last jobs */
 	auth_server_free(ra.srv);
+	authc_free(ra.upstream);
 	if (ra.ev_stop)
 		event_free(ra.ev_stop);
 	event_free(ra.ev_hup);

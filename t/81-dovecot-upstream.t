@@ -2,7 +2,9 @@
 # 81-dovecot-upstream.t - the `dovecot` backend against a real, private
 # Dovecot 2.3 auth server (passwd-file passdb): submission over 587 as a
 # Dovecot user with PLAIN and LOGIN, wrong passwords and unknown users get
-# 535, only PLAIN/LOGIN are offered (Dovecot hands out no passwords), a
+# 535; with only this backend the mechanisms are passed through: CRAM-MD5
+# (enabled in that Dovecot, for a {PLAIN} user there) works over 587, a
+# wrong CRAM-MD5 answer gets 535 and a stopped Dovecot 454; a
 # stopped Dovecot gives a quick 454 4.7.0 and `msagatectl auth test` exit 75
 # (the backend error reaches the client as code=temp_fail), a restarted
 # Dovecot is used again (kept connections replaced), and Dovecot's default
@@ -26,7 +28,7 @@ def user_exists(name):
 class Upstream:
     """A private Dovecot instance that runs only its auth service."""
 
-    def __init__(self, users):
+    def __init__(self, users, raw_lines=()):
         self.dir = tempfile.mkdtemp(prefix="msagate-dv-")
         os.chmod(self.dir, 0o755)
         atexit.register(self.cleanup)
@@ -37,6 +39,8 @@ class Upstream:
         with open(self.users, "w") as f:
             for u, p in users.items():
                 f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
+            for line in raw_lines:
+                f.write(line + "\n")
         os.chmod(self.users, 0o644)
         self.proc = None
 
@@ -54,7 +58,7 @@ log_path = %(dir)s/dovecot.log
 instance_name = msagate-test-%(tag)s
 protocols =
 ssl = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login cram-md5
 auth_verbose = yes
 %(delay)s
 default_internal_user = %(internal)s
@@ -146,7 +150,8 @@ if os.geteuid() == 0 and not (user_exists("dovecot") and user_exists("dovenull")
 
 DAVE, DPW = "dave", "dove-secret 1:x"
 ERIN, EPW = "erin@example.test", "erin-pw-2"
-up = Upstream({DAVE: DPW, ERIN: EPW})
+CRAMU, CRAMPW = "fay@example.test", "fay-cram-3"
+up = Upstream({DAVE: DPW, ERIN: EPW}, ["%s:{PLAIN}%s::::::" % (CRAMU, CRAMPW)])
 if not up.start():
     skip_all("cannot start a private Dovecot: " + up.log()[-500:])
 
@@ -163,7 +168,8 @@ def submit(user, password, mech="PLAIN", send=True):
         s.starttls(context=client_ctx())
         s.ehlo("mua.example.test")
         s.user, s.password = user, password
-        authobj = s.auth_plain if mech == "PLAIN" else s.auth_login
+        authobj = {"PLAIN": s.auth_plain, "LOGIN": s.auth_login,
+                   "CRAM-MD5": s.auth_cram_md5}[mech]
         try:
             code, resp = s.auth(mech, authobj, initial_response_ok=(mech == "PLAIN"))
         except smtplib.SMTPAuthenticationError as e:
@@ -193,12 +199,21 @@ def ehlo_auth():
     return auth
 
 
-# --- mechanisms: Dovecot cannot hand out passwords, so no CRAM-MD5
+# --- mechanisms: only a dovecot backend, so they are passed through
 auth = ehlo_auth()
 like(auth, r"\bPLAIN\b", "EHLO offers PLAIN")
 like(auth, r"\bLOGIN\b", "EHLO offers LOGIN")
-ok("CRAM-MD5" not in auth, "CRAM-MD5 not offered with only a dovecot backend", auth)
-ok(d.wait_log(r"CRAM-MD5 needs plaintext credentials"), "log says why CRAM-MD5 is off")
+like(auth, r"\bCRAM-MD5\b", "EHLO offers CRAM-MD5 (passed through to Dovecot)")
+ok(d.wait_log(r"passed through to the upstream Dovecot"), "log says mechanisms are passed through")
+
+# --- CRAM-MD5 runs in the upstream Dovecot
+code, resp, qid = submit(CRAMU, CRAMPW, "CRAM-MD5")
+is_(code, 235, "AUTH CRAM-MD5 through the upstream: 235")
+ok(qid is not None, "message queued after CRAM-MD5")
+code, resp, _ = submit(CRAMU, "wrong-cram", "CRAM-MD5")
+is_(code, 535, "CRAM-MD5 with a wrong password: 535")
+code, resp, _ = submit(DAVE, DPW, "CRAM-MD5")
+is_(code, 535, "CRAM-MD5 for a Dovecot user with only a hash: 535")
 
 # --- a Dovecot user logs in and submits
 code, resp, qid = submit(DAVE, DPW, "PLAIN")
@@ -214,7 +229,7 @@ like(up.log(), r"passwd-file\(dave,127\.0\.0\.1[,)]", "Dovecot saw the real clie
 code, resp, _ = submit("nobody-here", "x", "PLAIN")
 is_(code, 535, "unknown user: 535")
 code, resp, _ = submit("da\tve", DPW, "PLAIN")
-is_(code, 535, "user name with a TAB: 535 (never sent upstream)")
+is_(code, 535, "user name with a TAB: 535")
 
 r = d.ctl("auth", "test", DAVE, DPW)
 is_(r.returncode, 0, "msagatectl auth test: exit 0")
@@ -230,9 +245,11 @@ elapsed = time.time() - t0
 is_(code, 454, "Dovecot stopped: AUTH gets 454")
 like(resp, r"4\.7\.0", "454 with 4.7.0")
 ok(elapsed < 5, "454 comes quickly (%.1f s)" % elapsed)
+code, resp, _ = submit(CRAMU, CRAMPW, "CRAM-MD5")
+is_(code, 454, "Dovecot stopped: AUTH CRAM-MD5 gets 454")
 r = d.ctl("auth", "test", DAVE, DPW)
 is_(r.returncode, 75, "msagatectl auth test while upstream is down: exit 75 (temporary)")
-ok(d.wait_log(r"dovecot .*auth-client: cannot connect"), "log names the unreachable upstream")
+ok(d.wait_log(r"cannot connect to \S*auth-client"), "log names the unreachable upstream")
 
 # --- upstream back: reconnect
 ok(up.start(), "Dovecot started again")

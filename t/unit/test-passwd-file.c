@@ -372,6 +372,56 @@ test_extra_fields(void)
 	free(b.path);
 }
 
+/* test_scram - lookup_scram_req: plaintext, stored secret, other hash,
+ * access fields. */
+static void
+test_scram(void)
+{
+	struct backend_cfg b = { .driver = "passwd-file" };
+	struct backend_chain *c;
+	struct backend_reply r;
+	struct backend_request lo = { "127.0.0.1", "smtp" };
+	char *err = NULL, *plain = NULL, *secret = NULL;
+
+	b.path = write_file("scram",
+	    "p:{PLAIN}pw\n"
+	    "s:{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=\n"
+	    "nl:{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=::::::nologin\n"
+	    "h:$2y$05$GvDSTPtr6FU93z6NSbeURu5f5kOVv4u/YvcVebUEa5WdlH4S6ADr.\n");
+	c = backend_chain_new(&b, 1, &err);
+	ok(c != NULL, "chain for SCRAM lookups");
+	if (c == NULL) {
+		free(err);
+		free(b.path);
+		return;
+	}
+	ok(backend_chain_can_lookup_scram(c), "passwd-file can serve SCRAM");
+	is_int(backend_chain_lookup_scram_req(c, "p", "SCRAM-SHA-256", &plain, &secret,
+	    &lo, &r), BACKEND_OK, "scram lookup: {PLAIN} user");
+	ok(plain != NULL && strcmp(plain, "pw") == 0 && secret == NULL,
+	    "scram lookup: {PLAIN} user gets the plaintext");
+	free(plain);
+	is_int(backend_chain_lookup_scram_req(c, "s", "SCRAM-SHA-256", &plain, &secret,
+	    &lo, &r), BACKEND_OK, "scram lookup: stored secret");
+	ok(plain == NULL && secret != NULL &&
+	    strncmp(secret, "SCRAM-SHA-256$4096:pXktsWCrsWiS6KT3T52Omg==$", 44) == 0,
+	    "scram lookup: secret in authPassword form");
+	free(secret);
+	is_int(backend_chain_lookup_scram_req(c, "s", "SCRAM-SHA-1", &plain, &secret,
+	    &lo, &r), BACKEND_MISMATCH, "scram lookup: other hash: mismatch");
+	ok(plain == NULL && secret == NULL, "scram lookup: nothing handed out");
+	is_int(backend_chain_lookup_scram_req(c, "nl", "SCRAM-SHA-256", &plain, &secret,
+	    &lo, &r), BACKEND_MISMATCH, "scram lookup: nologin refused");
+	is_str(r.reason, "nologin", "scram lookup: reason nologin");
+	ok(plain == NULL && secret == NULL, "scram lookup: nologin gets nothing");
+	is_int(backend_chain_lookup_scram_req(c, "h", "SCRAM-SHA-256", &plain, &secret,
+	    &lo, &r), BACKEND_MISMATCH, "scram lookup: crypt hash: mismatch");
+	is_int(backend_chain_lookup_scram_req(c, "zz", "SCRAM-SHA-256", &plain, &secret,
+	    &lo, &r), BACKEND_UNKNOWN_USER, "scram lookup: unknown user");
+	backend_chain_free(c);
+	free(b.path);
+}
+
 int
 main(void)
 {
@@ -383,6 +433,7 @@ main(void)
 	test_lookups();
 	test_default_domain();
 	test_extra_fields();
+	test_scram();
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

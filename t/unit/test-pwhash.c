@@ -75,6 +75,28 @@ main(void)
 	is_int(pwhash_verify("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4!,zWothRukKkEmhPmjNkEPUR+ksN4=", "secret"),
 	    PWHASH_ERROR, "SCRAM: bad base64");
 
+	/* stored SCRAM secrets in Cyrus' authPassword form, for SCRAM logins */
+	{
+		char *sec = pwhash_scram_secret("{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=",
+		    "SCRAM-SHA-256");
+		is_str(sec ? sec : "(null)", "SCRAM-SHA-256$4096:pXktsWCrsWiS6KT3T52Omg==$CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=:0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=",
+		    "scram secret: SCRAM-SHA-256 in authPassword form");
+		free(sec);
+		sec = pwhash_scram_secret("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4=,zWothRukKkEmhPmjNkEPUR+ksN4=",
+		    "scram-sha-1");
+		is_str(sec ? sec : "(null)", "SCRAM-SHA-1$4096:8lQ+F/OlD9844PWPhp4fKQ==$BdJ9SRhSW0XD6pjd3ogcHNAagp4=:zWothRukKkEmhPmjNkEPUR+ksN4=",
+		    "scram secret: SCRAM-SHA-1, mechanism name case-insensitive");
+		free(sec);
+		ok(pwhash_scram_secret("{SCRAM-SHA-1}4096,8lQ+F/OlD9844PWPhp4fKQ==,BdJ9SRhSW0XD6pjd3ogcHNAagp4=,zWothRukKkEmhPmjNkEPUR+ksN4=",
+		    "SCRAM-SHA-256") == NULL, "scram secret: other hash: none");
+		ok(pwhash_scram_secret("{PLAIN}secret", "SCRAM-SHA-256") == NULL,
+		    "scram secret: {PLAIN}: none");
+		ok(pwhash_scram_secret("{SCRAM-SHA-256}4096,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ", "SCRAM-SHA-256") == NULL,
+		    "scram secret: malformed: none");
+		ok(pwhash_scram_secret("{SCRAM-SHA-256}0,pXktsWCrsWiS6KT3T52Omg==,CwB5ICGFpQ/eu6gsQ5oAnGLvgiTEHljRqzQG2FiMDe8=,0P+x7Zk7KLJ/2Za/af1GD6teQtW8saZSo7MDShe6ot8=", "SCRAM-SHA-256") == NULL,
+		    "scram secret: zero iterations: none");
+	}
+
 	for (i = 0; i < sizeof(make_schemes) / sizeof(make_schemes[0]); i++) {
 		const char *s = make_schemes[i];
 		char *h = pwhash_make(s, "p4ss word");
