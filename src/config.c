@@ -600,7 +600,9 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 {
 	static const char *const keys[] = { "mynetworks", "local_domains",
 		"relay_domains", "relayhost", "message_size_limit", "aliases",
-		"delivery", "recipient_delimiter", "sender_logins", "check_from_header", NULL };
+		"delivery", "recipient_delimiter", "sender_logins", "check_from_header",
+		"relayhost_tls", "tls_verify", "tls_ca_file", "relayhost_credentials",
+		"relayhost_max_connections", "mx_lookup", "dns_servers", NULL };
 	static const char *const dkeys[] = { "method", "path", "socket", NULL };
 	config_setting_t *r = config_setting_get_member(root, "relay");
 	config_setting_t *d = r ? config_setting_get_member(r, "delivery") : NULL;
@@ -635,6 +637,66 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 			    "relay.local_domains: \"%s\" is not a domain name",
 			    cfg->relay.local_domains[i]);
 	cfg->relay.relayhost = get_str(L, r, "relayhost", "");
+	if (cfg->relay.relayhost[0] != '\0') {
+		/* [host], [host]:port, host or host:port (deliver-smtp.c parses it) */
+		const char *rh = cfg->relay.relayhost;
+		const char *close = rh[0] == '[' ? strchr(rh, ']') : NULL;
+		const char *port = rh[0] == '[' ? (close && close[1] == ':' ? close + 2 :
+		    NULL) : strchr(rh, ':');
+		bool good = rh[0] == '[' ? close != NULL && close > rh + 1 &&
+		    (close[1] == '\0' || close[1] == ':') :
+		    rh[0] != ':' && (port == NULL || strchr(port + 1, ':') == NULL);
+
+		if (good && port != NULL) {
+			const char *p = rh[0] == '[' ? port : port + 1;
+
+			good = p[0] != '\0' && strlen(p) <= 5 &&
+			    strspn(p, "0123456789") == strlen(p) &&
+			    atoi(p) >= 1 && atoi(p) <= 65535;
+		}
+		if (!good)
+			config_errors_add(L->errs, L->file,
+			    line_of(config_setting_get_member(r, "relayhost")),
+			    "relay.relayhost \"%s\": expected [host]:port, [host], "
+			    "host:port or host", rh);
+	}
+	cfg->relay.relayhost_tls = get_str(L, r, "relayhost_tls", "opportunistic");
+	if (strcmp(cfg->relay.relayhost_tls, "required") != 0 &&
+	    strcmp(cfg->relay.relayhost_tls, "opportunistic") != 0 &&
+	    strcmp(cfg->relay.relayhost_tls, "none") != 0)
+		config_errors_add(L->errs, L->file,
+		    line_of(config_setting_get_member(r, "relayhost_tls")),
+		    "relay.relayhost_tls \"%s\" unknown (required, opportunistic or none)",
+		    cfg->relay.relayhost_tls);
+	cfg->relay.tls_verify = get_bool(L, r, "tls_verify", false);
+	cfg->relay.tls_ca_file = get_str(L, r, "tls_ca_file", NULL);
+	cfg->relay.relayhost_credentials = get_str(L, r, "relayhost_credentials", NULL);
+	cfg->relay.relayhost_max_conns = (int)get_int(L, r, "relayhost_max_connections",
+	    4, 1, 100);
+	cfg->relay.mx_lookup = get_bool(L, r, "mx_lookup", true);
+	cfg->relay.dns_servers = get_strlist(L, r, "dns_servers", &cfg->relay.n_dns_servers);
+	for (i = 0; i < cfg->relay.n_dns_servers; i++) {
+		const char *ds = cfg->relay.dns_servers[i], *colon = strchr(ds, ':');
+		char ip[INET_ADDRSTRLEN + 1];
+		struct in_addr a4;
+		size_t len = colon ? (size_t)(colon - ds) : strlen(ds);
+		bool good = len > 0 && len < sizeof(ip);
+
+		if (good) {
+			memcpy(ip, ds, len);
+			ip[len] = '\0';
+			good = inet_pton(AF_INET, ip, &a4) == 1;
+		}
+		if (good && colon != NULL)
+			good = colon[1] != '\0' && strlen(colon + 1) <= 5 &&
+			    strspn(colon + 1, "0123456789") == strlen(colon + 1) &&
+			    atoi(colon + 1) >= 1 && atoi(colon + 1) <= 65535;
+		if (!good)
+			config_errors_add(L->errs, L->file,
+			    line_of(config_setting_get_member(r, "dns_servers")),
+			    "relay.dns_servers: \"%s\" is not an IPv4 address "
+			    "(optionally with :port)", ds);
+	}
 	cfg->relay.message_size_limit = get_int(L, r, "message_size_limit",
 	    26214400, 1024, 2147483647LL);
 	cfg->relay.aliases = get_str(L, r, "aliases", NULL);
@@ -824,6 +886,10 @@ config_free(struct msagate_config *cfg)
 	free_strlist(cfg->relay.local_domains, cfg->relay.n_local_domains);
 	free_strlist(cfg->relay.relay_domains, cfg->relay.n_relay_domains);
 	free(cfg->relay.relayhost);
+	free(cfg->relay.relayhost_tls);
+	free(cfg->relay.tls_ca_file);
+	free(cfg->relay.relayhost_credentials);
+	free_strlist(cfg->relay.dns_servers, cfg->relay.n_dns_servers);
 	free(cfg->relay.aliases);
 	free(cfg->relay.delivery_method);
 	free(cfg->relay.delivery_path);

@@ -114,6 +114,15 @@ struct msagate_config {
 		char *recipient_delimiter; /* "+" (user+tag); "" = none */
 		char *sender_logins;     /* file: sender address -> logins allowed to use it */
 		bool check_from_header;  /* also check From: against the login (553) */
+		/* onward relay (src/deliver-smtp.c) */
+		char *relayhost_tls;     /* "required", "opportunistic" or "none" */
+		bool tls_verify;         /* verify the relay's chain and name */
+		char *tls_ca_file;       /* CA bundle; NULL = system store */
+		char *relayhost_credentials; /* file with one line user:password */
+		int relayhost_max_conns; /* concurrent connections to one destination */
+		bool mx_lookup;          /* no relayhost: deliver by MX (else defer) */
+		char **dns_servers;      /* for MX lookups ("ip" / "ip:port"); none = system */
+		size_t n_dns_servers;
 	} relay;
 
 	struct {

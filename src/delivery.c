@@ -18,7 +18,7 @@
 #define COPY_CHUNK 65536
 
 static const struct delivery_method *const methods[] = {
-	&delivery_maildir, &delivery_lmtp, &delivery_discard, NULL
+	&delivery_maildir, &delivery_lmtp, &delivery_discard, &delivery_smtp, NULL
 };
 
 const struct delivery_method *

@@ -64,6 +64,7 @@ struct delivery_method {
 extern const struct delivery_method delivery_maildir;
 extern const struct delivery_method delivery_lmtp;
 extern const struct delivery_method delivery_discard;
+extern const struct delivery_method delivery_smtp;    /* onward relay */
 
 /* The method called name, or NULL. */
 const struct delivery_method *delivery_method_find(const char *name);

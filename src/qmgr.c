@@ -39,7 +39,8 @@
 #include "util.h"
 
 #define ALIASES_RECHECK_SECS 1
-#define ONWARD_DETAIL "onward relay not implemented yet"
+/* without relay.relayhost and with relay.mx_lookup off; t/95 matches it */
+#define ONWARD_DETAIL "no relayhost and MX lookup is off (relay.mx_lookup)"
 
 enum qmsg_state { QM_READY, QM_WAITING, QM_BUSY };
 enum qmsg_outcome { QO_DONE, QO_DEFER, QO_GONE };
@@ -62,6 +63,9 @@ struct qmgr {
 	int in_dfd, q_dfd, st_dfd;
 	const struct delivery_method *method;
 	void *mctx;
+	/* onward relay of foreign recipients (NULL: no relayhost) */
+	const struct delivery_method *onward;
+	void *octx;
 	time_t lifetime;
 
 	/* aliases: shared by the workers, refreshed under alias_mu */
@@ -490,22 +494,22 @@ handle_bounces(struct attempt *a, int qfd, long long body_offset)
 	(void)sync_status(a);
 }
 
-/* Run the configured method over the local items. */
+/* Run method over the undecided items that are local (or foreign). */
 static void
-deliver_local(struct attempt *a, const struct delivery_msg *dm)
+deliver_group(struct attempt *a, const struct delivery_msg *dm,
+    const struct delivery_method *method, void *mctx, bool local)
 {
-	struct qmgr *m = a->m;
-	const char *relay = m->method->relay(m->mctx);
+	const char *relay = method->relay(mctx);
 	struct delivery_rcpt *batch;
 	size_t *map, nb = 0;
 
-	if (!m->method->batch) {
+	if (!method->batch) {
 		for (size_t i = 0; i < a->n_items; i++) {
 			struct item *it = &a->items[i];
 
-			if (!it->local || it->decided)
+			if (it->local != local || it->decided)
 				continue;
-			m->method->deliver(m->mctx, dm, &it->r, 1);
+			method->deliver(mctx, dm, &it->r, 1);
 			it->decided = true;
 			settle(a, it, relay);
 		}
@@ -514,13 +518,13 @@ deliver_local(struct attempt *a, const struct delivery_msg *dm)
 	batch = xcalloc(a->n_items ? a->n_items : 1, sizeof(*batch));
 	map = xcalloc(a->n_items ? a->n_items : 1, sizeof(*map));
 	for (size_t i = 0; i < a->n_items; i++) {
-		if (!a->items[i].local || a->items[i].decided)
+		if (a->items[i].local != local || a->items[i].decided)
 			continue;
 		batch[nb] = a->items[i].r;
 		map[nb++] = i;
 	}
 	if (nb > 0)
-		m->method->deliver(m->mctx, dm, batch, nb);
+		method->deliver(mctx, dm, batch, nb);
 	for (size_t j = 0; j < nb; j++) {
 		struct item *it = &a->items[map[j]];
 
@@ -635,13 +639,15 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 
 		if (it->decided) {
 			settle(&a, it, "none");
-		} else if (!it->local) {
+		} else if (!it->local && m->onward == NULL) {
 			delivery_set(&it->r, DELIVERY_DEFER, "4.4.0", ONWARD_DETAIL);
 			it->decided = true;
 			settle(&a, it, "none");
 		}
 	}
-	deliver_local(&a, &dm);
+	deliver_group(&a, &dm, m->method, m->mctx, true);
+	if (m->onward != NULL)
+		deliver_group(&a, &dm, m->onward, m->octx, false);
 	handle_bounces(&a, qfd, a.env.body_offset);
 
 	/* recipients whose every final address is now done */
@@ -921,6 +927,17 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 		free(m);
 		return NULL;
 	}
+	if ((cfg->relay.relayhost != NULL && cfg->relay.relayhost[0] != '\0') ||
+	    cfg->relay.mx_lookup) {
+		m->onward = &delivery_smtp;
+		if ((m->octx = m->onward->init(cfg, &err)) == NULL) {
+			log_warnx("queue: onward relay: %s", err ? err : "cannot initialise");
+			free(err);
+			m->method->free(m->mctx);
+			free(m);
+			return NULL;
+		}
+	}
 	pthread_mutex_init(&m->alias_mu, NULL);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
@@ -948,8 +965,9 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 		}
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
-	log_info("queue: delivery to local domains by %s, %zu workers",
-	    m->method->relay(m->mctx), m->n_threads);
+	log_info("queue: delivery to local domains by %s, other domains by %s, "
+	    "%zu workers", m->method->relay(m->mctx),
+	    m->onward ? m->onward->relay(m->octx) : "none (deferred)", m->n_threads);
 	return m;
 }
 
@@ -1005,6 +1023,8 @@ qmgr_free(struct qmgr *m)
 	close(m->notify_r);
 	close(m->notify_w);
 	m->method->free(m->mctx);
+	if (m->onward != NULL)
+		m->onward->free(m->octx);
 	aliases_free(m->aliases);
 	pthread_mutex_destroy(&m->alias_mu);
 	pthread_mutex_destroy(&m->mu);

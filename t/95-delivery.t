@@ -2,7 +2,7 @@
 # 95-delivery.t - the queue manager delivers: mail submitted on 587 to
 # local users lands in their Maildir (Return-Path, Delivered-To) and leaves
 # the queue; aliases expand; user+tag goes to user; foreign recipients stay
-# deferred ("onward relay not implemented yet"); a real Dovecot LMTP
+# deferred (no relayhost, MX lookup off in the tests); a real Dovecot LMTP
 # receives mail, a down LMTP defers and `msagatectl queue flush` delivers
 # once it is up; an LMTP 550 bounces (multipart/report) into the sender's
 # mailbox; kill -9 during deliveries loses nothing.
@@ -100,12 +100,12 @@ like(d.ctl("queue", "list").stdout, r"Mail queue is empty", "queue list: empty")
 # a foreign recipient: not delivered, not pretended, stays queued
 send(d, ["someone@example.org", "dora@example.test"], "half foreign")
 ok(wait_for(lambda: len(maildir_msgs(box("dora"))) == 1), "local half delivered")
-ok(d.wait_log(r"to=<someone@example\.org> relay=none .*status=deferred \(4\.4\.0 onward relay not implemented yet\)"),
+ok(d.wait_log(r"to=<someone@example\.org> relay=none .*status=deferred \(4\.4\.0 no relayhost and MX lookup is off"),
    "foreign recipient deferred with a log line")
 q = d.queue_files()
 is_(len(q), 1, "the message stays in the queue for the foreign recipient")
 r = d.ctl("queue", "list")
-like(r.stdout, r"someone@example\.org\s+\(deferred to <someone@example\.org>: 4\.4\.0 onward relay not implemented yet\)",
+like(r.stdout, r"someone@example\.org\s+\(deferred to <someone@example\.org>: 4\.4\.0 no relayhost and MX lookup is off",
      "queue list shows the last error per recipient")
 like(r.stdout, r"dora@example\.test\s+\(sent", "and the delivered one as sent")
 if q:

@@ -1,0 +1,1013 @@
+/*
+ * deliver-smtp.c - the "smtp" delivery method: onward relay of foreign
+ * recipients to relay.relayhost or, without one (and relay.mx_lookup),
+ * to each recipient domain's MX hosts (RFC 5321 client).
+ *
+ * relay.relayhost = "[host]:port", "[192.0.2.1]:2525", "host:port" or
+ * "host" (port 25; the name is resolved as an address, no MX lookup).
+ * One transaction per message for all of its foreign recipients: EHLO
+ * (HELO if refused), STARTTLS per relay.relayhost_tls ("required" defers
+ * when it is not offered or fails, "opportunistic" falls back to plain
+ * text only when it is not offered), certificate and host name
+ * verification per relay.tls_verify (system CA store or
+ * relay.tls_ca_file), AUTH PLAIN or LOGIN with the user:password line of
+ * relay.relayhost_credentials (a file nobody but its owner may read; only
+ * sent over TLS), MAIL FROM with SIZE= and BODY=8BITMIME when offered, one
+ * RCPT per recipient (2xx accepted, 4xx defer, 5xx bounce), DATA with
+ * dot-stuffing, QUIT.  At most relay.relayhost_max_connections deliveries
+ * talk to the relayhost at once.  Every read and write has a timeout;
+ * this runs in a delivery worker thread.  The message is sent as queued
+ * (no Return-Path: - that is for final delivery).
+ *
+ * By MX (src/mx.c): recipients grouped by domain, MX hosts in preference
+ * order (the domain itself without MX), each address tried until one
+ * connects, port 25, opportunistic STARTTLS without verification, no AUTH.
+ * NXDOMAIN and a null MX bounce; DNS trouble defers.  The connection bound
+ * is then per domain.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "deliver-smtp.h"
+#include "delivery.h"
+#include "log.h"
+#include "mx.h"
+#include "util.h"
+
+#define SMTP_TIMEOUT_SECS  300    /* per read or write (RFC 5321 4.5.3.2) */
+#define SMTP_CONNECT_SECS  30
+#define SMTP_LINE_MAX      1024   /* longer reply lines are cut (RFC: 512) */
+#define SMTP_MAX_LINES     100    /* lines of one multi-line reply */
+#define CRED_MAX           1024   /* the credentials line */
+
+enum tls_policy { TLS_NONE, TLS_MAY, TLS_REQUIRED };
+
+/* A destination counted by the connection bound. */
+struct slot {
+	struct slot *next;
+	char *key;
+	int busy;
+};
+
+struct smtp_ctx {
+	char *relay;                 /* "smtp:[host]:port" (or "smtp") for log lines */
+	bool by_mx;                  /* no relayhost */
+	struct mx_servers srv;
+	char *host, *port;
+	char *hostname;              /* our EHLO name */
+	enum tls_policy tls;
+	bool verify;
+	char *cred_file;
+	SSL_CTX *ssl_ctx;
+	/* the connection bound */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct slot *slots;
+	int max;
+};
+
+/* Where one session goes. */
+struct dest {
+	const char *relay;           /* for messages: "smtp:[host]:port" */
+	const char *tls_name;        /* SNI and name check; NULL for none */
+	const char *ip;              /* IP literal to check, or NULL */
+	enum tls_policy tls;
+	bool verify;
+	const char *cred_file;
+};
+
+/* One connection. */
+struct smtp_conn {
+	int fd;
+	SSL *ssl;
+	char buf[4096];
+	size_t len, off;
+	int code;                    /* last reply */
+	char text[SMTP_LINE_MAX];    /* last reply, its last line */
+	/* EHLO keywords */
+	bool esmtp, starttls, size, eightbit, auth_plain, auth_login;
+};
+
+int
+smtp_parse_relayhost(const char *s, char **host, char **port)
+{
+	const char *p = NULL;
+
+	*host = *port = NULL;
+	if (s == NULL || s[0] == '\0')
+		return -1;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close == s + 1)
+			return -1;
+		if (close[1] == ':')
+			p = close + 2;
+		else if (close[1] != '\0')
+			return -1;
+		*host = xstrndup(s + 1, (size_t)(close - s - 1));
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (colon == s || (colon != NULL && strchr(s, ':') != colon))
+			return -1;
+		if (colon != NULL)
+			p = colon + 1;
+		*host = colon ? xstrndup(s, (size_t)(colon - s)) : xstrdup(s);
+	}
+	if (p != NULL && (p[0] == '\0' || strspn(p, "0123456789") != strlen(p) ||
+	    strlen(p) > 5 || atoi(p) < 1 || atoi(p) > 65535)) {
+		free(*host);
+		*host = NULL;
+		return -1;
+	}
+	*port = xstrdup(p ? p : "25");
+	return 0;
+}
+
+static void
+smtp_free(void *ctx)
+{
+	struct smtp_ctx *c = ctx;
+
+	if (c == NULL)
+		return;
+	free(c->relay);
+	free(c->host);
+	free(c->port);
+	free(c->hostname);
+	free(c->cred_file);
+	if (c->ssl_ctx != NULL)
+		SSL_CTX_free(c->ssl_ctx);
+	while (c->slots != NULL) {
+		struct slot *sl = c->slots;
+
+		c->slots = sl->next;
+		free(sl->key);
+		free(sl);
+	}
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c);
+}
+
+static void *
+smtp_init(const struct msagate_config *cfg, char **error)
+{
+	struct smtp_ctx *c = xcalloc(1, sizeof(*c));
+	const char *t = cfg->relay.relayhost_tls ? cfg->relay.relayhost_tls : "opportunistic";
+
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
+	c->max = cfg->relay.relayhost_max_conns > 0 ? cfg->relay.relayhost_max_conns : 4;
+	if (cfg->relay.relayhost == NULL || cfg->relay.relayhost[0] == '\0') {
+		/* by MX: opportunistic TLS, no verification, no AUTH */
+		c->by_mx = true;
+		c->relay = xstrdup("smtp");
+		c->srv.list = (const char *const *)cfg->relay.dns_servers;
+		c->srv.n = cfg->relay.n_dns_servers;
+		c->tls = TLS_MAY;
+		if ((c->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+			*error = xstrdup("cannot create the TLS client context");
+			goto bad;
+		}
+		SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+		SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL);
+		return c;
+	}
+	if (smtp_parse_relayhost(cfg->relay.relayhost, &c->host, &c->port) < 0) {
+		*error = xasprintf("relay.relayhost \"%s\": expected [host]:port, "
+		    "host:port or host", cfg->relay.relayhost ? cfg->relay.relayhost : "");
+		goto bad;
+	}
+	c->relay = xasprintf("smtp:[%s]:%s", c->host, c->port);
+	c->tls = strcmp(t, "required") == 0 ? TLS_REQUIRED :
+	    strcmp(t, "none") == 0 ? TLS_NONE : TLS_MAY;
+	c->verify = cfg->relay.tls_verify;
+	if (cfg->relay.relayhost_credentials != NULL &&
+	    cfg->relay.relayhost_credentials[0] != '\0')
+		c->cred_file = xstrdup(cfg->relay.relayhost_credentials);
+	if (c->tls != TLS_NONE) {
+		if ((c->ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+			*error = xstrdup("cannot create the TLS client context");
+			goto bad;
+		}
+		SSL_CTX_set_min_proto_version(c->ssl_ctx, TLS1_2_VERSION);
+		SSL_CTX_set_options(c->ssl_ctx, SSL_OP_NO_COMPRESSION |
+		    SSL_OP_NO_RENEGOTIATION);
+		if (c->verify) {
+			int r = cfg->relay.tls_ca_file && cfg->relay.tls_ca_file[0] ?
+			    SSL_CTX_load_verify_locations(c->ssl_ctx,
+			    cfg->relay.tls_ca_file, NULL) :
+			    SSL_CTX_set_default_verify_paths(c->ssl_ctx);
+
+			if (r != 1) {
+				ERR_clear_error();
+				*error = xasprintf("cannot load the CA certificates%s%s",
+				    cfg->relay.tls_ca_file ? " from " : "",
+				    cfg->relay.tls_ca_file ? cfg->relay.tls_ca_file : "");
+				goto bad;
+			}
+			SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_PEER, NULL);
+		} else {
+			SSL_CTX_set_verify(c->ssl_ctx, SSL_VERIFY_NONE, NULL);
+		}
+	}
+	return c;
+bad:
+	smtp_free(c);
+	return NULL;
+}
+
+static const char *
+smtp_relay(void *ctx)
+{
+	return ((struct smtp_ctx *)ctx)->relay;
+}
+
+/* connect() with a timeout; fd is blocking again afterwards. */
+static int
+connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int err = 0, r, fl;
+	socklen_t elen = sizeof(err);
+
+	if (set_nonblock(fd) < 0)
+		return -1;
+	if (connect(fd, sa, len) < 0) {
+		if (errno != EINPROGRESS)
+			return -1;
+		while ((r = poll(&pfd, 1, SMTP_CONNECT_SECS * 1000)) < 0 && errno == EINTR)
+			;
+		if (r == 0)
+			return errno = ETIMEDOUT, -1;
+		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			return -1;
+		if (err != 0)
+			return errno = err, -1;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -1;
+	return 0;
+}
+
+/* Connect to the relayhost; -1 with a reason in why. */
+static int
+smtp_connect(struct smtp_ctx *c, char *why, size_t wlen)
+{
+	struct addrinfo hints, *res, *ai;
+	struct timeval tv = { SMTP_TIMEOUT_SECS, 0 };
+	int fd = -1, r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((r = getaddrinfo(c->host, c->port, &hints, &res)) != 0) {
+		snprintf(why, wlen, "cannot resolve %s: %s", c->host, gai_strerror(r));
+		return -1;
+	}
+	snprintf(why, wlen, "no address for %s", c->host);
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd >= 0 && connect_timeout(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		snprintf(why, wlen, "connect to %s: %s", c->relay, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return -1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static ssize_t
+conn_read(struct smtp_conn *k, void *p, size_t n)
+{
+	if (k->ssl != NULL) {
+		int r = SSL_read(k->ssl, p, (int)(n > 65536 ? 65536 : n));
+
+		if (r > 0)
+			return r;
+		if (SSL_get_error(k->ssl, r) == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		ERR_clear_error();
+		if (errno == 0 || errno == EAGAIN)
+			errno = errno == EAGAIN ? ETIMEDOUT : EPROTO;
+		return -1;
+	}
+	for (;;) {
+		ssize_t r = read(k->fd, p, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			errno = ETIMEDOUT;
+		return r;
+	}
+}
+
+static int
+conn_write(struct smtp_conn *k, const char *p, size_t n)
+{
+	if (k->ssl == NULL)
+		return write_all(k->fd, p, n) < 0 ? -1 : 0;
+	while (n > 0) {
+		int r = SSL_write(k->ssl, p, (int)(n > 65536 ? 65536 : n));
+
+		if (r <= 0) {
+			ERR_clear_error();
+			if (errno == 0 || errno == EAGAIN)
+				errno = errno == EAGAIN ? ETIMEDOUT : EPIPE;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* One line (CRLF or LF stripped, cut at size); -1 on EOF/error. */
+static int
+read_line(struct smtp_conn *k, char *line, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		if (k->off == k->len) {
+			ssize_t r;
+
+			errno = 0;
+			r = conn_read(k, k->buf, sizeof(k->buf));
+			if (r <= 0) {
+				if (r == 0)
+					errno = ECONNRESET;
+				return -1;
+			}
+			k->len = (size_t)r;
+			k->off = 0;
+		}
+		char ch = k->buf[k->off++];
+
+		if (ch == '\n')
+			break;
+		if (n + 1 < size)
+			line[n++] = ch;
+	}
+	if (n > 0 && line[n - 1] == '\r')
+		n--;
+	line[n] = '\0';
+	return 0;
+}
+
+/* Note the EHLO keywords of one reply line ("250-STARTTLS"). */
+static void
+ehlo_keyword(struct smtp_conn *k, const char *kw)
+{
+	if (strcasecmp(kw, "STARTTLS") == 0)
+		k->starttls = true;
+	else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == '\0' || kw[4] == ' '))
+		k->size = true;
+	else if (strcasecmp(kw, "8BITMIME") == 0)
+		k->eightbit = true;
+	else if (strncasecmp(kw, "AUTH", 4) == 0 && (kw[4] == ' ' || kw[4] == '=')) {
+		char tmp[SMTP_LINE_MAX], *save = NULL, *w;
+
+		snprintf(tmp, sizeof(tmp), "%s", kw + 5);
+		for (w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+			if (strcasecmp(w, "PLAIN") == 0)
+				k->auth_plain = true;
+			else if (strcasecmp(w, "LOGIN") == 0)
+				k->auth_login = true;
+		}
+	}
+}
+
+/* Read one (multi-line) reply into k->code / k->text; -1 on error. */
+static int
+read_reply(struct smtp_conn *k, bool ehlo)
+{
+	char line[SMTP_LINE_MAX];
+
+	for (int i = 0; i < SMTP_MAX_LINES; i++) {
+		if (read_line(k, line, sizeof(line)) < 0)
+			return -1;
+		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5' ||
+		    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
+		    (line[3] != '\0' && line[3] != ' ' && line[3] != '-')) {
+			errno = EPROTO;
+			return -1;
+		}
+		if (ehlo && i > 0 && line[0] == '2' && line[3] != '\0')
+			ehlo_keyword(k, line + 4);
+		if (line[3] == '-')
+			continue;
+		k->code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+		delivery_printable(k->text, sizeof(k->text), line);
+		return 0;
+	}
+	errno = EPROTO;
+	return -1;
+}
+
+/* Send a command (not logged) and read its reply; -1 on a connection error. */
+static int
+command(struct smtp_conn *k, bool ehlo, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+command(struct smtp_conn *k, bool ehlo, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf) - 2)
+		return errno = E2BIG, -1;
+	memcpy(buf + n, "\r\n", 3);
+	rc = conn_write(k, buf, (size_t)n + 2) < 0 ? -1 : read_reply(k, ehlo);
+	explicit_bzero(buf, sizeof(buf));    /* may have held AUTH data */
+	return rc;
+}
+
+/* "5.1.1" from the reply text, or a default from the code. */
+static void
+reply_dsn(const struct smtp_conn *k, char *out, size_t len)
+{
+	const char *t = k->text + 4;
+	int cls = k->code / 100;
+
+	if (strlen(k->text) > 4 && t[0] == '0' + cls && t[1] == '.' &&
+	    strspn(t, "0123456789.") >= 5 && strspn(t, "0123456789.") < len) {
+		size_t n = strspn(t, "0123456789.");
+
+		memcpy(out, t, n);
+		out[n] = '\0';
+		return;
+	}
+	snprintf(out, len, "%d.0.0", cls == 2 ? 2 : cls);
+}
+
+static void
+all_rcpts(struct delivery_rcpt *r, size_t n, const bool *decided,
+    enum delivery_status st, const char *dsn, const char *why, bool remote)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (decided != NULL && decided[i])
+			continue;
+		delivery_set(&r[i], st, dsn, "%s", why);
+		r[i].remote_reply = remote;
+	}
+}
+
+static void
+set_from_reply(struct delivery_rcpt *r, const struct smtp_conn *k,
+    const char *relay, const char *stage)
+{
+	char dsn[16];
+
+	reply_dsn(k, dsn, sizeof(dsn));
+	if (k->code / 100 == 2)
+		delivery_set(r, DELIVERY_SENT, dsn, "%s (%s)", k->text, relay);
+	else
+		delivery_set(r, k->code / 100 == 5 ? DELIVERY_BOUNCE : DELIVERY_DEFER,
+		    dsn, "%s (in reply to %s from %s)", k->text, stage, relay);
+	r->remote_reply = true;
+}
+
+/* smtp_read_credentials - see deliver-smtp.h; the caller logs why. */
+int
+smtp_read_credentials(const char *file, char *user, size_t ulen, char *pass,
+    size_t plen, char *why, size_t wlen)
+{
+	char buf[CRED_MAX + 1], *colon, *eol;
+	struct stat sb;
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		snprintf(why, wlen, "cannot open relay credentials %s: %s", file,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077) != 0) {
+		snprintf(why, wlen, "relay credentials %s refused: group or others "
+		    "may read it (chmod 600) or not a regular file", file);
+		close(fd);
+		return -1;
+	}
+	while (got < CRED_MAX && (n = read(fd, buf + got, CRED_MAX - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	if ((eol = strpbrk(buf, "\r\n")) != NULL)
+		*eol = '\0';
+	colon = strchr(buf, ':');
+	if (colon == NULL || colon == buf || strlen(buf) >= CRED_MAX ||
+	    (size_t)(colon - buf) >= ulen || strlen(colon + 1) >= plen) {
+		explicit_bzero(buf, sizeof(buf));
+		snprintf(why, wlen, "relay credentials %s: expected one line "
+		    "user:password", file);
+		return -1;
+	}
+	*colon = '\0';
+	memcpy(user, buf, strlen(buf) + 1);
+	memcpy(pass, colon + 1, strlen(colon + 1) + 1);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/* base64 of n bytes, malloc'd. */
+static char *
+base64_encode(const unsigned char *in, size_t n)
+{
+	char *out = xmalloc(b64_encoded_len(n) + 1);
+
+	b64_encode(in, n, out);
+	return out;
+}
+
+/* AUTH PLAIN or LOGIN; 0 when accepted, -1 on I/O error, 1 on refusal. */
+static int
+authenticate(struct smtp_conn *k, const char *user, const char *pass)
+{
+	char raw[CRED_MAX * 2 + 4], *b64 = NULL;
+	size_t ul = strlen(user), pl = strlen(pass);
+	int rc;
+
+	if (k->auth_plain) {
+		raw[0] = '\0';
+		memcpy(raw + 1, user, ul);
+		raw[1 + ul] = '\0';
+		memcpy(raw + 2 + ul, pass, pl);
+		b64 = base64_encode((const unsigned char *)raw, ul + pl + 2);
+		explicit_bzero(raw, sizeof(raw));
+		rc = command(k, false, "AUTH PLAIN %s", b64);
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+		if (rc < 0)
+			return -1;
+		return k->code == 235 ? 0 : 1;
+	}
+	if (command(k, false, "AUTH LOGIN") < 0)
+		return -1;
+	if (k->code != 334)
+		return 1;
+	b64 = base64_encode((const unsigned char *)user, ul);
+	rc = command(k, false, "%s", b64);
+	free(b64);
+	if (rc < 0)
+		return -1;
+	if (k->code != 334)
+		return 1;
+	b64 = base64_encode((const unsigned char *)pass, pl);
+	rc = command(k, false, "%s", b64);
+	explicit_bzero(b64, strlen(b64));
+	free(b64);
+	if (rc < 0)
+		return -1;
+	return k->code == 235 ? 0 : 1;
+}
+
+/* STARTTLS handshake (after a 220); -1 with why. */
+static int
+start_tls(struct smtp_ctx *c, const struct dest *d, struct smtp_conn *k,
+    char *why, size_t wlen)
+{
+	unsigned long e;
+	long vr;
+
+	if ((k->ssl = SSL_new(c->ssl_ctx)) == NULL || SSL_set_fd(k->ssl, k->fd) != 1)
+		goto fail;
+	/* SNI and the name to verify: not for IP literals */
+	if (d->tls_name != NULL) {
+		(void)SSL_set_tlsext_host_name(k->ssl, d->tls_name);
+		if (d->verify)
+			(void)SSL_set1_host(k->ssl, d->tls_name);
+	} else if (d->verify && d->ip != NULL) {
+		X509_VERIFY_PARAM *p = SSL_get0_param(k->ssl);
+
+		(void)X509_VERIFY_PARAM_set1_ip_asc(p, d->ip);
+	}
+	if (SSL_connect(k->ssl) == 1)
+		return 0;
+fail:
+	vr = k->ssl ? SSL_get_verify_result(k->ssl) : X509_V_OK;
+	e = ERR_peek_last_error();
+	if (vr != X509_V_OK)
+		snprintf(why, wlen, "TLS handshake with %s failed: certificate "
+		    "verification: %s", d->relay, X509_verify_cert_error_string(vr));
+	else
+		snprintf(why, wlen, "TLS handshake with %s failed: %s", d->relay,
+		    e ? ERR_reason_error_string(e) ? ERR_reason_error_string(e) :
+		    "error" : "connection closed");
+	ERR_clear_error();
+	if (k->ssl != NULL) {
+		SSL_free(k->ssl);
+		k->ssl = NULL;
+	}
+	return -1;
+}
+
+static int
+send_out(void *arg, const char *p, size_t n)
+{
+	return conn_write(arg, p, n);
+}
+
+/* EHLO, falling back to HELO; 0, -1 (I/O) or 1 (refused: k->code). */
+static int
+greet(struct smtp_ctx *c, struct smtp_conn *k)
+{
+	k->esmtp = k->starttls = k->size = k->eightbit = false;
+	k->auth_plain = k->auth_login = false;
+	if (command(k, true, "EHLO %s", c->hostname) < 0)
+		return -1;
+	if (k->code == 250) {
+		k->esmtp = true;
+		return 0;
+	}
+	if (command(k, false, "HELO %s", c->hostname) < 0)
+		return -1;
+	return k->code == 250 ? 0 : 1;
+}
+
+/* Wait for a connection slot to destination key (the bound). */
+static void
+slot_get(struct smtp_ctx *c, const char *key)
+{
+	struct slot *sl;
+
+	pthread_mutex_lock(&c->mu);
+	for (sl = c->slots; sl != NULL; sl = sl->next)
+		if (strcasecmp(sl->key, key) == 0)
+			break;
+	if (sl == NULL) {
+		sl = xcalloc(1, sizeof(*sl));
+		sl->key = xstrdup(key);
+		sl->next = c->slots;
+		c->slots = sl;
+	}
+	while (sl->busy >= c->max)
+		pthread_cond_wait(&c->cv, &c->mu);
+	sl->busy++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+slot_put(struct smtp_ctx *c, const char *key)
+{
+	pthread_mutex_lock(&c->mu);
+	for (struct slot *sl = c->slots; sl != NULL; sl = sl->next)
+		if (strcasecmp(sl->key, key) == 0) {
+			sl->busy--;
+			break;
+		}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/*
+ * One SMTP session on the connected fd (closed here) for the recipients;
+ * every recipient gets its verdict.
+ */
+static void
+session(struct smtp_ctx *c, const struct dest *d, int fd,
+    const struct delivery_msg *msg, struct delivery_rcpt *rcpts, size_t n)
+{
+	struct smtp_conn *k = xcalloc(1, sizeof(*k));
+	bool *decided = xcalloc(n ? n : 1, sizeof(bool));
+	size_t n_acc = 0;
+	char why[512], user[CRED_MAX], pass[CRED_MAX], extra[80];
+	const char *stage = "greeting";
+	int r;
+
+	k->fd = fd;
+	user[0] = '\0';
+	if (read_reply(k, false) < 0)
+		goto ioerr;
+	if (k->code != 220)
+		goto badreply;
+	stage = "EHLO";
+	if ((r = greet(c, k)) < 0)
+		goto ioerr;
+	if (r > 0)
+		goto badreply;
+	if (d->tls != TLS_NONE && k->starttls) {
+		stage = "STARTTLS";
+		if (command(k, false, "STARTTLS") < 0)
+			goto ioerr;
+		if (k->code != 220) {
+			if (d->tls == TLS_REQUIRED)
+				goto badreply;
+		} else {
+			if (start_tls(c, d, k, why, sizeof(why)) < 0) {
+				all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
+				goto out;
+			}
+			stage = "EHLO";
+			if ((r = greet(c, k)) < 0)
+				goto ioerr;
+			if (r > 0)
+				goto badreply;
+		}
+	} else if (d->tls == TLS_REQUIRED) {
+		snprintf(why, sizeof(why), "TLS is required, but %s did not offer "
+		    "STARTTLS", d->relay);
+		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.4", why, false);
+		(void)command(k, false, "QUIT");
+		goto out;
+	}
+	if (d->cred_file != NULL) {
+		stage = "AUTH";
+		if (smtp_read_credentials(d->cred_file, user, sizeof(user), pass,
+		    sizeof(pass), why, sizeof(why)) < 0) {
+			log_warnx("queue: %s", why);
+			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
+			(void)command(k, false, "QUIT");
+			goto out;
+		}
+		if (k->ssl == NULL || (!k->auth_plain && !k->auth_login)) {
+			explicit_bzero(pass, sizeof(pass));
+			snprintf(why, sizeof(why), "%s does not offer AUTH PLAIN or "
+			    "LOGIN%s", d->relay, k->ssl ? "" : " over TLS; credentials "
+			    "are only sent over TLS");
+			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
+			(void)command(k, false, "QUIT");
+			goto out;
+		}
+		r = authenticate(k, user, pass);
+		explicit_bzero(pass, sizeof(pass));
+		if (r < 0)
+			goto ioerr;
+		if (r > 0) {
+			/* an authentication failure is ours to fix: never bounce */
+			char dsn[16];
+
+			reply_dsn(k, dsn, sizeof(dsn));
+			snprintf(why, sizeof(why), "authentication failed: %.250s (in "
+			    "reply to AUTH from %.200s)", k->text, d->relay);
+			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, true);
+			(void)command(k, false, "QUIT");
+			goto out;
+		}
+	}
+	stage = "MAIL FROM";
+	extra[0] = '\0';
+	if (k->esmtp && k->size)
+		snprintf(extra, sizeof(extra), " SIZE=%lld", msg->body_size);
+	if (k->esmtp && k->eightbit)
+		strncat(extra, " BODY=8BITMIME", sizeof(extra) - strlen(extra) - 1);
+	if (command(k, false, "MAIL FROM:<%s>%s", msg->env->sender, extra) < 0)
+		goto ioerr;
+	if (k->code / 100 != 2)
+		goto badreply;
+	stage = "RCPT TO";
+	for (size_t i = 0; i < n; i++) {
+		if (command(k, false, "RCPT TO:<%s>", rcpts[i].address) < 0)
+			goto ioerr;
+		if (k->code / 100 == 2) {
+			n_acc++;
+			continue;
+		}
+		set_from_reply(&rcpts[i], k, d->relay, "RCPT TO");
+		decided[i] = true;
+	}
+	if (n_acc == 0) {
+		(void)command(k, false, "QUIT");
+		goto out;
+	}
+	stage = "DATA";
+	if (command(k, false, "DATA") < 0)
+		goto ioerr;
+	if (k->code != 354)
+		goto badreply;
+	stage = "end of data";
+	if (delivery_copy_body(msg, DELIVERY_COPY_DOTSTUFF, send_out, k) < 0 ||
+	    conn_write(k, ".\r\n", 3) < 0 || read_reply(k, false) < 0)
+		goto ioerr;
+	for (size_t i = 0; i < n; i++) {
+		if (decided[i])
+			continue;
+		set_from_reply(&rcpts[i], k, d->relay, "end of data");
+		decided[i] = true;
+	}
+	(void)command(k, false, "QUIT");
+	goto out;
+ioerr:
+	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
+	    d->relay, stage, strerror(errno));
+	all_rcpts(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
+	goto out;
+badreply:
+	/* a whole-transaction failure: the reply decides for everyone */
+	{
+		char dsn[16];
+
+		reply_dsn(k, dsn, sizeof(dsn));
+		snprintf(why, sizeof(why), "%.250s (in reply to %s from %.200s)",
+		    k->text, stage, d->relay);
+		all_rcpts(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
+		    DELIVERY_DEFER, k->code / 100 == 5 || k->code / 100 == 4 ? dsn :
+		    "4.5.0", why, true);
+		(void)command(k, false, "QUIT");
+	}
+out:
+	if (k->ssl != NULL) {
+		(void)SSL_shutdown(k->ssl);
+		SSL_free(k->ssl);
+		ERR_clear_error();
+	}
+	if (k->fd >= 0)
+		close(k->fd);
+	explicit_bzero(user, sizeof(user));
+	free(k);
+	free(decided);
+}
+
+/* Connect to one of addrs; the fd, or -1 with why. */
+static int
+connect_any(const struct mx_addr *addrs, size_t n, const char *label,
+    char *why, size_t wlen)
+{
+	struct timeval tv = { SMTP_TIMEOUT_SECS, 0 };
+
+	for (size_t i = 0; i < n; i++) {
+		int fd = socket(addrs[i].ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0 && connect_timeout(fd, (const struct sockaddr *)&addrs[i].ss,
+		    addrs[i].len) == 0) {
+			(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+			return fd;
+		}
+		snprintf(why, wlen, "connect to %s: %s", label, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	return -1;
+}
+
+/* The recipients of one domain, by MX. */
+static void
+deliver_domain(struct smtp_ctx *c, const char *domain,
+    const struct delivery_msg *msg, struct delivery_rcpt *rcpts, size_t n)
+{
+	struct mx_host *hosts = xcalloc(MX_MAX_HOSTS, sizeof(*hosts));
+	struct mx_addr *addrs = xcalloc(MX_MAX_ADDRS, sizeof(*addrs));
+	size_t nh = 0, na;
+	char why[512], label[MX_NAME_MAX + 80];
+	enum mx_result res;
+
+	res = mx_lookup(domain, &c->srv, hosts, &nh, why, sizeof(why));
+	if (res == MX_NXDOMAIN || res == MX_NULL) {
+		all_rcpts(rcpts, n, NULL, DELIVERY_BOUNCE, res == MX_NULL ? "5.1.10" :
+		    "5.1.2", why, false);
+		goto out;
+	}
+	if (res != MX_OK) {
+		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.3", why, false);
+		goto out;
+	}
+	slot_get(c, domain);
+	snprintf(why, sizeof(why), "no MX host of %s reachable", domain);
+	for (size_t h = 0; h < nh; h++) {
+		char ip[64] = "";
+		struct dest d;
+		int fd;
+
+		res = mx_addresses(hosts[h].name, 25, &c->srv, addrs, &na, why,
+		    sizeof(why));
+		if (res != MX_OK)
+			continue;
+		snprintf(label, sizeof(label), "smtp:%s:25", hosts[h].name);
+		if ((fd = connect_any(addrs, na, label, why, sizeof(why))) < 0)
+			continue;
+		{
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+
+			if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+				(void)getnameinfo((struct sockaddr *)&ss, sl, ip, sizeof(ip),
+				    NULL, 0, NI_NUMERICHOST);
+		}
+		snprintf(label, sizeof(label), "smtp:%s[%s]:25", hosts[h].name, ip);
+		memset(&d, 0, sizeof(d));
+		d.relay = label;
+		d.tls_name = hosts[h].name;
+		d.tls = TLS_MAY;
+		session(c, &d, fd, msg, rcpts, n);
+		slot_put(c, domain);
+		goto out;
+	}
+	slot_put(c, domain);
+	all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
+out:
+	free(hosts);
+	free(addrs);
+}
+
+static void
+smtp_deliver(void *ctx, const struct delivery_msg *msg,
+    struct delivery_rcpt *rcpts, size_t n)
+{
+	struct smtp_ctx *c = ctx;
+
+	if (!c->by_mx) {
+		struct dest d;
+		char why[512];
+		bool literal = strchr(c->host, ':') != NULL ||
+		    strspn(c->host, "0123456789.") == strlen(c->host);
+		int fd;
+
+		memset(&d, 0, sizeof(d));
+		d.relay = c->relay;
+		d.tls_name = literal ? NULL : c->host;
+		d.ip = literal ? c->host : NULL;
+		d.tls = c->tls;
+		d.verify = c->verify;
+		d.cred_file = c->cred_file;
+		slot_get(c, c->relay);
+		if ((fd = smtp_connect(c, why, sizeof(why))) < 0)
+			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
+		else
+			session(c, &d, fd, msg, rcpts, n);
+		slot_put(c, c->relay);
+		return;
+	}
+	/* by MX: one group of recipients per domain */
+	{
+		bool *done = xcalloc(n ? n : 1, sizeof(bool));
+		struct delivery_rcpt *group = xcalloc(n ? n : 1, sizeof(*group));
+		size_t *map = xcalloc(n ? n : 1, sizeof(*map));
+
+		for (size_t i = 0; i < n; i++) {
+			const char *at = strrchr(rcpts[i].address, '@');
+			size_t ng = 0;
+
+			if (done[i])
+				continue;
+			if (at == NULL || at[1] == '\0') {
+				delivery_set(&rcpts[i], DELIVERY_BOUNCE, "5.1.3",
+				    "no domain in the address");
+				done[i] = true;
+				continue;
+			}
+			for (size_t j = i; j < n; j++) {
+				const char *at2 = strrchr(rcpts[j].address, '@');
+
+				if (done[j] || at2 == NULL || strcasecmp(at2, at) != 0)
+					continue;
+				group[ng] = rcpts[j];
+				map[ng++] = j;
+				done[j] = true;
+			}
+			deliver_domain(c, at + 1, msg, group, ng);
+			for (size_t g = 0; g < ng; g++)
+				rcpts[map[g]] = group[g];
+		}
+		free(done);
+		free(group);
+		free(map);
+	}
+}
+
+const struct delivery_method delivery_smtp = {
+	.name = "smtp",
+	.batch = true,
+	.init = smtp_init,
+	.relay = smtp_relay,
+	.deliver = smtp_deliver,
+	.free = smtp_free,
+};
