@@ -595,6 +595,45 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 		    "(Postfix gives up on the auth socket after 10 s)");
 }
 
+/* The queue manager's timing keys of the relay group (durations in seconds). */
+static void
+load_relay_queue(struct loader *L, struct msagate_config *cfg,
+    const config_setting_t *r)
+{
+	config_setting_t *s;
+
+	cfg->relay.retry_min_ms = get_ms(L, r, "retry_min", 60 * 1000, 86400 * 1000);
+	cfg->relay.retry_max_ms = get_ms(L, r, "retry_max", 3600 * 1000, 86400 * 1000);
+	/* at most 20 days: milliseconds in an int */
+	cfg->relay.queue_lifetime_ms = get_ms(L, r, "queue_lifetime", 432000 * 1000,
+	    20 * 86400 * 1000);
+	cfg->relay.delay_warning_ms = get_ms(L, r, "delay_warning", 14400 * 1000,
+	    20 * 86400 * 1000);
+	cfg->relay.delivery_workers = (int)get_int(L, r, "delivery_workers", 4, 1, 64);
+	if (r == NULL)
+		return;
+	if (cfg->relay.retry_min_ms < 1000 &&
+	    (s = config_setting_get_member(r, "retry_min")) != NULL) {
+		config_errors_add(L->errs, L->file, line_of(s),
+		    "relay.retry_min must be at least 1 second");
+		cfg->relay.retry_min_ms = 1000;
+	}
+	if (cfg->relay.queue_lifetime_ms < 1000 &&
+	    (s = config_setting_get_member(r, "queue_lifetime")) != NULL) {
+		config_errors_add(L->errs, L->file, line_of(s),
+		    "relay.queue_lifetime must be at least 1 second");
+		cfg->relay.queue_lifetime_ms = 432000 * 1000;
+	}
+	if (cfg->relay.retry_min_ms > cfg->relay.retry_max_ms) {
+		s = config_setting_get_member(r, "retry_max");
+		if (s == NULL)
+			s = config_setting_get_member(r, "retry_min");
+		config_errors_add(L->errs, L->file, line_of(s),
+		    "relay.retry_min (%g s) must not be greater than relay.retry_max (%g s)",
+		    cfg->relay.retry_min_ms / 1000.0, cfg->relay.retry_max_ms / 1000.0);
+	}
+}
+
 static void
 load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t *root)
 {
@@ -602,7 +641,9 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 		"relay_domains", "relayhost", "message_size_limit", "aliases",
 		"delivery", "recipient_delimiter", "sender_logins", "check_from_header",
 		"relayhost_tls", "tls_verify", "tls_ca_file", "relayhost_credentials",
-		"relayhost_max_connections", "mx_lookup", "dns_servers", NULL };
+		"relayhost_max_connections", "mx_lookup", "dns_servers", "retry_min",
+		"retry_max", "queue_lifetime", "delay_warning", "delivery_workers",
+		NULL };
 	static const char *const dkeys[] = { "method", "path", "socket", NULL };
 	config_setting_t *r = config_setting_get_member(root, "relay");
 	config_setting_t *d = r ? config_setting_get_member(r, "delivery") : NULL;
@@ -707,6 +748,7 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 		    "relay.recipient_delimiter must be one character or empty");
 	cfg->relay.sender_logins = get_str(L, r, "sender_logins", NULL);
 	cfg->relay.check_from_header = get_bool(L, r, "check_from_header", false);
+	load_relay_queue(L, cfg, r);
 	check_keys(L, d, "relay.delivery", dkeys);
 	cfg->relay.delivery_method = get_str(L, d, "method", "maildir");
 	cfg->relay.delivery_path = get_str(L, d, "path", "/var/mail/%d/%n/Maildir");

@@ -123,6 +123,12 @@ struct msagate_config {
 		bool mx_lookup;          /* no relayhost: deliver by MX (else defer) */
 		char **dns_servers;      /* for MX lookups ("ip" / "ip:port"); none = system */
 		size_t n_dns_servers;
+		/* queue manager (src/qmgr.c); 0 in a zeroed struct = the QMGR_ default */
+		int retry_min_ms;        /* first retry after; doubles up to retry_max */
+		int retry_max_ms;        /* retries at most this far apart */
+		int queue_lifetime_ms;   /* older messages bounce */
+		int delay_warning_ms;    /* warn the sender after this; 0 = never */
+		int delivery_workers;    /* deliveries in parallel */
 	} relay;
 
 	struct {

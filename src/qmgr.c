@@ -6,7 +6,7 @@
  *
  * Scheduling: every message the role knows is in exactly one place: the
  * ready list (due now), the waiting list (deferred, with a time), or with
- * a worker.  At most QMGR_WORKERS messages are with workers; the rest wait
+ * a worker.  At most relay.delivery_workers messages are with workers; the rest wait
  * in the ready list in arrival order.  Workers hand results back through
  * a pipe that wakes the event loop.
  *
@@ -54,6 +54,7 @@ struct qmsg {
 	/* set by the worker */
 	enum qmsg_outcome outcome;
 	char bounce_id[QID_LEN + 1];   /* a bounce it queued, or "" */
+	char warn_id[QID_LEN + 1];     /* a delay warning it queued, or "" */
 };
 TAILQ_HEAD(qmsg_list, qmsg);
 
@@ -67,6 +68,8 @@ struct qmgr {
 	const struct delivery_method *onward;
 	void *octx;
 	time_t lifetime;
+	time_t delay_warning;        /* 0: no delay warnings */
+	unsigned retry_min, retry_max;
 
 	/* aliases: shared by the workers, refreshed under alias_mu */
 	pthread_mutex_t alias_mu;
@@ -81,8 +84,8 @@ struct qmgr {
 	bool stopping;
 
 	/* worker side, under mu */
-	pthread_t th[QMGR_WORKERS];
-	size_t n_threads;
+	pthread_t *th;
+	size_t n_threads, n_workers;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct qmsg_list jobs, done;
@@ -101,13 +104,22 @@ qmgr_qid_new(char out[QID_LEN + 1])
 }
 
 unsigned
-qmgr_retry_delay(unsigned tries)
+qmgr_retry_delay(unsigned tries, unsigned min, unsigned max)
 {
-	unsigned d = QMGR_RETRY_MIN;
+	unsigned d = min > 0 ? min : 1;
 
-	while (tries-- > 1 && d < QMGR_RETRY_MAX)
-		d *= 2;
-	return d > QMGR_RETRY_MAX ? QMGR_RETRY_MAX : d;
+	while (tries-- > 1 && d < max)
+		d = d > max / 2 ? max : d * 2;
+	return d > max ? max : d;
+}
+
+/* A duration from the configuration (ms; 0 = unset) in whole seconds. */
+static time_t
+cfg_secs(int ms, time_t def)
+{
+	if (ms <= 0)
+		return def;
+	return ms < 1000 ? 1 : (time_t)((ms + 999) / 1000);
 }
 
 /* ---- writing a queue file (bounces) --------------------------------- */
@@ -494,6 +506,76 @@ handle_bounces(struct attempt *a, int qfd, long long body_offset)
 	(void)sync_status(a);
 }
 
+/*
+ * The delay warning: once per message, when recipients are still deferred
+ * after relay.delay_warning (and the sender is not null), a DSN with
+ * Action: delayed for them, then a fsynced W line.  The warning is queued
+ * before the W line is written: a crash in between means a second
+ * warning after the restart, never none.
+ */
+static void
+maybe_warn(struct attempt *a, int qfd, long long body_offset)
+{
+	struct qmgr *m = a->m;
+	struct dsn_rcpt *dr;
+	struct qenvelope wenv;
+	struct sbuf msg;
+	char *headers, *rcpt, s[300];
+	size_t n = 0, hlen;
+	int fd;
+
+	if (m->delay_warning <= 0 || a->st.warned || a->env.sender[0] == '\0' ||
+	    a->now - a->env.arrival < m->delay_warning || a->status_failed)
+		return;
+	dr = xcalloc(a->n_items ? a->n_items : 1, sizeof(*dr));
+	for (size_t i = 0; i < a->n_items; i++) {
+		struct item *it = &a->items[i];
+
+		if (it->r.status != DELIVERY_DEFER)
+			continue;
+		dr[n].final = it->final;
+		dr[n].orig = it->r.orig;
+		dr[n].status = it->r.dsn;
+		dr[n].detail = it->r.detail;
+		dr[n].remote = it->r.remote_reply;
+		n++;
+	}
+	if (n == 0) {
+		free(dr);
+		return;
+	}
+	headers = read_headers(qfd, body_offset, &hlen);
+	sbuf_init(&msg, 0);
+	dsn_build_delay(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost",
+	    &a->env, dr, n, headers, hlen, a->now, a->env.arrival + m->lifetime);
+	memset(&wenv, 0, sizeof(wenv));
+	wenv.arrival = a->now;
+	wenv.sender = "";
+	rcpt = a->env.sender;
+	wenv.rcpts = &rcpt;
+	wenv.n_rcpts = 1;
+	wenv.client = "";
+	wenv.helo = "";
+	wenv.listener = "bounce";
+	if (qmgr_queue_file(m->in_dfd, m->q_dfd, &wenv, msg.s, msg.len) < 0) {
+		log_warn("queue: %s: cannot queue the delay warning", a->qm->id);
+		goto out;
+	}
+	delivery_printable(s, sizeof(s), a->env.sender);
+	log_info("%s: sender delay notification: %s (to <%s>)", a->qm->id,
+	    wenv.id, s);
+	memcpy(a->qm->warn_id, wenv.id, sizeof(wenv.id));
+	if ((fd = status_fd(a)) < 0 ||
+	    qstatus_append_warned(fd, &a->st, wenv.id) < 0 || fdatasync(fd) < 0) {
+		log_warn("queue: %s: cannot record the delay warning", a->qm->id);
+		a->status_failed = true;
+	}
+out:
+	sbuf_free(&msg);
+	free(headers);
+	free(dr);
+}
+
 /* Run method over the undecided items that are local (or foreign). */
 static void
 deliver_group(struct attempt *a, const struct delivery_msg *dm,
@@ -572,6 +654,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 	a.now = time(NULL);
 	qm->outcome = QO_DEFER;
 	qm->bounce_id[0] = '\0';
+	qm->warn_id[0] = '\0';
 
 	if ((qfd = openat(m->q_dfd, qm->id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		if (errno == ENOENT) {
@@ -649,6 +732,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 	if (m->onward != NULL)
 		deliver_group(&a, &dm, m->onward, m->octx, false);
 	handle_bounces(&a, qfd, a.env.body_offset);
+	maybe_warn(&a, qfd, a.env.body_offset);
 
 	/* recipients whose every final address is now done */
 	for (size_t idx = 0; idx < a.env.n_rcpts; idx++) {
@@ -803,12 +887,15 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		m->n_busy--;
 		if (qm->bounce_id[0] != '\0')
 			qmgr_add(m, qm->bounce_id);
+		if (qm->warn_id[0] != '\0')
+			qmgr_add(m, qm->warn_id);
 		if (qm->outcome != QO_DEFER) {
 			free(qm);
 			continue;
 		}
 		qm->tries++;
-		qm->next_try = time(NULL) + (time_t)qmgr_retry_delay(qm->tries);
+		qm->next_try = time(NULL) + (time_t)qmgr_retry_delay(qm->tries,
+		    m->retry_min, m->retry_max);
 		qm->state = QM_WAITING;
 		TAILQ_INSERT_TAIL(&m->waiting, qm, link);
 		m->n_waiting++;
@@ -908,7 +995,16 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 	m->in_dfd = in_dfd;
 	m->q_dfd = q_dfd;
 	m->st_dfd = st_dfd;
-	m->lifetime = QMGR_LIFETIME;
+	m->lifetime = cfg_secs(cfg->relay.queue_lifetime_ms, QMGR_LIFETIME);
+	m->delay_warning = cfg_secs(cfg->relay.delay_warning_ms, 0);
+	m->retry_min = (unsigned)cfg_secs(cfg->relay.retry_min_ms, QMGR_RETRY_MIN);
+	m->retry_max = (unsigned)cfg_secs(cfg->relay.retry_max_ms, QMGR_RETRY_MAX);
+	if (m->retry_max < m->retry_min)
+		m->retry_max = m->retry_min;
+	m->n_workers = cfg->relay.delivery_workers > 0 ?
+	    (size_t)cfg->relay.delivery_workers : QMGR_WORKERS;
+	if (m->n_workers > QMGR_WORKERS_MAX)
+		m->n_workers = QMGR_WORKERS_MAX;
 	TAILQ_INIT(&m->ready);
 	TAILQ_INIT(&m->waiting);
 	TAILQ_INIT(&m->jobs);
@@ -958,7 +1054,8 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 
 		sigfillset(&all);
 		pthread_sigmask(SIG_BLOCK, &all, &old);
-		for (size_t i = 0; i < QMGR_WORKERS; i++) {
+		m->th = xcalloc(m->n_workers, sizeof(*m->th));
+		for (size_t i = 0; i < m->n_workers; i++) {
 			if (pthread_create(&m->th[i], NULL, worker_main, m) != 0)
 				fatalx("queue: cannot start a delivery thread");
 			m->n_threads++;
@@ -966,8 +1063,11 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	log_info("queue: delivery to local domains by %s, other domains by %s, "
-	    "%zu workers", m->method->relay(m->mctx),
-	    m->onward ? m->onward->relay(m->octx) : "none (deferred)", m->n_threads);
+	    "%zu workers, retries %u..%u s, lifetime %lld s, delay warning %s",
+	    m->method->relay(m->mctx),
+	    m->onward ? m->onward->relay(m->octx) : "none (deferred)", m->n_threads,
+	    m->retry_min, m->retry_max, (long long)m->lifetime,
+	    m->delay_warning > 0 ? "on" : "off");
 	return m;
 }
 
@@ -1029,5 +1129,6 @@ qmgr_free(struct qmgr *m)
 	pthread_mutex_destroy(&m->alias_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
+	free(m->th);
 	free(m);
 }

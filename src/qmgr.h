@@ -8,9 +8,12 @@
  * recipient state is kept durably in state_dir/status/ID (qstatus.h); a
  * message whose recipients are all delivered or bounced is removed.
  * Temporary failures are retried after 1, 2, 4, ... minutes, at most one
- * hour apart; messages older than the queue lifetime bounce.  Permanent
- * failures produce an RFC 3464 bounce (dsn.h) queued as a new message
- * with the null sender; a bounce is never bounced.
+ * hour apart (relay.retry_min, relay.retry_max); messages older than the
+ * queue lifetime (relay.queue_lifetime) bounce.  Permanent failures
+ * produce an RFC 3464 bounce (dsn.h) queued as a new message with the
+ * null sender; a bounce is never bounced.  A message still deferred after
+ * relay.delay_warning gets one delay warning (Action: delayed) the same
+ * way, recorded in its status file so that it is sent only once.
  */
 #ifndef MSAGATE_QMGR_H
 #define MSAGATE_QMGR_H
@@ -23,10 +26,13 @@
 #include "config.h"
 #include "qfile.h"
 
+/* Defaults of the relay.* keys (config.c), used where cfg has 0. */
 #define QMGR_WORKERS        4             /* deliveries in parallel */
+#define QMGR_WORKERS_MAX    64
 #define QMGR_RETRY_MIN      60            /* first retry after (seconds) */
 #define QMGR_RETRY_MAX      3600          /* retries at most this far apart */
 #define QMGR_LIFETIME       (5 * 86400)   /* then the rest bounces */
+#define QMGR_DELAY_WARNING  (4 * 3600)    /* warn the sender (config default) */
 
 struct qmgr;
 
@@ -50,8 +56,11 @@ void qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active);
 void qmgr_stop(struct qmgr *m);
 void qmgr_free(struct qmgr *m);
 
-/* Seconds until the next attempt after `tries` failed ones (tries >= 1). */
-unsigned qmgr_retry_delay(unsigned tries);
+/*
+ * Seconds until the next attempt after `tries` failed ones (tries >= 1):
+ * min, doubling, at most max.
+ */
+unsigned qmgr_retry_delay(unsigned tries, unsigned min, unsigned max);
 /* qid_new() made safe for the queue role's threads. */
 void qmgr_qid_new(char out[QID_LEN + 1]);
 

@@ -58,6 +58,10 @@ parse_line(struct qstatus *st, char *line)
 	case 'C':
 		add_entry(st, 'C', (size_t)idx, NULL, 0, NULL, NULL);
 		return;
+	case 'W':
+		/* f[1] is the time; not a recipient entry */
+		st->warned = true;
+		return;
 	case 'S':
 	case 'B':
 	case 'D':
@@ -240,6 +244,23 @@ qstatus_append(int fd, struct qstatus *st, char kind, size_t idx,
 		b.s[b.len - 1] = '\0';
 		parse_line(st, b.s);
 	}
+	sbuf_free(&b);
+	return rc;
+}
+
+int
+qstatus_append_warned(int fd, struct qstatus *st, const char *dsn_id)
+{
+	struct sbuf b;
+	int rc;
+
+	sbuf_init(&b, 0);
+	sbuf_printf(&b, "W\t%lld\t", (long long)time(NULL));
+	field(&b, dsn_id, 64);
+	sbuf_addstr(&b, "\n");
+	rc = write_all(fd, b.s, b.len) < 0 ? -1 : 0;
+	if (rc == 0 && st != NULL)
+		st->warned = true;
 	sbuf_free(&b);
 	return rc;
 }

@@ -8,6 +8,7 @@
  *   B <idx> <final> <time> <dsn> <detail>   failed permanently (bounced)
  *   D <idx> <final> <time> <dsn> <detail>   deferred (last error)
  *   C <idx>                                  envelope recipient idx finished
+ *   W <time> <dsn-id>                        delay warning sent (queue id)
  * idx is the position of the envelope recipient in the queue file; final
  * is the address after alias expansion.  S, B and C lines are fsynced
  * before anything depends on them, so a delivered recipient is never
@@ -37,8 +38,9 @@ struct qstatus_entry {
 };
 
 struct qstatus {
-	struct qstatus_entry *e;
+	struct qstatus_entry *e;     /* S, B, D and C lines */
 	size_t n, cap;
+	bool warned;                 /* a W line: the delay warning went out */
 };
 
 /* Read status/ID (dfd = the status directory).  A missing file is an
@@ -64,5 +66,10 @@ int qstatus_open(int dfd, const char *id);
  */
 int qstatus_append(int fd, struct qstatus *st, char kind, size_t idx,
     const char *final, const char *dsn, const char *detail);
+/*
+ * Append the W line (delay warning dsn_id queued) to fd and set
+ * st->warned when st is not NULL.  Not synced.  0, or -1 with errno.
+ */
+int qstatus_append_warned(int fd, struct qstatus *st, const char *dsn_id);
 
 #endif

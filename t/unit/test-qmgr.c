@@ -4,8 +4,9 @@
  * the body copy (CRLF->LF, dot-stuffing), and whole delivery runs of
  * qmgr on an event loop: Maildir delivery with Return-Path/Delivered-To
  * and removal, a recipient already marked sent is not delivered again,
- * a foreign recipient stays deferred, an expired message bounces, and a
- * bounce of a null-sender message is dropped.
+ * a foreign recipient stays deferred, an expired message bounces, a
+ * bounce of a null-sender message is dropped, and a message deferred past
+ * relay.delay_warning gets exactly one delay warning (also after a restart).
  */
 #include <sys/stat.h>
 
@@ -121,11 +122,16 @@ test_status(void)
 static void
 test_retry(void)
 {
-	is_int((int)qmgr_retry_delay(1), 60, "first retry after 1 min");
-	is_int((int)qmgr_retry_delay(2), 120, "then 2 min");
-	is_int((int)qmgr_retry_delay(3), 240, "then 4 min");
-	is_int((int)qmgr_retry_delay(7), 3600, "capped at 1 h");
-	is_int((int)qmgr_retry_delay(1000), 3600, "still capped");
+	is_int((int)qmgr_retry_delay(1, 60, 3600), 60, "first retry after 1 min");
+	is_int((int)qmgr_retry_delay(2, 60, 3600), 120, "then 2 min");
+	is_int((int)qmgr_retry_delay(3, 60, 3600), 240, "then 4 min");
+	is_int((int)qmgr_retry_delay(7, 60, 3600), 3600, "capped at 1 h");
+	is_int((int)qmgr_retry_delay(1000, 60, 3600), 3600, "still capped");
+	is_int((int)qmgr_retry_delay(1, 10, 100), 10, "configured minimum");
+	is_int((int)qmgr_retry_delay(4, 10, 100), 80, "doubling from it");
+	is_int((int)qmgr_retry_delay(5, 10, 100), 100, "configured maximum");
+	is_int((int)qmgr_retry_delay(40, 3000000000u, 4000000000u), (int)(4000000000u - 4294967296LL),
+	    "no overflow near UINT_MAX");
 }
 
 static void
@@ -170,6 +176,29 @@ test_dsn(void)
 				bare = true;
 		ok(!bare, "every line ends in CRLF");
 	}
+	sbuf_free(&b);
+
+	/* the delay warning */
+	sbuf_init(&b, 0);
+	r[0].status = "4.4.1";
+	r[0].detail = "connect to mx.x.test: Connection refused";
+	r[0].remote = false;
+	r[1].status = "5.1.1";      /* not a 4.x.x: reported as 4.0.0 */
+	dsn_build_delay(&b, "mail.x.test", &env, r, 2, hdr, strlen(hdr), 1700000100,
+	    1700000000 + 432000);
+	sbuf_addstr(&b, "");
+	ok(strstr(b.s, "Content-Type: multipart/report; report-type=delivery-status;") != NULL,
+	    "delay warning is multipart/report");
+	ok(strstr(b.s, "Subject: Delayed Mail (still being retried)\r\n") != NULL,
+	    "delay warning subject");
+	ok(strstr(b.s, "Final-Recipient: rfc822; bob@x.test\r\nOriginal-Recipient: "
+	    "rfc822; list@x.test\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+	    "Diagnostic-Code: x-msagate; connect to mx.x.test: Connection refused\r\n"
+	    "Will-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000\r\n") != NULL,
+	    "Action: delayed, Status 4.x.x, Will-Retry-Until = arrival + lifetime");
+	ok(strstr(b.s, "Action: delayed\r\nStatus: 4.0.0\r\n") != NULL,
+	    "a non-4.x.x status is reported as 4.0.0");
+	ok(strstr(b.s, "Action: failed") == NULL, "no Action: failed in a warning");
 	sbuf_free(&b);
 }
 
@@ -249,7 +278,7 @@ stop_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(arg);
 }
 
-/* Run the loop until queue/ holds `want` files or 5 s pass. */
+/* Run the loop until dir holds `want` files or 5 s pass. */
 static void
 run_until(struct event_base *base, const char *qdir, int want)
 {
@@ -265,6 +294,20 @@ run_until(struct event_base *base, const char *qdir, int want)
 	/* let the last notifications be read */
 	evtimer_add(ev, &tv);
 	event_base_dispatch(base);
+	event_free(ev);
+}
+
+/* Run the loop for about ms milliseconds. */
+static void
+run_for(struct event_base *base, int ms)
+{
+	struct timeval tv = { 0, 50000 };
+	struct event *ev = evtimer_new(base, stop_cb, base);
+
+	for (int i = 0; i < ms / 50; i++) {
+		evtimer_add(ev, &tv);
+		event_base_dispatch(base);
+	}
 	event_free(ev);
 }
 
@@ -369,6 +412,46 @@ test_qmgr_runs(void)
 	    strstr(s, "Subject: old\n") != NULL,
 	    "one bounce (multipart/report, 5.4.7) in the sender's Maildir");
 	free(s);
+	qmgr_free(m);
+
+	/* 6: deferred past delay_warning: one delay warning, never two */
+	cfg.relay.delay_warning_ms = 1000;
+	cfg.relay.retry_min_ms = 1000;
+	cfg.relay.retry_max_ms = 2000;
+	write_qfile(&d, "0000000000000A06", "erin@example.test", r3, 1,
+	    time(NULL) - 10, "Subject: slow\r\n\r\nbody\r\n");
+	m = qmgr_new(&cfg, base, d.in, d.q, d.st);
+	qmgr_scan(m);
+	snprintf(p, sizeof(p), "%s/mail/example.test/erin/Maildir/new", tmpdir);
+	run_until(base, p, 1);
+	is_int(count_dir(p), 1, "delay warning delivered to the sender");
+	is_int(count_dir(qdir), 1, "the deferred message stays queued");
+	s = only_file(p);
+	ok(s != NULL && strstr(s, "Return-Path: <>\n") != NULL &&
+	    strstr(s, "Content-Type: multipart/report; report-type=delivery-status;") != NULL &&
+	    strstr(s, "Final-Recipient: rfc822; far@example.org\nAction: delayed\n"
+	    "Status: 4.4.0\nDiagnostic-Code: x-msagate; no relayhost") != NULL &&
+	    strstr(s, "Will-Retry-Until: ") != NULL && strstr(s, "Subject: slow\n") != NULL,
+	    "delay warning: multipart/report, Action: delayed, 4.4.0, original headers");
+	free(s);
+	{
+		struct qstatus st;
+
+		qstatus_load(d.st, "0000000000000A06", &st);
+		ok(st.warned, "the warning is recorded in the status file");
+		ok(qstatus_last(&st, 0) != NULL && qstatus_last(&st, 0)->kind == 'D',
+		    "the W line is not a recipient entry");
+		qstatus_free(&st);
+	}
+	ok(qmgr_flush(m) == 1, "second attempt made due");
+	run_for(base, 2500);   /* the retries after 1 and 2 s */
+	is_int(count_dir(p), 1, "no second warning on the next attempt");
+	qmgr_free(m);
+	m = qmgr_new(&cfg, base, d.in, d.q, d.st);
+	qmgr_scan(m);
+	run_for(base, 1500);
+	is_int(count_dir(p), 1, "nor after a restart");
+	is_int(count_dir(qdir), 1, "the message is still queued");
 	qmgr_free(m);
 	event_base_free(base);
 	close(d.in);
