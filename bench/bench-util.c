@@ -3,6 +3,8 @@
  * latency samples, /proc accounting of a server's process tree (CPU time,
  * Pss/RSS), rlimits, base64 and option parsing.
  */
+#define _GNU_SOURCE
+
 #include "bench-util.h"
 
 #include <ctype.h>
