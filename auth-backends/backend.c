@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth-cache.h"
 #include "backend.h"
 #include "log.h"
 #include "util.h"
@@ -34,6 +35,8 @@ struct backend_instance {
 struct backend_chain {
 	struct backend_instance *b;
 	size_t n;
+	struct auth_cache *cache;     /* verified-credential cache, or NULL */
+	bool verdicts;                /* ... also for cache_verdicts backends */
 };
 
 const struct auth_backend_ops *
@@ -144,6 +147,127 @@ reply_init(struct backend_reply *r, const char *user)
 	(void)user;
 }
 
+size_t
+backend_chain_set_cache(struct backend_chain *c, struct auth_cache *cache,
+    bool verdicts)
+{
+	size_t i, users = 0;
+
+	c->cache = cache;
+	c->verdicts = cache != NULL && verdicts;
+	for (i = 0; i < c->n; i++) {
+		if (c->b[i].ops->set_cache != NULL) {
+			c->b[i].ops->set_cache(c->b[i].state, cache, (unsigned)i);
+			users++;
+		} else if (c->verdicts && c->b[i].ops->cache_verdicts)
+			users++;
+	}
+	return cache != NULL ? users : 0;
+}
+
+/* uses_verdict_cache - are backend i's OK verdicts cached? */
+static bool
+uses_verdict_cache(const struct backend_chain *c, size_t i)
+{
+	return c->cache != NULL && c->verdicts && c->b[i].ops->cache_verdicts;
+}
+
+/* verify_one - ask backend i, without the cache. */
+static enum backend_result
+verify_one(struct backend_chain *c, size_t i, const char *user,
+    const char *password, const struct backend_request *req,
+    struct backend_reply *r)
+{
+	const struct auth_backend_ops *ops = c->b[i].ops;
+
+	return ops->verify_plain_req != NULL ?
+	    ops->verify_plain_req(c->b[i].state, user, password, req, r) :
+	    ops->verify_plain(c->b[i].state, user, password, r);
+}
+
+/*
+ * verdict_key - the cache key of backend i's verdict on (service, client
+ * address, user, password); -1 when the cache cannot make one.
+ */
+static int
+verdict_key(struct backend_chain *c, size_t i, const char *user,
+    const char *password, const struct backend_request *req,
+    struct auth_cache_key *k)
+{
+	static const char tag[] = "msagate verdict v1";
+	const char *name = c->b[i].ops->name;
+	const char *service = req && req->service ? req->service : "";
+	const char *rip = req && req->rip ? req->rip : "";
+	uint32_t id = (uint32_t)i;
+	struct auth_cache_field f[] = {
+		{ tag, sizeof(tag) - 1 }, { &id, sizeof(id) },
+		{ name, strlen(name) }, { service, strlen(service) },
+		{ rip, strlen(rip) }, { user, strlen(user) },
+		{ password, strlen(password) },
+	};
+
+	return auth_cache_key(c->cache, f, sizeof(f) / sizeof(f[0]), k);
+}
+
+/*
+ * verdict_hit - a live entry for k: its payload "user\0extra" into r.
+ * peek: a miss is not counted (a first look from the event loop).
+ */
+static bool
+verdict_hit(struct backend_chain *c, const struct auth_cache_key *k,
+    bool peek, struct backend_reply *r)
+{
+	char payload[sizeof(r->user) + sizeof(r->extra)];
+	size_t len = sizeof(payload), ul;
+	bool hit = peek ? auth_cache_peek(c->cache, k, payload, &len) :
+	    auth_cache_lookup(c->cache, k, payload, &len);
+
+	if (!hit || len >= sizeof(payload) || (ul = strnlen(payload, len)) >= len ||
+	    ul >= sizeof(r->user) || len - ul - 1 >= sizeof(r->extra))
+		return false;
+	memcpy(r->user, payload, ul + 1);
+	memcpy(r->extra, payload + ul + 1, len - ul - 1);
+	r->extra[len - ul - 1] = '\0';
+	return true;
+}
+
+/*
+ * verify_cached_verdict - backend i (cache_verdicts, with
+ * auth.cache_verdicts) through the cache: a live entry for (backend,
+ * service, client address, user, password) replays the backend's OK with
+ * its canonical name and extra fields; otherwise the backend decides and
+ * an OK is remembered.  Nothing but OK is ever cached.
+ */
+static enum backend_result
+verify_cached_verdict(struct backend_chain *c, size_t i, const char *user,
+    const char *password, const struct backend_request *req,
+    struct backend_reply *r)
+{
+	const char *name = c->b[i].ops->name;
+	struct auth_cache_key k;
+	char payload[sizeof(r->user) + sizeof(r->extra)];
+	size_t len, ul;
+	enum backend_result res;
+
+	if (verdict_key(c, i, user, password, req, &k) != 0)
+		return verify_one(c, i, user, password, req, r);
+	if (verdict_hit(c, &k, false, r)) {
+		auth_cache_log_debug(c->cache, true, name, user);
+		return BACKEND_OK;
+	}
+	auth_cache_log_debug(c->cache, false, name, user);
+	res = verify_one(c, i, user, password, req, r);
+	if (res == BACKEND_OK) {
+		ul = strnlen(r->user, sizeof(r->user) - 1);
+		len = strnlen(r->extra, sizeof(r->extra) - 1);
+		memcpy(payload, r->user, ul);
+		payload[ul] = '\0';
+		memcpy(payload + ul + 1, r->extra, len);
+		auth_cache_insert(c->cache, &k, payload, ul + 1 + len);
+	}
+	return res;
+}
+
 /*
  * backend_chain_verify_plain - the first backend that knows the user
  * decides; a TEMPFAIL stops the walk (we cannot tell whether that backend
@@ -158,14 +282,51 @@ backend_chain_verify_plain_req(struct backend_chain *c, const char *user,
 
 	reply_init(r, user);
 	for (i = 0; i < c->n; i++) {
-		const struct auth_backend_ops *ops = c->b[i].ops;
-		enum backend_result res = ops->verify_plain_req != NULL ?
-		    ops->verify_plain_req(c->b[i].state, user, password, req, r) :
-		    ops->verify_plain(c->b[i].state, user, password, r);
+		enum backend_result res = uses_verdict_cache(c, i) ?
+		    verify_cached_verdict(c, i, user, password, req, r) :
+		    verify_one(c, i, user, password, req, r);
 		if (res != BACKEND_UNKNOWN_USER)
 			return res;
 	}
 	return BACKEND_UNKNOWN_USER;
+}
+
+/*
+ * backend_chain_verify_plain_fast - the chain walk of
+ * backend_chain_verify_plain_req, but each backend only through what it
+ * can answer at once: a cached verdict (a miss gives up: the backend
+ * itself may block) or its verify_plain_fast.  The first backend that
+ * cannot answer so ends the attempt (false): the real walk must run.
+ */
+bool
+backend_chain_verify_plain_fast(struct backend_chain *c, const char *user,
+    const char *password, const struct backend_request *req,
+    struct backend_reply *r, enum backend_result *res)
+{
+	size_t i;
+
+	reply_init(r, user);
+	for (i = 0; i < c->n; i++) {
+		const struct auth_backend_ops *ops = c->b[i].ops;
+
+		if (uses_verdict_cache(c, i)) {
+			struct auth_cache_key k;
+
+			if (verdict_key(c, i, user, password, req, &k) != 0 ||
+			    !verdict_hit(c, &k, true, r))
+				return false;
+			auth_cache_log_debug(c->cache, true, ops->name, user);
+			*res = BACKEND_OK;
+			return true;
+		}
+		if (ops->verify_plain_fast == NULL ||
+		    !ops->verify_plain_fast(c->b[i].state, user, password, req, r, res))
+			return false;
+		if (*res != BACKEND_UNKNOWN_USER)
+			return true;
+	}
+	*res = BACKEND_UNKNOWN_USER;
+	return true;
 }
 
 enum backend_result

@@ -6,6 +6,8 @@
  * Backends are called from the auth role's worker threads, several at a
  * time: verify_plain/lookup_plain/reload must be thread-safe.  They may
  * block (file reads, hashing, PAM) - never call them on the event loop.
+ * The one exception is verify_plain_fast, which answers only what it can
+ * without blocking or hashing and is meant for the loop.
  *
  * Contract for results (never reveal more than the caller may tell):
  *   BACKEND_OK            the password is right (verify) / the credential
@@ -49,6 +51,8 @@ struct backend_reply {
 	 * password, for the log only ("nologin", "allow_nets"); "" if not */
 	char reason[32];
 };
+
+struct auth_cache;
 
 /* What a backend may know of the request besides the credentials. */
 struct backend_request {
@@ -117,6 +121,39 @@ struct auth_backend_ops {
 	enum backend_result (*lookup_scram_req)(void *state, const char *user,
 	    const char *mech, char **plain, char **secret,
 	    const struct backend_request *req, struct backend_reply *r);
+	/*
+	 * Verified-credential cache (auth.cache_ttl): true when the chain
+	 * may remember this backend's positive verify answers as a whole
+	 * (the backend has no stored secret to bind an entry to: PAM, an
+	 * upstream Dovecot).  Such a verdict is keyed by the backend, the
+	 * service, the client address, the user and the password, and
+	 * replayed (canonical name, extra fields) until it expires.  It can
+	 * go stale (a password changed or an account locked there keeps
+	 * working here until then), so the chain only does this with
+	 * auth.cache_verdicts = true.
+	 */
+	bool cache_verdicts;
+	/*
+	 * Or the backend caches finer itself (passwd-file skips only the
+	 * hash and still applies its access fields on every login): the
+	 * chain hands it the cache (NULL: off) and the backend's place in
+	 * the chain, which its keys include so that backends never share
+	 * entries.  Called before any verify, and again with NULL before the
+	 * cache is freed.  NULL: not cached (unless cache_verdicts).
+	 */
+	void (*set_cache)(void *state, struct auth_cache *cache, unsigned id);
+	/*
+	 * verify_plain_req without blocking and without hashing, for the
+	 * event loop: true with *res (and r filled as verify_plain_req
+	 * would) when the answer costs no more than a table lookup and a
+	 * comparison (passwd-file: a {PLAIN} entry, or a cache hit); false
+	 * when it would need the real check (a hash, a dummy hash for an
+	 * unknown user, a file to re-read): nothing was decided, run
+	 * verify_plain_req on a worker.  NULL: always false.
+	 */
+	bool (*verify_plain_fast)(void *state, const char *user,
+	    const char *password, const struct backend_request *req,
+	    struct backend_reply *r, enum backend_result *res);
 };
 
 /* The registry: a driver name -> ops (ops->init NULL: not compiled in). */
@@ -165,6 +202,25 @@ bool backend_chain_can_lookup_plain(const struct backend_chain *c);
 bool backend_chain_can_lookup_scram(const struct backend_chain *c);
 /* Sum of the backends' max_blocked_threads (threads to add for them). */
 size_t backend_chain_max_blocked_threads(const struct backend_chain *c);
+/*
+ * backend_chain_verify_plain_fast - backend_chain_verify_plain_req as far
+ * as every backend asked can answer at once (verify_plain_fast, or a
+ * cached verdict): true with *res, false when some backend needs the
+ * real check (then call backend_chain_verify_plain_req on a worker; r is
+ * reset by it).  Never blocks; safe on the event loop.
+ */
+bool backend_chain_verify_plain_fast(struct backend_chain *c, const char *user,
+    const char *password, const struct backend_request *req,
+    struct backend_reply *r, enum backend_result *res);
+/*
+ * backend_chain_set_cache - use a verified-credential cache for verify
+ * (NULL: none; not owned).  Backends with their own fine-grained use
+ * (passwd-file) always use it; verdicts of backends that can go stale
+ * (cache_verdicts: PAM, an upstream Dovecot) only when verdicts is true
+ * (auth.cache_verdicts).  Returns how many backends will use the cache.
+ */
+size_t backend_chain_set_cache(struct backend_chain *c, struct auth_cache *cache,
+    bool verdicts);
 /* Reload every backend (SIGHUP); returns the number that failed. */
 int backend_chain_reload(struct backend_chain *c);
 

@@ -21,12 +21,23 @@
  * uid, gid and home (fields 3, 4, 6) and userdb_* extra fields answer
  * userdb lookups (lookup_user).
  *
+ * With the verified-credential cache (auth.cache_ttl, src/auth-cache.h)
+ * a login whose (user, stored hash, password) was verified a short while
+ * ago skips only the hash: the key also binds the backend and the table's
+ * generation, so a changed hash, and any reload of the file (changed on
+ * disk or SIGHUP), can never hit an older entry: that is this file's
+ * flush.  Everything else (the user's entry, nologin, allow_nets) is
+ * checked on every login, and a refused login (nologin, allow_nets) never
+ * uses the cache: it keeps the timing of a wrong password.
+ *
  * Lookups run in the auth role's worker threads: the current table is an
  * immutable, reference-counted snapshot swapped under a mutex.  Unknown
  * users cost the same time as a wrong password: a dummy verification runs
  * against a credential of the same file (the first hashed entry's, so the
  * same scheme and cost as most users; the first entry's when all are
  * {PLAIN}), or a fixed SHA512-CRYPT hash when the file is empty.
+ * pf_verify_plain_fast answers on the event loop what needs no hash (a
+ * {PLAIN} entry, a cache hit) and leaves everything else to a worker.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -43,6 +54,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include "auth-cache.h"
 #include "backend.h"
 #include "log.h"
 #include "pwhash.h"
@@ -72,6 +84,7 @@ struct pf_table {
 	struct pf_entry **bucket;
 	size_t nbucket, n;
 	const char *dummy;        /* stored hash used for unknown users */
+	uint64_t generation;      /* which load of the file (cache keys) */
 };
 
 struct pf_state {
@@ -88,6 +101,9 @@ struct pf_state {
 		bool valid;
 	} stamp;
 	uint64_t last_check;
+	uint64_t loads;           /* successful loads so far (reload_lock) */
+	struct auth_cache *cache; /* verified-credential cache, or NULL */
+	uint32_t cache_id;        /* our place in the chain, for its keys */
 };
 
 /* ---- parsing --------------------------------------------------------- */
@@ -451,6 +467,8 @@ pf_do_reload(struct pf_state *s, const char *why)
 
 	pthread_mutex_lock(&s->reload_lock);
 	t = pf_load(s->path, s->default_domain, false, &st, &err);
+	if (t != NULL)
+		t->generation = ++s->loads;
 	pthread_mutex_lock(&s->lock);
 	if (t != NULL) {
 		t->refs = 1;
@@ -548,6 +566,7 @@ pf_init(const struct backend_cfg *cfg, void **state, char **error)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->reload_lock, NULL);
 	t->refs = 1;
+	t->generation = ++s->loads;
 	s->table = t;
 	pf_stamp_set(s, &st);
 	s->last_check = now_ms();
@@ -576,6 +595,64 @@ static int
 pf_reload(void *state)
 {
 	return pf_do_reload(state, "reload");
+}
+
+/* pf_set_cache - the chain's verified-credential cache (NULL: none). */
+static void
+pf_set_cache(void *state, struct auth_cache *cache, unsigned id)
+{
+	struct pf_state *s = state;
+
+	s->cache = cache;
+	s->cache_id = (uint32_t)id;
+}
+
+/*
+ * pf_hash_key - the cache key of (this backend, the table's generation,
+ * the user, the stored hash, the password); -1: do not use the cache.
+ */
+static int
+pf_hash_key(struct pf_state *s, const struct pf_table *t,
+    const struct pf_entry *e, const char *password, struct auth_cache_key *k)
+{
+	static const char tag[] = "msagate passwd-file v1";
+	uint64_t gen = t->generation;
+	struct auth_cache_field f[] = {
+		{ tag, sizeof(tag) - 1 }, { &s->cache_id, sizeof(s->cache_id) },
+		{ &gen, sizeof(gen) }, { e->user, strlen(e->user) },
+		{ e->pass, strlen(e->pass) }, { password, strlen(password) },
+	};
+
+	return auth_cache_key(s->cache, f, sizeof(f) / sizeof(f[0]), k);
+}
+
+/*
+ * pf_verify_hash - pwhash_verify(e->pass, password) through the cache:
+ * the key binds this backend, the table's generation, the user, the
+ * stored hash and the password; only a PWHASH_OK is remembered.  The
+ * key is computed before the check, so a flush meanwhile (a new key)
+ * keeps its result out of the cache.
+ */
+static enum pwhash_result
+pf_verify_hash(struct pf_state *s, const struct pf_table *t,
+    const struct pf_entry *e, const char *password)
+{
+	struct auth_cache_key k;
+	enum pwhash_result pr;
+
+	/* {PLAIN} costs less than the MAC: no entry for it */
+	if (s->cache == NULL || pwhash_plaintext(e->pass) != NULL ||
+	    pf_hash_key(s, t, e, password, &k) != 0)
+		return pwhash_verify(e->pass, password);
+	if (auth_cache_lookup(s->cache, &k, NULL, NULL)) {
+		auth_cache_log_debug(s->cache, true, "passwd-file", e->user);
+		return PWHASH_OK;
+	}
+	auth_cache_log_debug(s->cache, false, "passwd-file", e->user);
+	pr = pwhash_verify(e->pass, password);
+	if (pr == PWHASH_OK)
+		auth_cache_insert(s->cache, &k, NULL, 0);
+	return pr;
 }
 
 /* pf_internal_field - extra fields we act on ourselves, never handed out. */
@@ -722,7 +799,9 @@ pf_verify_plain_req(void *state, const char *user, const char *password,
 		goto out;
 	}
 	why = pf_refusal(s, e, req);
-	pr = pwhash_verify(e->pass, password);
+	/* a refusal always pays the full hash, as a wrong password does */
+	pr = why == NULL ? pf_verify_hash(s, t, e, password) :
+	    pwhash_verify(e->pass, password);
 	if (why != NULL && pr != PWHASH_ERROR) {
 		snprintf(r->reason, sizeof(r->reason), "%s", why);
 		res = BACKEND_MISMATCH;
@@ -747,6 +826,82 @@ pf_verify_plain(void *state, const char *user, const char *password,
     struct backend_reply *r)
 {
 	return pf_verify_plain_req(state, user, password, NULL, r);
+}
+
+/* pf_acquire_fast - the current table (a reference), or NULL when it is
+ * time to look at the file again: that stat() (and a re-read) is left to
+ * pf_acquire on a worker. */
+static struct pf_table *
+pf_acquire_fast(struct pf_state *s)
+{
+	struct pf_table *t = NULL;
+	uint64_t now = now_ms();
+
+	pthread_mutex_lock(&s->lock);
+	if (now - s->last_check < PF_CHECK_MS && (t = s->table) != NULL)
+		t->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return t;
+}
+
+/* pf_has_access_fields - might e's extra fields refuse some logins
+ * (nologin, allow_nets)?  Erring on the side of yes. */
+static bool
+pf_has_access_fields(const struct pf_entry *e)
+{
+	return e->extra != NULL && (strstr(e->extra, "nologin") != NULL ||
+	    strstr(e->extra, "allow_nets") != NULL);
+}
+
+/*
+ * pf_verify_plain_fast - pf_verify_plain_req for what costs no hash (the
+ * event loop's quick answer): a known user without access fields whose
+ * entry is {PLAIN} (a constant-time comparison, right or wrong) or whose
+ * (hash, password) is in the cache (a hit; a miss may be a wrong
+ * password and needs the hash).  Unknown users (a dummy hash), users
+ * with nologin/allow_nets (refusals pay the full hash), a file due for
+ * its stat() and malformed entries are left to the real check.
+ */
+static bool
+pf_verify_plain_fast(void *state, const char *user, const char *password,
+    const struct backend_request *req, struct backend_reply *r,
+    enum backend_result *res)
+{
+	struct pf_state *s = state;
+	struct pf_table *t;
+	struct pf_entry *e = NULL;
+	char norm[BACKEND_MAX_USER + 1];
+	struct auth_cache_key k;
+	enum pwhash_result pr;
+	bool answered = false;
+
+	(void)req;
+	if ((t = pf_acquire_fast(s)) == NULL)
+		return false;
+	if (pf_normalise(user, s->default_domain, norm))
+		e = pf_table_find(t, norm);
+	if (e == NULL || e->pass[0] == '\0' || pf_has_access_fields(e))
+		goto out;
+	if (pwhash_plaintext(e->pass) != NULL)
+		pr = pwhash_verify(e->pass, password);
+	else if (s->cache != NULL && pf_hash_key(s, t, e, password, &k) == 0 &&
+	    auth_cache_peek(s->cache, &k, NULL, NULL)) {
+		auth_cache_log_debug(s->cache, true, "passwd-file", e->user);
+		pr = PWHASH_OK;
+	} else
+		goto out;
+	if (pr == PWHASH_OK) {
+		pf_fill_reply(r, e);
+		*res = BACKEND_OK;
+		answered = true;
+	} else if (pr == PWHASH_MISMATCH) {
+		*res = BACKEND_MISMATCH;
+		answered = true;
+	}
+	/* PWHASH_ERROR: the real check logs the broken entry */
+out:
+	pf_release(s, t);
+	return answered;
 }
 
 /* pf_lookup_plain_req - the {PLAIN} credential, unless the entry's access
@@ -909,4 +1064,6 @@ const struct auth_backend_ops backend_passwd_file = {
 	.lookup_plain_req = pf_lookup_plain_req,
 	.lookup_user = pf_lookup_user,
 	.lookup_scram_req = pf_lookup_scram_req,
+	.set_cache = pf_set_cache,
+	.verify_plain_fast = pf_verify_plain_fast,
 };

@@ -22,9 +22,15 @@
  *     is final: it is delivered, not expanded again; a longer cycle
  *     (a -> b -> a) is an error, as is nesting deeper than
  *     ALIASES_MAX_DEPTH;
- *   - ":include:/path" (only when allowed) reads that file (same list
- *     syntax, newlines as separators, bounded) at expansion time;
- *     "|cmd" and "/file" (only when allowed) are returned unchanged.
+ *   - ":include:/path" (only when allowed) reads that file at expansion
+ *     time: the same target syntax, one or more targets a line, '#'
+ *     comment lines; bounded in size; it counts as one nesting level; a
+ *     file that includes itself (directly or not) is an error, and so is
+ *     one that group or others may write (see include_unsafe());
+ *   - "|cmd" and "/file" (only when allowed) are returned unchanged,
+ *     with their kind; with pol->keep_refused a kind that is not allowed
+ *     is returned too (the caller refuses that target alone), otherwise
+ *     it fails the expansion.
  */
 #include <sys/stat.h>
 
@@ -431,15 +437,32 @@ aliases_lookup(const struct aliases *a, const char *name, size_t *n_targets)
 
 /* ---- expansion ------------------------------------------------------- */
 
+#define AL_MAX_INCLUDES ALIASES_MAX_DEPTH   /* nested include files */
+
 struct expand {
 	const struct aliases *a;
 	const struct aliases_policy *pol;
 	char **out;
+	enum alias_kind *kinds;
 	size_t n_out;
 	const char *stack[ALIASES_MAX_DEPTH + 2];   /* alias names in expansion */
 	int depth;
+	const char *incs[AL_MAX_INCLUDES + 1];      /* include files being read */
+	int n_incs;
 	char *error;
 };
+
+enum alias_kind
+aliases_target_kind(const char *t)
+{
+	if (strncasecmp(t, ":include:", 9) == 0)
+		return ALIAS_INCLUDE;
+	if (t[0] == '|')
+		return ALIAS_COMMAND;
+	if (t[0] == '/')
+		return ALIAS_FILE;
+	return ALIAS_ADDRESS;
+}
 
 /* Is domain (one trailing dot ignored) one of the local domains? */
 static bool
@@ -463,22 +486,160 @@ is_local_domain(const struct aliases_policy *pol, const char *d)
 	return false;
 }
 
+/* Add one result (deduplicated: addresses case-insensitively). */
 static int
-add_result(struct expand *x, const char *addr)
+add_result(struct expand *x, const char *addr, enum alias_kind kind)
 {
 	for (size_t i = 0; i < x->n_out; i++)
-		if (strcasecmp(x->out[i], addr) == 0)
+		if (x->kinds[i] == kind && (kind == ALIAS_ADDRESS ?
+		    strcasecmp(x->out[i], addr) : strcmp(x->out[i], addr)) == 0)
 			return 0;
 	if (x->n_out >= AL_MAX_RESULT) {
 		x->error = xstrdup("alias expansion yields too many addresses");
 		return -1;
 	}
 	x->out = xrealloc(x->out, (x->n_out + 1) * sizeof(char *));
+	x->kinds = xrealloc(x->kinds, (x->n_out + 1) * sizeof(*x->kinds));
+	x->kinds[x->n_out] = kind;
 	x->out[x->n_out++] = xstrdup(addr);
 	return 0;
 }
 
+/*
+ * May an include file be trusted?  Not when group or others may write it,
+ * nor when they may write its directory (unless sticky, like /tmp): they
+ * could then send mail anywhere, or to commands.  NULL or an error text.
+ */
+static const char *
+include_unsafe(const char *path, const struct stat *st)
+{
+	char dir[AL_MAX_TARGET + 1];
+	const char *slash = strrchr(path, '/');
+	struct stat ds;
+	size_t dl;
+
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "writable by group or others";
+	dl = slash == NULL || slash == path ? 1 : (size_t)(slash - path);
+	if (dl >= sizeof(dir))
+		return "path too long";
+	memcpy(dir, slash == NULL ? "/" : path, dl);
+	dir[dl] = '\0';
+	if (stat(dir, &ds) != 0)
+		return "its directory cannot be checked";
+	if ((ds.st_mode & (S_IWGRP | S_IWOTH)) && !(ds.st_mode & S_ISVTX))
+		return "its directory is writable by group or others";
+	return NULL;
+}
+
+/*
+ * Read an include file into a target list: lines of comma-separated
+ * targets, '#' comment lines and empty lines skipped.  -1 with x->error.
+ */
+static int
+read_include(struct expand *x, const char *path, char ***list, size_t *n)
+{
+	struct stat st;
+	char *text, *err = NULL, *p, *end;
+	const char *why;
+	size_t len;
+	int r = 0;
+
+	*list = NULL;
+	*n = 0;
+	if (path[0] != '/') {
+		x->error = xasprintf("%.200s: include file must be an absolute path",
+		    path);
+		return -1;
+	}
+	if ((text = read_file(path, AL_MAX_INCLUDE, &st, &len, &err)) == NULL) {
+		x->error = err;
+		return -1;
+	}
+	if ((why = include_unsafe(path, &st)) != NULL) {
+		x->error = xasprintf("%.200s: include file refused: %s", path, why);
+		free(text);
+		return -1;
+	}
+	for (p = text, end = text + len; p < end && r == 0; ) {
+		char *nl = memchr(p, '\n', (size_t)(end - p)), *t;
+		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *e;
+
+		if (ll > AL_MAX_LINE) {
+			x->error = xasprintf("%.200s: line too long", path);
+			r = -1;
+			break;
+		}
+		if (memchr(p, '\0', ll) != NULL) {
+			x->error = xasprintf("%.200s: NUL byte", path);
+			r = -1;
+			break;
+		}
+		p[ll] = '\0';
+		t = p;
+		p = nl ? nl + 1 : end;
+		if (ll > 0 && t[ll - 1] == '\r')
+			t[--ll] = '\0';
+		t = trim(t, &ll);
+		t[ll] = '\0';
+		if (ll == 0 || t[0] == '#')
+			continue;
+		if ((e = split_targets(t, list, n)) != NULL) {
+			x->error = xasprintf("%.200s: %s", path, e);
+			r = -1;
+		}
+	}
+	free(text);
+	if (r != 0) {
+		aliases_free_list(*list, *n);
+		*list = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
 static int expand_addr(struct expand *x, const char *addr, const char *domain);
+static int expand_target(struct expand *x, const char *t, const char *domain);
+
+/* An allowed ":include:" target: read it and expand what it lists. */
+static int
+expand_include(struct expand *x, const char *path, const char *domain)
+{
+	char **list = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	for (int i = 0; i < x->n_incs; i++)
+		if (strcmp(x->incs[i], path) == 0) {
+			x->error = xasprintf("include loop at %.200s", path);
+			return -1;
+		}
+	if (x->depth >= ALIASES_MAX_DEPTH || x->n_incs >= AL_MAX_INCLUDES) {
+		x->error = xstrdup("aliases nested too deeply");
+		return -1;
+	}
+	if (read_include(x, path, &list, &n) < 0)
+		return -1;
+	x->incs[x->n_incs++] = path;
+	x->stack[x->depth++] = NULL;        /* a level, but no alias name */
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = expand_target(x, list[i], domain);
+	x->depth--;
+	x->n_incs--;
+	aliases_free_list(list, n);
+	return r;
+}
+
+/* A target kind that is not allowed: an error, or returned as it is. */
+static int
+refused(struct expand *x, const char *t, enum alias_kind kind, const char *what)
+{
+	if (x->pol->keep_refused)
+		return add_result(x, t, kind);
+	x->error = xasprintf("%s targets are not allowed (%.200s)", what, t);
+	return -1;
+}
 
 /* One target of an alias under expansion (domain: for bare names). */
 static int
@@ -486,66 +647,21 @@ expand_target(struct expand *x, const char *t, const char *domain)
 {
 	const struct aliases_policy *pol = x->pol;
 
-	if (strncasecmp(t, ":include:", 9) == 0) {
-		char **list = NULL, *text, *err = NULL;
-		size_t n = 0, len;
-		struct stat st;
-		const char *e;
-		int r = 0;
-
-		if (!pol->allow_include) {
-			x->error = xasprintf("\":include:\" targets are not allowed "
-			    "(%.200s)", t);
-			return -1;
-		}
-		if (x->depth >= ALIASES_MAX_DEPTH) {
-			x->error = xstrdup("aliases nested too deeply");
-			return -1;
-		}
-		if ((text = read_file(t + 9, AL_MAX_INCLUDE, &st, &len, &err)) == NULL) {
-			x->error = err;
-			return -1;
-		}
-		for (size_t i = 0; i < len; i++)
-			if (text[i] == '\n' || text[i] == '\r')
-				text[i] = ',';
-			else if (text[i] == '\0')
-				text[i] = ' ';
-		/* '#' comment lines inside include files are not supported:
-		 * a line "# x" would be taken as a target, refuse it */
-		e = split_targets(text, &list, &n);
-		free(text);
-		if (e != NULL) {
-			x->error = xasprintf("%.200s: %s", t + 9, e);
-			aliases_free_list(list, n);
-			return -1;
-		}
-		x->depth++;
-		for (size_t i = 0; i < n && r == 0; i++) {
-			if (list[i][0] == '#') {
-				x->error = xasprintf("%.200s: comments are not "
-				    "supported in include files", t + 9);
-				r = -1;
-			} else
-				r = expand_target(x, list[i], domain);
-		}
-		x->depth--;
-		aliases_free_list(list, n);
-		return r;
-	}
-	if (t[0] == '|') {
-		if (!pol->allow_pipe) {
-			x->error = xasprintf("pipe targets are not allowed (%.200s)", t);
-			return -1;
-		}
-		return add_result(x, t);
-	}
-	if (t[0] == '/') {
-		if (!pol->allow_file) {
-			x->error = xasprintf("file targets are not allowed (%.200s)", t);
-			return -1;
-		}
-		return add_result(x, t);
+	switch (aliases_target_kind(t)) {
+	case ALIAS_INCLUDE:
+		if (!pol->allow_include)
+			return refused(x, t, ALIAS_INCLUDE, "\":include:\"");
+		return expand_include(x, t + 9, domain);
+	case ALIAS_COMMAND:
+		if (!pol->allow_pipe)
+			return refused(x, t, ALIAS_COMMAND, "pipe");
+		return add_result(x, t, ALIAS_COMMAND);
+	case ALIAS_FILE:
+		if (!pol->allow_file)
+			return refused(x, t, ALIAS_FILE, "file");
+		return add_result(x, t, ALIAS_FILE);
+	case ALIAS_ADDRESS:
+		break;
 	}
 	if (strchr(t, '@') == NULL && domain != NULL && *domain != '\0') {
 		char *q = xasprintf("%s@%s", t, domain);
@@ -574,9 +690,9 @@ expand_addr(struct expand *x, const char *addr, const char *parent_domain)
 
 	(void)parent_domain;
 	if (at != NULL && !is_local_domain(x->pol, domain))
-		return add_result(x, addr);
+		return add_result(x, addr, ALIAS_ADDRESS);
 	if (ll == 0 || ll > AL_MAX_NAME)
-		return add_result(x, addr);
+		return add_result(x, addr, ALIAS_ADDRESS);
 	memcpy(local, addr, ll);
 	local[ll] = '\0';
 	lower(local);
@@ -593,12 +709,13 @@ expand_addr(struct expand *x, const char *addr, const char *parent_domain)
 		}
 	}
 	if (t == NULL)
-		return add_result(x, addr);
+		return add_result(x, addr, ALIAS_ADDRESS);
 	/* the alias being expanded names itself: that is its mailbox */
-	if (x->depth > 0 && strcmp(x->stack[x->depth - 1], name) == 0)
-		return add_result(x, addr);
+	if (x->depth > 0 && x->stack[x->depth - 1] != NULL &&
+	    strcmp(x->stack[x->depth - 1], name) == 0)
+		return add_result(x, addr, ALIAS_ADDRESS);
 	for (int i = 0; i < x->depth; i++)
-		if (strcmp(x->stack[i], name) == 0) {
+		if (x->stack[i] != NULL && strcmp(x->stack[i], name) == 0) {
 			x->error = xasprintf("alias loop at \"%.100s\"", name);
 			return -1;
 		}
@@ -615,7 +732,8 @@ expand_addr(struct expand *x, const char *addr, const char *parent_domain)
 
 int
 aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
-    const char *address, char ***out, size_t *n_out, char **error)
+    const char *address, char ***out, enum alias_kind **kinds, size_t *n_out,
+    char **error)
 {
 	struct expand x;
 
@@ -623,14 +741,21 @@ aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
 	x.a = a;
 	x.pol = pol;
 	*out = NULL;
+	if (kinds != NULL)
+		*kinds = NULL;
 	*n_out = 0;
 	*error = NULL;
 	if (expand_addr(&x, address, NULL) != 0) {
 		aliases_free_list(x.out, x.n_out);
+		free(x.kinds);
 		*error = x.error ? x.error : xstrdup("alias expansion failed");
 		return -1;
 	}
 	*out = x.out;
+	if (kinds != NULL)
+		*kinds = x.kinds;
+	else
+		free(x.kinds);
 	*n_out = x.n_out;
 	return 0;
 }

@@ -2,7 +2,8 @@
  * aliases.h - aliases(5) files: parsing ("name: target, target, ..." with
  * '#' comments and continuation lines that start with white space), lookup
  * and recursive expansion of local recipients (depth limit, loop detection;
- * ":include:", "|pipe" and "/file" targets refused unless enabled).
+ * ":include:", "|pipe" and "/file" targets refused unless enabled, or
+ * handed back for the caller to refuse one by one).
  *
  * Used by the SMTP role (does a local recipient exist?) and by local
  * delivery (where does it go?).  Pure: no logging, no global state.
@@ -37,20 +38,46 @@ struct aliases_policy {
 	bool allow_include;      /* ":include:/path" */
 	bool allow_pipe;         /* "|command" */
 	bool allow_file;         /* "/path/to/file" */
+	/*
+	 * false: a target kind that is not allowed fails the whole expansion;
+	 * true: it is returned as it is (kind ALIAS_COMMAND, ALIAS_FILE or
+	 * ALIAS_INCLUDE) so that the caller can refuse just that target.
+	 */
+	bool keep_refused;
 	const char *const *local_domains;  /* bare names and these domains are local */
 	size_t n_local_domains;
 	const char *recipient_delimiter;   /* "+" or "" */
+};
+
+/* What one expansion result is. */
+enum alias_kind {
+	ALIAS_ADDRESS,           /* a mail address (or bare local name) */
+	ALIAS_COMMAND,           /* "|command" */
+	ALIAS_FILE,              /* "/path" */
+	ALIAS_INCLUDE            /* ":include:/path" not read (keep_refused only) */
 };
 
 /*
  * aliases_expand - expand one recipient address.  Local addresses whose
  * local part (without +tag) is an alias are replaced by its targets,
  * recursively; everything else is returned as it is.  The result is a
- * malloc'd array of malloc'd strings (deduplicated).  Returns 0, or -1 with
- * *error (loop, too deep, refused target kind).
+ * malloc'd array of malloc'd strings (deduplicated) and, when kinds is not
+ * NULL, a malloc'd array of their kinds.  Only a target of the aliases (or
+ * include) files is ever a command, file or include, never the address
+ * being expanded.  Returns 0, or -1 with *error (loop, too deep, refused
+ * target kind without keep_refused, unreadable or unsafe include file).
+ *
+ * Include files are read when allowed: the aliases' target syntax (comma
+ * or newline separated, '#' comment lines), at most ALIASES_MAX_DEPTH
+ * levels with aliases, an include loop is an error, and so is a file (or
+ * its directory, unless sticky) that group or others may write.
  */
 int aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
-    const char *address, char ***out, size_t *n_out, char **error);
+    const char *address, char ***out, enum alias_kind **kinds, size_t *n_out,
+    char **error);
 void aliases_free_list(char **list, size_t n);
+
+/* The kind a target string of an aliases file stands for. */
+enum alias_kind aliases_target_kind(const char *target);
 
 #endif

@@ -19,7 +19,11 @@
  *
  * Steps run in worker threads.  The callbacks learn their request from
  * the callback context, or (auxprop plugin) from a thread-local pointer
- * set around each Cyrus call.
+ * set around each Cyrus call.  The first step of PLAIN/LOGIN may run on
+ * the event loop instead (auth_sasl_step_fast): there cb_checkpass only
+ * asks the backends what they can answer at once; if one cannot, the
+ * request is marked deferred, Cyrus' answer is thrown away with its
+ * connection, and the step runs again from scratch on a worker.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -54,6 +58,8 @@ struct auth_sasl_req {
 	bool pass_expired;                  /* with VERDICT_DISABLED */
 	char rip[64];                       /* client address for the backends */
 	char reason[32];                    /* backend's refusal reason, for the log */
+	bool fast;                          /* in auth_sasl_step_fast */
+	bool deferred;                      /* ... and a backend could not answer */
 };
 
 static struct {
@@ -183,6 +189,9 @@ cb_log(void *ctx, int level, const char *message)
 	(void)ctx;
 	if (message == NULL || level >= SASL_LOG_PASS || level == SASL_LOG_NONE)
 		return SASL_OK;
+	/* a quick attempt given up: what Cyrus says about it is moot */
+	if (cur_req != NULL && cur_req->deferred)
+		return SASL_OK;
 	/* Our deliberate pwcheck_method: expected after every wrong password. */
 	if (strstr(message, "unknown password verifier") != NULL)
 		return SASL_OK;
@@ -265,11 +274,18 @@ cb_checkpass(sasl_conn_t *conn, void *ctx, const char *user, const char *pass,
 	pw[passlen] = '\0';
 	{
 		struct backend_request breq = { r->rip, r->service };
-		res = backend_chain_verify_plain_req(as.chain, r->user, pw, &breq,
-		    &reply);
+
+		if (!r->fast)
+			res = backend_chain_verify_plain_req(as.chain, r->user, pw,
+			    &breq, &reply);
+		else if (!backend_chain_verify_plain_fast(as.chain, r->user, pw,
+		    &breq, &reply, &res))
+			r->deferred = true;    /* needs the real check: a worker */
 	}
 	secure_zero(pw, passlen);
 	free(pw);
+	if (r->deferred)
+		return SASL_UNAVAIL;
 	switch (res) {
 	case BACKEND_OK:
 		r->verdict = VERDICT_OK;
@@ -670,7 +686,9 @@ auth_sasl_req_free(struct auth_sasl_req *r)
 		return;
 	if (r->conn)
 		sasl_dispose(&r->conn);
-	secure_zero(r, sizeof(*r));
+	/* no password is ever kept here, only names; wiped all the same
+	 * (explicit_bzero: a memset the compiler keeps, not byte by byte) */
+	explicit_bzero(r, sizeof(*r));
 	free(r);
 }
 
@@ -758,6 +776,8 @@ auth_sasl_step(struct auth_sasl_req *r, const unsigned char *in, size_t inlen,
 		    (unsigned)inlen, &out, &outlen);
 	}
 	cur_req = NULL;
+	if (r->deferred)
+		return AUTH_SASL_DEFERRED;     /* auth_sasl_step_fast starts over */
 
 	if (rc == SASL_CONTINUE) {
 		*out_b64 = encode(out, outlen);
@@ -789,4 +809,46 @@ auth_sasl_step(struct auth_sasl_req *r, const unsigned char *in, size_t inlen,
 		log_debug("auth: mechanism %s failed: %s (verdict %s)", r->mech->name,
 		    sasl_errstring(rc, NULL, NULL), auth_verdict_str(r->verdict));
 	return AUTH_SASL_FAIL;
+}
+
+bool
+auth_sasl_can_step_fast(const struct auth_sasl_req *r)
+{
+	return r->mech->plaintext && !r->started;
+}
+
+/* req_restart - back to a new request: Cyrus' connection and whatever the
+ * callbacks noted are dropped. */
+static void
+req_restart(struct auth_sasl_req *r)
+{
+	if (r->conn)
+		sasl_dispose(&r->conn);
+	r->conn = NULL;
+	r->started = false;
+	r->verdict = VERDICT_NONE;
+	r->user[0] = r->canon[0] = r->extra[0] = r->reason[0] = '\0';
+	r->pass_expired = false;
+	r->deferred = false;
+}
+
+enum auth_sasl_status
+auth_sasl_step_fast(struct auth_sasl_req *r, const unsigned char *in,
+    size_t inlen, bool have_in, char **out_b64)
+{
+	enum auth_sasl_status st;
+
+	*out_b64 = NULL;
+	if (!auth_sasl_can_step_fast(r))
+		return AUTH_SASL_DEFERRED;
+	r->fast = true;
+	st = auth_sasl_step(r, in, inlen, have_in, out_b64);
+	r->fast = false;
+	if (st == AUTH_SASL_DEFERRED || r->deferred) {
+		free(*out_b64);
+		*out_b64 = NULL;
+		req_restart(r);
+		return AUTH_SASL_DEFERRED;
+	}
+	return st;
 }

@@ -8,7 +8,9 @@
  *
  * One struct auth_sasl_req per AUTH request.  auth_sasl_step() is
  * synchronous and may hash passwords: call it from a worker thread only,
- * and from one thread at a time per request.  Cyrus' own return codes are
+ * and from one thread at a time per request.  auth_sasl_step_fast() is
+ * the exception for the event loop: the first step of PLAIN or LOGIN as
+ * far as the backends can answer without blocking or hashing.  Cyrus' own return codes are
  * not trusted to tell "wrong password" from "backend down": our callbacks
  * record their verdict in the request, and the outcome is decided from it.
  */
@@ -45,6 +47,7 @@ enum auth_sasl_status {
 	AUTH_SASL_OK,            /* success: user, out_b64 = final data or NULL */
 	AUTH_SASL_FAIL,          /* credentials refused */
 	AUTH_SASL_TEMPFAIL,      /* backend or internal error */
+	AUTH_SASL_DEFERRED,      /* auth_sasl_step_fast only: run auth_sasl_step */
 };
 
 struct auth_sasl_req;
@@ -83,6 +86,19 @@ void auth_sasl_req_free(struct auth_sasl_req *r);
  */
 enum auth_sasl_status auth_sasl_step(struct auth_sasl_req *r,
     const unsigned char *in, size_t inlen, bool have_in, char **out_b64);
+/*
+ * auth_sasl_step_fast - the first step of a plaintext mechanism (PLAIN,
+ * LOGIN: true of auth_sasl_can_step_fast), on the event loop: as
+ * auth_sasl_step, except that the backends are only asked through
+ * backend_chain_verify_plain_fast.  When one of them needs the real check
+ * the answer is AUTH_SASL_DEFERRED: nothing was decided or kept, the
+ * request is as new, and the same step must be run with auth_sasl_step
+ * (on a worker).
+ */
+enum auth_sasl_status auth_sasl_step_fast(struct auth_sasl_req *r,
+    const unsigned char *in, size_t inlen, bool have_in, char **out_b64);
+/* May the next step of r run with auth_sasl_step_fast? */
+bool auth_sasl_can_step_fast(const struct auth_sasl_req *r);
 
 /* After a step: the user to report (authenticated, or the one that was
  * tried; "" if unknown), the verdict, extra fields (space separated). */

@@ -19,7 +19,10 @@
  * Proxy mode (set.upstream): the chain is one upstream Dovecot, which runs
  * the mechanisms itself.  AUTH/CONT are forwarded with src/authc.c on this
  * loop (no worker threads), its CONT/OK/FAIL come back; the pacing, the
- * penalties and the request timeout stay ours.
+ * penalties and the request timeout stay ours.  With a credential cache
+ * (set.cache), a PLAIN AUTH whose initial response, service and client
+ * (rip, lip, secured) got an OK a short while ago is answered OK from the
+ * cache on this loop, paced and counted as any OK; only OKs are cached.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +41,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "auth-cache.h"
 #include "auth-proto.h"
 #include "authc.h"
 #include "auth-sasl.h"
@@ -85,6 +89,8 @@ struct auth_request {
 	bool secured;
 	char *resp_b64;                     /* initial response, until sent */
 	uint32_t up_id;                     /* upstream request, 0: none */
+	struct auth_cache_key ck;           /* its cache key, when ck_set */
+	bool ck_set;
 };
 
 TAILQ_HEAD(req_queue, auth_request);
@@ -132,6 +138,7 @@ struct auth_server {
 
 static void client_free(struct auth_client *c);
 static void client_process_input(struct auth_client *c);
+static unsigned char *decode_b64(const char *s, size_t *len);
 
 /* ---- penalties ------------------------------------------------------ */
 
@@ -572,6 +579,67 @@ has_field(const char *fields, const char *name)
 	return false;
 }
 
+/* proxy_answer_ok - the final OK for r as user (from the upstream or the
+ * cache): logged, counted and paced as every OK. */
+static void
+proxy_answer_ok(struct auth_request *r, const char *user, bool cached)
+{
+	char su[160], srip[80], ssvc[80];
+	struct sbuf b;
+
+	sbuf_init(&b, 0);
+	sbuf_printf(&b, "OK\t%u\tuser=", r->id);
+	auth_proto_escape(&b, user);
+	sbuf_addstr(&b, "\n");
+	log_info("auth ok: rip=%s user=%s mech=%s service=%s (upstream%s)",
+	    safe_or_dash(srip, sizeof(srip), r->rip),
+	    safe_or_dash(su, sizeof(su), user), r->mech->name,
+	    safe_or_dash(ssvc, sizeof(ssvc), r->service), cached ? ", cached" : "");
+	penalty_update(r, true);
+	req_finish(r, xstrdup(b.s), false);
+	sbuf_free(&b);
+}
+
+/*
+ * proxy_cache_lookup - a PLAIN AUTH of r with an initial response: its
+ * key (the whole response - authzid, user, password - with service, rip,
+ * lip and secured) into r->ck; true with the user name when a live entry
+ * says the upstream accepted it.  Nothing decoded is kept.
+ */
+static bool
+proxy_cache_lookup(struct auth_request *r, char *user, size_t size)
+{
+	static const char tag[] = "msagate dovecot-proxy PLAIN v1";
+	struct auth_cache *cache = r->srv->set.cache;
+	unsigned char *raw;
+	size_t rawlen, len = size - 1;
+	char sec = r->secured ? '1' : '0';
+	bool hit;
+
+	if (cache == NULL || r->resp_b64 == NULL ||
+	    strcmp(r->mech->name, "PLAIN") != 0 ||
+	    (raw = decode_b64(r->resp_b64, &rawlen)) == NULL)
+		return false;
+	{
+		struct auth_cache_field f[] = {
+			{ tag, sizeof(tag) - 1 }, { r->service, strlen(r->service) },
+			{ r->rip, strlen(r->rip) }, { r->lip, strlen(r->lip) },
+			{ &sec, 1 }, { raw, rawlen },
+		};
+		r->ck_set = auth_cache_key(cache, f, sizeof(f) / sizeof(f[0]),
+		    &r->ck) == 0;
+	}
+	secure_zero(raw, rawlen);
+	free(raw);
+	if (!r->ck_set)
+		return false;
+	hit = auth_cache_lookup(cache, &r->ck, user, &len) && len > 0 &&
+	    len < size;
+	user[hit ? len : 0] = '\0';
+	auth_cache_log_debug(cache, hit, "upstream Dovecot", hit ? user : "-");
+	return hit;
+}
+
 /*
  * proxy_cb - a step of the upstream request of r: answer our client.  An
  * OK that asks for nologin or proxying is not a login here (as in the
@@ -582,7 +650,7 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 {
 	struct auth_request *r = ctx;
 	struct auth_client *c = r->client;
-	char su[160], srip[80], ssvc[80], user[BACKEND_MAX_USER + 1];
+	char su[160], srip[80], user[BACKEND_MAX_USER + 1];
 	struct sbuf b;
 
 	if (c == NULL)
@@ -603,15 +671,9 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 	switch (res) {
 	case AUTHC_OK:
 		snprintf(user, sizeof(user), "%s", data ? data : "");
-		sbuf_printf(&b, "OK\t%u\tuser=", r->id);
-		auth_proto_escape(&b, user);
-		sbuf_addstr(&b, "\n");
-		log_info("auth ok: rip=%s user=%s mech=%s service=%s (upstream)",
-		    safe_or_dash(srip, sizeof(srip), r->rip),
-		    safe_or_dash(su, sizeof(su), user), r->mech->name,
-		    safe_or_dash(ssvc, sizeof(ssvc), r->service));
-		penalty_update(r, true);
-		req_finish(r, xstrdup(b.s), false);
+		if (r->ck_set && user[0] != '\0')
+			auth_cache_insert(r->srv->set.cache, &r->ck, user, strlen(user));
+		proxy_answer_ok(r, user, false);
 		break;
 	case AUTHC_FAIL: {
 		char code[32];
@@ -650,7 +712,19 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 	sbuf_free(&b);
 }
 
-/* proxy_begin - forward the AUTH of r to the upstream. */
+/* drop_resp - wipe and forget the initial response of r. */
+static void
+drop_resp(struct auth_request *r)
+{
+	if (r->resp_b64 != NULL) {
+		secure_zero(r->resp_b64, strlen(r->resp_b64));
+		free(r->resp_b64);
+		r->resp_b64 = NULL;
+	}
+}
+
+/* proxy_begin - answer the AUTH of r from the cache, or forward it to the
+ * upstream. */
 static void
 proxy_begin(struct auth_request *r)
 {
@@ -663,15 +737,17 @@ proxy_begin(struct auth_request *r)
 		 * for the client address behind us */
 		.no_penalty = true,
 	};
+	char user[BACKEND_MAX_USER + 1];
 
 	r->state = RS_UPSTREAM;
+	if (proxy_cache_lookup(r, user, sizeof(user))) {
+		drop_resp(r);
+		proxy_answer_ok(r, user, true);
+		return;
+	}
 	r->up_id = authc_begin(r->srv->set.upstream, r->mech->name, r->resp_b64,
 	    &info, proxy_cb, r);
-	if (r->resp_b64 != NULL) {
-		secure_zero(r->resp_b64, strlen(r->resp_b64));
-		free(r->resp_b64);
-		r->resp_b64 = NULL;
-	}
+	drop_resp(r);
 }
 
 /* req_start - run the first step of r: a worker, or the upstream. */

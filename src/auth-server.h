@@ -18,6 +18,7 @@ struct backend_chain;
 struct auth_server;
 struct penalty;
 struct authc;
+struct auth_cache;
 
 struct auth_server_settings {
 	int failure_delay_ms;    /* hold credential FAILs this long (0: no hold) */
@@ -32,6 +33,13 @@ struct auth_server_settings {
 	 * mechanisms are then those of auth_sasl_init_proxy().  NULL: none.
 	 */
 	struct authc *upstream;
+	/*
+	 * Proxy mode with auth.cache_ttl: PLAIN logins the upstream said OK
+	 * to are remembered here (src/auth-cache.h) and answered from it
+	 * while they last.  NULL: none.  (Otherwise the backends use the
+	 * cache through the chain; the server never sees it.)
+	 */
+	struct auth_cache *cache;
 };
 
 /*

@@ -149,4 +149,18 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 			    cfg->user, cfg->user, cfg->auth.backends[i].path,
 			    cfg->auth.backends[i].path);
 	}
+	/* commands and files of aliases run as relay.alias_user: never root
+	 * (last: getpwnam() reuses the storage pw points to) */
+	if (geteuid() == 0 && cfg->relay.alias_user != NULL &&
+	    (cfg->relay.allow_alias_commands || cfg->relay.allow_alias_files)) {
+		struct passwd *ap = getpwnam(cfg->relay.alias_user);
+
+		if (ap == NULL)
+			config_errors_add(errs, cfg->file, cfg->relay.alias_user_line,
+			    "relay.alias_user \"%s\" does not exist", cfg->relay.alias_user);
+		else if (ap->pw_uid == 0 || ap->pw_gid == 0)
+			config_errors_add(errs, cfg->file, cfg->relay.alias_user_line,
+			    "relay.alias_user \"%s\" has uid or gid 0; commands and files "
+			    "of aliases never run as root", cfg->relay.alias_user);
+	}
 }

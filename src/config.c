@@ -483,7 +483,8 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 {
 	static const char *const keys[] = { "socket", "socket_mode", "socket_user",
 		"socket_group", "mechanisms", "backends", "failure_delay", "min_time",
-		"workers", "allow_authzid", "penalty", "listeners", NULL };
+		"workers", "allow_authzid", "penalty", "listeners", "cache_ttl",
+		"cache_size", "cache_verdicts", NULL };
 	static const char *const lkeys[] = { "path", "mode", "user", "group", NULL };
 	config_setting_t *ls;
 	static const char *const pkeys[] = { "enabled", "max_delay", "block_after",
@@ -570,6 +571,15 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	cfg->auth.min_time_ms = get_ms(L, a, "min_time", 100, 5000);
 	cfg->auth.workers = (int)get_int(L, a, "workers", nproc > 0 ? nproc : 2, 1, 64);
 	cfg->auth.allow_authzid = get_bool(L, a, "allow_authzid", false);
+	/* verified-credential cache (src/auth-cache.h): on for passwd-file
+	 * (never stale); verdicts of PAM / an upstream Dovecot only if asked */
+	cfg->auth.cache_ttl_ms = get_ms(L, a, "cache_ttl", 60 * 1000, 3600 * 1000);
+	cfg->auth.cache_size = (int)get_int(L, a, "cache_size", 10000, 1, 1000000);
+	cfg->auth.cache_verdicts = get_bool(L, a, "cache_verdicts", false);
+	if (cfg->auth.cache_verdicts && cfg->auth.cache_ttl_ms == 0)
+		config_errors_add(L->errs, L->file,
+		    line_of(config_setting_get_member(a, "cache_verdicts")),
+		    "auth.cache_verdicts = true needs the cache: auth.cache_ttl is 0 (off)");
 
 	p = a ? config_setting_get_member(a, "penalty") : NULL;
 	check_keys(L, p, "auth.penalty", pkeys);
@@ -634,6 +644,33 @@ load_relay_queue(struct loader *L, struct msagate_config *cfg,
 	}
 }
 
+/* What alias expansion may deliver to besides mailboxes (relay group). */
+static void
+load_relay_alias_targets(struct loader *L, struct msagate_config *cfg,
+    const config_setting_t *r)
+{
+	config_setting_t *s = r ? config_setting_get_member(r, "alias_user") : NULL;
+
+	cfg->relay.allow_alias_include = get_bool(L, r, "allow_alias_include", false);
+	cfg->relay.allow_alias_commands = get_bool(L, r, "allow_alias_commands", false);
+	cfg->relay.allow_alias_files = get_bool(L, r, "allow_alias_files", false);
+	cfg->relay.alias_user = get_str(L, r, "alias_user", "nobody");
+	cfg->relay.alias_user_line = line_of(s ? s : r);
+	if (cfg->relay.alias_user[0] == '\0' ||
+	    strcmp(cfg->relay.alias_user, "root") == 0)
+		config_errors_add(L->errs, L->file, line_of(s),
+		    "relay.alias_user must name an unprivileged account, not \"%s\"",
+		    cfg->relay.alias_user);
+	cfg->relay.alias_command_timeout_ms = get_ms(L, r, "alias_command_timeout",
+	    300 * 1000, 3600 * 1000);
+	if (cfg->relay.alias_command_timeout_ms < 1000 &&
+	    (s = r ? config_setting_get_member(r, "alias_command_timeout") : NULL) != NULL) {
+		config_errors_add(L->errs, L->file, line_of(s),
+		    "relay.alias_command_timeout must be at least 1 second");
+		cfg->relay.alias_command_timeout_ms = 300 * 1000;
+	}
+}
+
 static void
 load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t *root)
 {
@@ -643,8 +680,10 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 		"relayhost_tls", "tls_verify", "tls_ca_file", "relayhost_credentials",
 		"relayhost_max_connections", "mx_lookup", "dns_servers", "retry_min",
 		"retry_max", "queue_lifetime", "delay_warning", "delivery_workers",
+		"allow_alias_include", "allow_alias_commands", "allow_alias_files",
+		"alias_user", "alias_command_timeout", NULL };
+	static const char *const dkeys[] = { "method", "path", "socket", "min_uid",
 		NULL };
-	static const char *const dkeys[] = { "method", "path", "socket", NULL };
 	config_setting_t *r = config_setting_get_member(root, "relay");
 	config_setting_t *d = r ? config_setting_get_member(r, "delivery") : NULL;
 	char **nets;
@@ -753,6 +792,8 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 	cfg->relay.delivery_method = get_str(L, d, "method", "maildir");
 	cfg->relay.delivery_path = get_str(L, d, "path", "/var/mail/%d/%n/Maildir");
 	cfg->relay.delivery_socket = get_str(L, d, "socket", NULL);
+	cfg->relay.delivery_min_uid = get_int(L, d, "min_uid", 1000, 1, 2147483647LL);
+	load_relay_alias_targets(L, cfg, r);
 	if (strcmp(cfg->relay.delivery_method, "maildir") != 0 &&
 	    strcmp(cfg->relay.delivery_method, "lmtp") != 0 &&
 	    strcmp(cfg->relay.delivery_method, "discard") != 0)
@@ -807,7 +848,7 @@ struct msagate_config *
 config_load(const char *file, struct config_errors *errs)
 {
 	static const char *const root_keys[] = { "hostname", "user", "state_dir",
-		"run_dir", "tls", "listen", "auth", "relay", "smtp", "log", NULL };
+		"queue_sync", "run_dir", "tls", "listen", "auth", "relay", "smtp", "log", NULL };
 	static const char *const tls_keys[] = { "cert", "key", "min_protocol",
 		"ciphers", NULL };
 	static const char *const log_keys[] = { "facility", "debug", NULL };
@@ -848,6 +889,19 @@ config_load(const char *file, struct config_errors *errs)
 	cfg->user_line = line_of(config_setting_get_member(root, "user"));
 	cfg->state_dir = get_str(&L, root, "state_dir", LOCALSTATEDIR "/lib/msagate");
 	cfg->run_dir = get_str(&L, root, "run_dir", RUNSTATEDIR "/msagate");
+	{
+		char *qs = get_str(&L, root, "queue_sync", "filesystem");
+
+		if (strcmp(qs, "file") == 0)
+			cfg->queue_sync_fs = false;
+		else if (strcmp(qs, "filesystem") == 0)
+			cfg->queue_sync_fs = true;
+		else
+			config_errors_add(errs, file,
+			    line_of(config_setting_get_member(root, "queue_sync")),
+			    "queue_sync \"%s\" unknown (\"filesystem\" or \"file\")", qs);
+		free(qs);
+	}
 	if (cfg->state_dir[0] != '/')
 		config_errors_add(errs, file, line_of(config_setting_get_member(root, "state_dir")),
 		    "state_dir must be an absolute path");
@@ -936,6 +990,7 @@ config_free(struct msagate_config *cfg)
 	free(cfg->relay.delivery_method);
 	free(cfg->relay.delivery_path);
 	free(cfg->relay.delivery_socket);
+	free(cfg->relay.alias_user);
 	free(cfg->log.facility);
 	free(cfg->pid_file);
 	free(cfg->queue_socket);

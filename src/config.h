@@ -58,6 +58,7 @@ struct msagate_config {
 	char *hostname;
 	char *user;                  /* unprivileged account for the roles */
 	char *state_dir;
+	bool queue_sync_fs;           /* queue_sync: syncfs() per batch (else fdatasync per file) */
 	char *run_dir;
 
 	struct {
@@ -87,6 +88,9 @@ struct msagate_config {
 		int min_time_ms;         /* floor for every attempt */
 		int workers;             /* hashing threads in the auth role */
 		bool allow_authzid;      /* authzid != authcid permitted */
+		int cache_ttl_ms;        /* verified-credential cache lifetime; 0 off */
+		int cache_size;          /* ... and its most entries */
+		bool cache_verdicts;     /* also cache OKs of PAM / upstream Dovecot */
 		struct {                 /* auth.penalty: brute-force defence */
 			bool enabled;
 			int max_delay_ms;    /* cap of the growing pre-auth delay */
@@ -129,6 +133,14 @@ struct msagate_config {
 		int queue_lifetime_ms;   /* older messages bounce */
 		int delay_warning_ms;    /* warn the sender after this; 0 = never */
 		int delivery_workers;    /* deliveries in parallel */
+		/* local delivery as other users (src/deliver-helper.c) */
+		long long delivery_min_uid; /* relay.delivery.min_uid: lowest uid written as */
+		bool allow_alias_include; /* ":include:/path" alias targets */
+		bool allow_alias_commands; /* "|command" alias targets */
+		bool allow_alias_files;  /* "/file" alias targets (mbox append) */
+		char *alias_user;        /* commands and files run as this account */
+		int alias_user_line;     /* for error messages */
+		int alias_command_timeout_ms; /* a command's run time limit */
 	} relay;
 
 	struct {

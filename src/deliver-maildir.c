@@ -1,50 +1,67 @@
 /*
  * deliver-maildir.c - the "maildir" delivery method: one file per
- * recipient in PATH/new, written with the Maildir protocol (tmp/unique,
- * fsync, rename to new/, fsync new/).  PATH comes from
- * relay.delivery.path with %d = domain, %n = local part without the +tag,
- * %u = local@domain (both lowercased), %% = '%'.  Missing directories are
- * created with mode 0700 on first delivery.
+ * recipient in PATH/new, written with the Maildir protocol (maildir.c).
+ * PATH comes from relay.delivery.path with %d = domain, %n = local part
+ * without the +tag, %u = local@domain (both lowercased), %h = the
+ * recipient's home directory from the userdb, %% = '%'.  Missing
+ * directories are created with mode 0700 on first delivery.
  *
- * The queue role runs as `user`, so mailboxes belong to that user (one
- * virtual-mail account, like Dovecot's vmail): the mail server reading
- * them must run as the same uid.  A path the user cannot write is a
- * temporary failure (the administrator can fix it); an address that
- * cannot name a directory safely ('/', leading '.', control characters)
- * is a permanent one.
+ * Whose files: when msagated runs as root, the recipient is looked up in
+ * the userdb (the auth role's socket, as the SMTP role does for RCPT);
+ * with a uid there (passwd-file uid/gid fields, the system account for
+ * PAM) the Maildir is created and written as that uid and gid, by a child
+ * of the delivery helper (deliver-helper.c) - unless the uid is 0, below
+ * relay.delivery.min_uid, or the gid is 0: then the recipient is deferred
+ * and nothing is written.  Without a uid (or started without root) the
+ * queue role writes itself, as `user` (one virtual-mail account, like
+ * Dovecot's vmail).  A path that cannot be written is a temporary failure
+ * (the administrator can fix it); an address that cannot name a directory
+ * safely ('/', leading '.', control characters) is a permanent one.
  */
-#include <sys/stat.h>
-#include <sys/time.h>
-
 #include <errno.h>
-#include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "deliver-helper.h"
 #include "delivery.h"
+#include "mailbox-owner.h"
+#include "maildir.h"
 #include "util.h"
 
-#define MD_PATH_MAX 4096
+#define OWNER_TIMEOUT_MS 10000
 
 struct maildir_ctx {
 	char *path;                  /* template */
 	char *delimiter;
-	char host[256];              /* for unique names: '/' and ':' encoded */
+	char *userdb_socket;
+	long long min_uid;
+	bool wants_home;             /* the template has %h */
+	char host[MAILDIR_HOST_MAX]; /* for unique names: '/' and ':' encoded */
 };
 
-static atomic_uint md_counter;
+/* Does the template use %h (a "%%h" is a literal)? */
+static bool
+uses_home(const char *t)
+{
+	for (; *t != '\0'; t++)
+		if (*t == '%') {
+			if (t[1] == 'h')
+				return true;
+			if (t[1] != '\0')
+				t++;
+		}
+	return false;
+}
 
 static void *
 maildir_init(const struct msagate_config *cfg, char **error)
 {
 	struct maildir_ctx *c;
-	size_t j = 0;
 
-	if (cfg->relay.delivery_path == NULL || cfg->relay.delivery_path[0] != '/') {
+	if (cfg->relay.delivery_path == NULL || (cfg->relay.delivery_path[0] != '/' &&
+	    strncmp(cfg->relay.delivery_path, "%h", 2) != 0)) {
 		*error = xstrdup("relay.delivery.path must be an absolute path");
 		return NULL;
 	}
@@ -52,16 +69,12 @@ maildir_init(const struct msagate_config *cfg, char **error)
 	c->path = xstrdup(cfg->relay.delivery_path);
 	c->delimiter = xstrdup(cfg->relay.recipient_delimiter ?
 	    cfg->relay.recipient_delimiter : "");
-	for (const char *p = cfg->hostname ? cfg->hostname : "localhost";
-	    *p != '\0' && j + 5 < sizeof(c->host); p++) {
-		if (*p == '/')
-			j += (size_t)snprintf(c->host + j, 5, "\\057");
-		else if (*p == ':')
-			j += (size_t)snprintf(c->host + j, 5, "\\072");
-		else
-			c->host[j++] = *p;
-	}
-	c->host[j] = '\0';
+	c->userdb_socket = xstrdup(cfg->auth.userdb_socket ?
+	    cfg->auth.userdb_socket : "");
+	c->min_uid = cfg->relay.delivery_min_uid > 0 ?
+	    cfg->relay.delivery_min_uid : 1000;
+	c->wants_home = uses_home(c->path);
+	maildir_host(cfg->hostname, c->host, sizeof(c->host));
 	return c;
 }
 
@@ -81,6 +94,7 @@ maildir_free(void *ctx)
 		return;
 	free(c->path);
 	free(c->delimiter);
+	free(c->userdb_socket);
 	free(c);
 }
 
@@ -99,10 +113,11 @@ safe_component(const char *s)
 	return true;
 }
 
-/* Expand the template for one address; -1 if it does not fit. */
+/* Expand the template for one address; -1 if it does not fit, -2 if it
+ * needs a home directory and there is none. */
 static int
 expand_path(const char *tmpl, const char *local, const char *domain,
-    char *out, size_t len)
+    const char *home, char *out, size_t len)
 {
 	size_t j = 0;
 
@@ -115,6 +130,12 @@ expand_path(const char *tmpl, const char *local, const char *domain,
 			switch (p[1]) {
 			case 'd': add = domain; p++; break;
 			case 'n': add = local; p++; break;
+			case 'h':
+				if (home == NULL || home[0] != '/')
+					return -2;
+				add = home;
+				p++;
+				break;
 			case 'u':
 				n = snprintf(out + j, len - j, "%s@%s", local, domain);
 				if (n < 0 || (size_t)n >= len - j)
@@ -134,136 +155,43 @@ expand_path(const char *tmpl, const char *local, const char *domain,
 	return 0;
 }
 
-static void
-fsync_dir(const char *path)
+/*
+ * Whose mailbox: *o from the userdb when we may write as others (root)
+ * or the path needs %h.  false with r's verdict set when it cannot be
+ * decided or is refused.
+ */
+static bool
+find_owner(struct maildir_ctx *c, struct delivery_rcpt *r, const char *local,
+    const char *domain, struct mailbox_owner *o)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char err[200], why[160];
+	bool privileged = deliver_helper_privileged();
 
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
+	memset(o, 0, sizeof(*o));
+	if (!privileged && !c->wants_home)
+		return true;
+	switch (mailbox_owner_lookup(c->userdb_socket, local, domain,
+	    OWNER_TIMEOUT_MS, o, err, sizeof(err))) {
+	case OWNER_TEMPFAIL:
+		delivery_set(r, DELIVERY_DEFER, "4.3.0", "cannot find the mailbox "
+		    "owner: %s", err);
+		return false;
+	case OWNER_NOTFOUND:
+		memset(o, 0, sizeof(*o));
+		return true;
+	case OWNER_FOUND:
+		break;
 	}
-}
-
-/* mkdir -p with mode 0700, fsyncing the parent of each new directory. */
-static int
-make_dirs(char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
-	if (errno != ENOENT)
-		return -1;
-	for (char *p = path + 1; ; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char saved = *p;
-
-		*p = '\0';
-		if (mkdir(path, 0700) == 0) {
-			char *slash = strrchr(path, '/');
-
-			if (slash != NULL && slash != path) {
-				*slash = '\0';
-				fsync_dir(path);
-				*slash = '/';
-			} else {
-				fsync_dir("/");
-			}
-		} else if (errno != EEXIST) {
-			*p = saved;
-			return -1;
-		}
-		*p = saved;
-		if (saved == '\0')
-			break;
+	if (!privileged) {
+		o->has_uid = false;     /* everything runs as the invoking user */
+		return true;
 	}
-	return 0;
-}
-
-/* Make sure DIR/{tmp,new,cur} exist. */
-static int
-make_maildir(const char *dir)
-{
-	static const char *const subs[] = { "tmp", "new", "cur" };
-	char p[MD_PATH_MAX];
-
-	snprintf(p, sizeof(p), "%s", dir);
-	if (make_dirs(p) < 0)
-		return -1;
-	for (size_t i = 0; i < 3; i++) {
-		if (snprintf(p, sizeof(p), "%s/%s", dir, subs[i]) >= (int)sizeof(p))
-			return errno = ENAMETOOLONG, -1;
-		if (mkdir(p, 0700) == 0)
-			fsync_dir(dir);
-		else if (errno != EEXIST)
-			return -1;
+	if (o->has_uid && (o->uid != geteuid() || o->gid != getegid()) &&
+	    mailbox_owner_refused(o->uid, o->gid, c->min_uid, why, sizeof(why))) {
+		delivery_set(r, DELIVERY_DEFER, "4.3.5", "%s", why);
+		return false;
 	}
-	return 0;
-}
-
-static int
-write_out(void *arg, const char *p, size_t n)
-{
-	return write_all(*(int *)arg, p, n) < 0 ? -1 : 0;
-}
-
-/* Deliver the message to one Maildir; -1 with errno and *step. */
-static int
-maildir_write(struct maildir_ctx *c, const struct delivery_msg *msg,
-    const char *dir, const char *rcpt, const char **step)
-{
-	char tmp[MD_PATH_MAX], new[MD_PATH_MAX], name[512], nd[MD_PATH_MAX];
-	struct sbuf h;
-	struct timeval tv;
-	int fd, e;
-
-	*step = "create the Maildir";
-	if (make_maildir(dir) < 0)
-		return -1;
-	gettimeofday(&tv, NULL);
-	snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%u.%s", (long long)tv.tv_sec,
-	    (long)tv.tv_usec, (long)getpid(), atomic_fetch_add(&md_counter, 1),
-	    c->host);
-	if (snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >= (int)sizeof(tmp) ||
-	    snprintf(new, sizeof(new), "%s/new/%s", dir, name) >= (int)sizeof(new) ||
-	    snprintf(nd, sizeof(nd), "%s/new", dir) >= (int)sizeof(nd))
-		return errno = ENAMETOOLONG, -1;
-	*step = "create a file in tmp/";
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	    0600)) < 0)
-		return -1;
-	sbuf_init(&h, 0);
-	sbuf_printf(&h, "Return-Path: <%s>\nDelivered-To: %s\n",
-	    msg->env->sender, rcpt);
-	*step = "write";
-	if (write_all(fd, h.s, h.len) < 0 ||
-	    delivery_copy_body(msg, DELIVERY_COPY_LF, write_out, &fd) < 0)
-		goto fail;
-	*step = "fsync";
-	if (fsync(fd) < 0)
-		goto fail;
-	*step = "close";
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	*step = "rename into new/";
-	if (rename(tmp, new) < 0)
-		goto fail;
-	fsync_dir(nd);
-	sbuf_free(&h);
-	return 0;
-fail:
-	e = errno;
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	sbuf_free(&h);
-	errno = e;
-	return -1;
+	return true;
 }
 
 static void
@@ -274,8 +202,11 @@ maildir_deliver(void *ctx, const struct delivery_msg *msg,
 
 	for (size_t i = 0; i < n; i++) {
 		struct delivery_rcpt *r = &rcpts[i];
-		char local[256], domain[256], dir[MD_PATH_MAX];
+		char local[256], domain[256], dir[MAILDIR_PATH_MAX];
+		struct mailbox_owner o;
+		struct sbuf h;
 		const char *step = "";
+		int rc;
 
 		if (delivery_split_address(r->address, c->delimiter, local,
 		    sizeof(local), domain, sizeof(domain)) < 0 ||
@@ -284,20 +215,35 @@ maildir_deliver(void *ctx, const struct delivery_msg *msg,
 			    "address cannot name a mailbox");
 			continue;
 		}
-		if (expand_path(c->path, local, domain, dir, sizeof(dir)) < 0) {
+		if (!find_owner(c, r, local, domain, &o))
+			continue;
+		rc = expand_path(c->path, local, domain, o.home, dir, sizeof(dir));
+		if (rc == -2) {
+			delivery_set(r, DELIVERY_DEFER, "4.3.5", "relay.delivery.path "
+			    "uses %%h but the userdb gives no home for this user");
+			continue;
+		}
+		if (rc < 0) {
 			delivery_set(r, DELIVERY_BOUNCE, "5.1.3",
 			    "mailbox path too long");
 			continue;
 		}
-		if (maildir_write(c, msg, dir, r->address, &step) < 0) {
-			int e = errno;
+		sbuf_init(&h, 0);
+		sbuf_printf(&h, "Return-Path: <%s>\nDelivered-To: %s\n",
+		    msg->env->sender, r->address);
+		if (o.has_uid && (o.uid != geteuid() || o.gid != getegid())) {
+			struct helper_request req = {
+				.kind = HELPER_MAILDIR, .uid = o.uid, .gid = o.gid,
+				.target = dir, .sender = msg->env->sender,
+				.rcpt = r->address, .head = h.s,
+			};
 
-			delivery_set(r, DELIVERY_DEFER, e == ENOSPC || e == EDQUOT ?
-			    "4.2.2" : "4.3.0", "cannot %s in %s: %s", step, dir,
-			    strerror(e));
-			continue;
+			deliver_helper_call(&req, msg, r);
+		} else {
+			rc = maildir_store(dir, c->host, h.s, h.len, msg, &step);
+			maildir_verdict(r, rc < 0 ? errno : 0, step, dir);
 		}
-		delivery_set(r, DELIVERY_SENT, "2.0.0", "delivered to maildir");
+		sbuf_free(&h);
 	}
 }
 

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "aliases.h"
+#include "deliver-helper.h"
 #include "delivery.h"
 #include "dsn.h"
 #include "log.h"
@@ -80,6 +81,7 @@ struct qmgr {
 	/* event-loop side */
 	struct qmsg_list ready, waiting;
 	size_t n_ready, n_waiting, n_busy;
+	time_t timer_at;             /* when the retry timer fires; 0: not armed */
 	struct event *timer, *notify_ev;
 	bool stopping;
 
@@ -180,6 +182,7 @@ fail:
 struct item {
 	size_t idx;
 	char *final;
+	enum alias_kind kind;        /* an address, or a command/file of an alias */
 	bool local;
 	bool decided;                /* verdict already known (no method call) */
 	struct delivery_rcpt r;
@@ -198,10 +201,12 @@ struct attempt {
 	size_t n_items, cap_items;
 	bool *idx_open;              /* recipient idx still has undone finals */
 	bool status_failed;
+	bool need_sync;              /* a line other than 'D' awaits fdatasync */
 };
 
 static void
-add_item(struct attempt *a, size_t idx, const char *final, bool local)
+add_item(struct attempt *a, size_t idx, const char *final, enum alias_kind kind,
+    bool local)
 {
 	struct item *it;
 
@@ -213,6 +218,7 @@ add_item(struct attempt *a, size_t idx, const char *final, bool local)
 	memset(it, 0, sizeof(*it));
 	it->idx = idx;
 	it->final = xstrdup(final);
+	it->kind = kind;
 	it->local = local;
 	it->r.address = it->final;
 	it->r.orig = a->env.rcpts[idx];
@@ -257,7 +263,8 @@ aliases_maybe_refresh(struct qmgr *m, time_t now)
  * local ones.  Returns 0, or -1 with *error (the recipient is deferred).
  */
 static int
-expand_rcpt(struct attempt *a, size_t idx, char ***out, size_t *n, char **error)
+expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
+    size_t *n, char **error)
 {
 	struct qmgr *m = a->m;
 	const char *rcpt = a->env.rcpts[idx];
@@ -265,6 +272,7 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, size_t *n, char **error)
 	int rc = 0;
 
 	*out = NULL;
+	*kinds = NULL;
 	*n = 0;
 	*error = NULL;
 	if (address_is_local(m->cfg, rcpt)) {
@@ -276,20 +284,28 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, size_t *n, char **error)
 			pol.n_local_domains = m->cfg->relay.n_local_domains;
 			pol.recipient_delimiter = m->cfg->relay.recipient_delimiter ?
 			    m->cfg->relay.recipient_delimiter : "";
-			rc = aliases_expand(m->aliases, &pol, rcpt, out, n, error);
+			pol.allow_include = m->cfg->relay.allow_alias_include;
+			pol.allow_pipe = m->cfg->relay.allow_alias_commands;
+			pol.allow_file = m->cfg->relay.allow_alias_files;
+			/* a refused command, file or include bounces alone */
+			pol.keep_refused = true;
+			rc = aliases_expand(m->aliases, &pol, rcpt, out, kinds, n, error);
 		}
 		pthread_mutex_unlock(&m->alias_mu);
 		if (rc < 0)
 			return -1;
 		if (m->aliases != NULL && *n == 0) {
 			aliases_free_list(*out, 0);
+			free(*kinds);
 			*out = NULL;
+			*kinds = NULL;
 		} else if (m->aliases != NULL) {
 			/* bare names from the aliases file: the recipient's domain */
 			const char *at = strrchr(rcpt, '@');
 
 			for (size_t i = 0; i < *n; i++) {
-				if (strchr((*out)[i], '@') == NULL && at != NULL) {
+				if ((*kinds)[i] == ALIAS_ADDRESS &&
+				    strchr((*out)[i], '@') == NULL && at != NULL) {
 					char *q = xasprintf("%s%s", (*out)[i], at);
 
 					free((*out)[i]);
@@ -301,6 +317,8 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, size_t *n, char **error)
 	}
 	*out = xmalloc(sizeof(char *));
 	(*out)[0] = xstrdup(rcpt);
+	*kinds = xcalloc(1, sizeof(**kinds));
+	(*kinds)[0] = ALIAS_ADDRESS;
 	*n = 1;
 	return 0;
 }
@@ -332,15 +350,27 @@ record(struct attempt *a, char kind, const struct item *it)
 		a->status_failed = true;
 		return false;
 	}
+	if (kind != 'D')
+		a->need_sync = true;
 	return true;
 }
 
+/*
+ * Make the status lines written so far durable.  Lines that only record a
+ * deferral ('D': last error, try count) are not worth a disk flush of
+ * their own: lost in a crash, they cost a retry sooner than planned, never
+ * a message or a duplicate; so a status file holding only those is left
+ * to the kernel's write-back.
+ */
 static bool
 sync_status(struct attempt *a)
 {
-	if (a->sfd >= 0 && fdatasync(a->sfd) < 0) {
-		log_warn("queue: %s: cannot fsync status file", a->qm->id);
-		return false;
+	if (a->sfd >= 0 && a->need_sync) {
+		if (fdatasync(a->sfd) < 0) {
+			log_warn("queue: %s: cannot fsync status file", a->qm->id);
+			return false;
+		}
+		a->need_sync = false;
 	}
 	return !a->status_failed;
 }
@@ -382,8 +412,7 @@ settle(struct attempt *a, struct item *it, const char *relay)
 	switch (it->r.status) {
 	case DELIVERY_SENT:
 		log_attempt(a, it, relay, "sent");
-		if (record(a, 'S', it))
-			(void)sync_status(a);
+		(void)record(a, 'S', it);   /* made durable at the attempt's end */
 		break;
 	case DELIVERY_DEFER:
 		log_attempt(a, it, relay, "deferred");
@@ -436,7 +465,8 @@ send_bounce(struct attempt *a, int qfd, long long body_offset)
 
 		if (it->r.status != DELIVERY_BOUNCE)
 			continue;
-		dr[n].final = it->final;
+		/* a command or file is not an address: report the recipient */
+		dr[n].final = it->kind == ALIAS_ADDRESS ? it->final : it->r.orig;
 		dr[n].orig = it->r.orig;
 		dr[n].status = it->r.dsn;
 		dr[n].detail = it->r.detail;
@@ -533,7 +563,8 @@ maybe_warn(struct attempt *a, int qfd, long long body_offset)
 
 		if (it->r.status != DELIVERY_DEFER)
 			continue;
-		dr[n].final = it->final;
+		/* a command or file is not an address: report the recipient */
+		dr[n].final = it->kind == ALIAS_ADDRESS ? it->final : it->r.orig;
 		dr[n].orig = it->r.orig;
 		dr[n].status = it->r.dsn;
 		dr[n].detail = it->r.detail;
@@ -574,6 +605,49 @@ out:
 	sbuf_free(&msg);
 	free(headers);
 	free(dr);
+}
+
+/*
+ * A command or file an alias expanded to (or an include that was not
+ * read): refused (5.7.1, bounced alone, as Postfix's local(8) does) unless
+ * relay.allow_alias_* says otherwise, else delivered by the helper as
+ * relay.alias_user, with Return-Path and Delivered-To (the recipient).
+ */
+static void
+deliver_alias_target(struct attempt *a, struct item *it,
+    const struct delivery_msg *dm)
+{
+	const struct msagate_config *cfg = a->m->cfg;
+	const char *relay = it->kind == ALIAS_COMMAND ? "command" :
+	    it->kind == ALIAS_FILE ? "file" : "include";
+	struct sbuf h;
+
+	it->decided = true;
+	if (it->kind == ALIAS_INCLUDE) {
+		delivery_set(&it->r, DELIVERY_BOUNCE, "5.7.1", "mail to :include: "
+		    "lists is restricted (relay.allow_alias_include)");
+	} else if (it->kind == ALIAS_COMMAND && !cfg->relay.allow_alias_commands) {
+		delivery_set(&it->r, DELIVERY_BOUNCE, "5.7.1", "mail to commands is "
+		    "restricted (relay.allow_alias_commands)");
+	} else if (it->kind == ALIAS_FILE && !cfg->relay.allow_alias_files) {
+		delivery_set(&it->r, DELIVERY_BOUNCE, "5.7.1", "mail to files is "
+		    "restricted (relay.allow_alias_files)");
+	} else {
+		struct helper_request req;
+
+		sbuf_init(&h, 0);
+		sbuf_printf(&h, "Return-Path: <%s>\nDelivered-To: %s\n",
+		    a->env.sender, it->r.orig);
+		memset(&req, 0, sizeof(req));
+		req.kind = it->kind == ALIAS_COMMAND ? HELPER_COMMAND : HELPER_FILE;
+		req.target = it->final;
+		req.sender = a->env.sender;
+		req.rcpt = it->r.orig;
+		req.head = h.s;
+		deliver_helper_call(&req, dm, &it->r);
+		sbuf_free(&h);
+	}
+	settle(a, it, relay);
 }
 
 /* Run method over the undecided items that are local (or foreign). */
@@ -687,12 +761,13 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 	/* what is left to do */
 	for (size_t idx = 0; idx < a.env.n_rcpts; idx++) {
 		char **finals, *err;
+		enum alias_kind *kinds;
 		size_t nf, before = a.n_items;
 
 		if (qstatus_rcpt_complete(&a.st, idx))
 			continue;
-		if (expand_rcpt(&a, idx, &finals, &nf, &err) < 0) {
-			add_item(&a, idx, a.env.rcpts[idx], false);
+		if (expand_rcpt(&a, idx, &finals, &kinds, &nf, &err) < 0) {
+			add_item(&a, idx, a.env.rcpts[idx], ALIAS_ADDRESS, false);
 			delivery_set(&a.items[before].r, DELIVERY_DEFER, "4.3.5",
 			    "alias expansion failed: %s", err ? err : "error");
 			a.items[before].decided = true;
@@ -702,10 +777,12 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		}
 		for (size_t f = 0; f < nf; f++) {
 			if (!qstatus_final_done(&a.st, idx, finals[f]))
-				add_item(&a, idx, finals[f],
+				add_item(&a, idx, finals[f], kinds[f],
+				    kinds[f] != ALIAS_ADDRESS ||
 				    address_is_local(m->cfg, finals[f]));
 		}
 		aliases_free_list(finals, nf);
+		free(kinds);
 		a.idx_open[idx] = a.n_items > before;
 	}
 
@@ -722,6 +799,8 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 
 		if (it->decided) {
 			settle(&a, it, "none");
+		} else if (it->kind != ALIAS_ADDRESS) {
+			deliver_alias_target(&a, it, &dm);
 		} else if (!it->local && m->onward == NULL) {
 			delivery_set(&it->r, DELIVERY_DEFER, "4.4.0", ONWARD_DETAIL);
 			it->decided = true;
@@ -752,10 +831,16 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		if (!record(&a, 'C', &c))
 			all_done = false;
 	}
-	if (!sync_status(&a))
-		all_done = false;
+	/*
+	 * Done with every recipient: removing the queue file (and syncing
+	 * queue/) is what makes that durable, so the status lines need no
+	 * flush of their own.  Otherwise flush them now: a recipient marked
+	 * sent is not delivered again after a crash.
+	 */
 	if (all_done)
 		remove_message(&a);
+	if (!all_done || a.qm->outcome == QO_DEFER)
+		(void)sync_status(&a);
 out:
 	close(qfd);
 	if (a.sfd >= 0)
@@ -828,6 +913,7 @@ arm_timer(struct qmgr *m)
 	TAILQ_FOREACH(qm, &m->waiting, link)
 		if (first == 0 || qm->next_try < first)
 			first = qm->next_try;
+	m->timer_at = first;
 	if (first == 0) {
 		evtimer_del(m->timer);
 		return;
@@ -873,7 +959,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	struct qmsg_list fin;
 	struct qmsg *qm;
 	char buf[64];
-	bool rearm = false;
+	time_t first_new = 0;
 
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
@@ -899,10 +985,21 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		qm->state = QM_WAITING;
 		TAILQ_INSERT_TAIL(&m->waiting, qm, link);
 		m->n_waiting++;
-		rearm = true;
+		if (first_new == 0 || qm->next_try < first_new)
+			first_new = qm->next_try;
 	}
-	if (rearm)
-		arm_timer(m);
+	/*
+	 * Re-arm only when a deferred message is due before the armed timer:
+	 * a scan of the whole waiting list per deferral would make a large
+	 * queue (an outage) cost O(n^2).
+	 */
+	if (first_new != 0 && (m->timer_at == 0 || first_new < m->timer_at)) {
+		time_t now = time(NULL);
+		struct timeval tv = { first_new > now ? first_new - now : 0, 0 };
+
+		m->timer_at = first_new;
+		evtimer_add(m->timer, &tv);
+	}
 	dispatch(m);
 }
 

@@ -9,8 +9,12 @@
  * whose lookups share the auth server's worker threads.  When the chain is
  * exactly one `dovecot` backend the role is a proxy: the upstream Dovecot
  * runs the configured mechanisms (passed through, as Postfix's dovecot
- * client does), every AUTH is forwarded over one src/authc.c connection.  SIGHUP re-reads the passwd files; SIGTERM stops
- * accepting and exits once the clients are gone (bounded).
+ * client does), every AUTH is forwarded over one src/authc.c connection.
+ * With auth.cache_ttl (default 60 s) the role keeps a verified-credential
+ * cache (src/auth-cache.h) for passwd-file hashes, and with
+ * auth.cache_verdicts also for the OKs of PAM and an upstream Dovecot
+ * (through the chain or, in proxy mode, the server).  SIGHUP re-reads the passwd files and flushes that cache; SIGTERM
+ * stops accepting and exits once the clients are gone (bounded).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -20,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "auth-cache.h"
 #include "auth-penalty.h"
 #include "auth-sasl.h"
 #include "auth-server.h"
@@ -38,6 +43,7 @@ struct role_auth {
 	struct auth_server *srv;
 	struct userdb_server *udb;
 	struct authc *upstream;         /* proxy mode, else NULL */
+	struct auth_cache *cache;       /* auth.cache_ttl, else NULL */
 	struct event *ev_hup, *ev_term, *ev_int, *ev_stop;
 	uint64_t stop_deadline;
 };
@@ -49,7 +55,10 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig;
 	(void)what;
-	log_info("SIGHUP: re-reading the passwd files");
+	log_info("SIGHUP: re-reading the passwd files%s",
+	    ra->cache ? ", credential cache flushed" : "");
+	if (ra->cache != NULL)
+		auth_cache_flush(ra->cache);
 	auth_server_reload(ra->srv);
 }
 
@@ -119,6 +128,17 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 		backend_chain_free(chain);
 		return 1;
 	}
+	if (cfg->auth.cache_ttl_ms > 0) {
+		ra.cache = auth_cache_new((size_t)cfg->auth.cache_size,
+		    (uint64_t)cfg->auth.cache_ttl_ms);
+		/* no backend that may use it (only PAM/dovecot, verdicts off) */
+		if (backend_chain_set_cache(chain, ra.cache,
+		    cfg->auth.cache_verdicts) == 0) {
+			backend_chain_set_cache(chain, NULL, false);
+			auth_cache_free(ra.cache);
+			ra.cache = NULL;
+		}
+	}
 	privsep_drop(cfg, "auth");
 
 	ra.base = event_base_new();
@@ -138,6 +158,8 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 		    b->timeout_ms > 0 ? b->timeout_ms : 10000);
 		authc_connect(ra.upstream);
 		set.upstream = ra.upstream;
+		/* upstream verdicts: only with auth.cache_verdicts */
+		set.cache = cfg->auth.cache_verdicts ? ra.cache : NULL;
 	}
 	ra.srv = auth_server_new(ra.base, listen_fd, chain, &set);
 	for (i = 1; ra.srv != NULL && i < fds->n_client; i++)
@@ -163,6 +185,12 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 		sbuf_init(&mechs, 0);
 		for (i = 0; i < auth_sasl_mech_count(); i++)
 			sbuf_printf(&mechs, "%s%s", i ? " " : "", auth_sasl_mech(i)->name);
+		if (ra.cache != NULL)
+			log_info("auth: credential cache on: %d entries of at most "
+			    "%.3g s (%s)", cfg->auth.cache_size,
+			    cfg->auth.cache_ttl_ms / 1000.0, cfg->auth.cache_verdicts ?
+			    "passwd-file hashes, PAM and upstream Dovecot verdicts" :
+			    "passwd-file hashes; PAM and upstream Dovecot always asked");
 		log_info("auth role ready: mechanisms %s, %zu backend(s)%s",
 		    mechs.s ? mechs.s : "", cfg->auth.n_backends,
 		    ra.upstream ? " (passed through to the upstream Dovecot)" : "");
@@ -181,6 +209,8 @@ role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds)
 	event_free(ra.ev_int);
 	event_base_free(ra.base);
 	auth_sasl_done();
+	backend_chain_set_cache(chain, NULL, false);
 	backend_chain_free(chain);
+	auth_cache_free(ra.cache);
 	return 0;
 }

@@ -46,6 +46,8 @@ cases = [
      'tls = "none"', r"needs tls"),
     ("syntax error", good.replace("listen = (", "listen = (("), None, r":\d+: "),
     ("bad listen role", good.replace('role = "relay"', 'role = "bogus"'), 'role = "bogus"', r"role \"bogus\""),
+    ("bad queue_sync", good.replace('hostname = ', 'queue_sync = "sometimes";\nhostname = '),
+     "queue_sync", r"queue_sync \"sometimes\" unknown"),
 ]
 for name, text, needle, pattern in cases:
     r, path = check(text)

@@ -2,9 +2,13 @@
  * test-aliases.c - unit tests of src/aliases.c: the aliases(5) parser
  * (comments, continuation lines, quotes, bounds, errors with FILE:LINE),
  * lookup (case-insensitive), expansion (nesting, depth limit, loops,
- * self-reference, recipient delimiter, refused target kinds, :include:,
- * deduplication) and refresh.
+ * self-reference, recipient delimiter, refused target kinds - as errors
+ * or handed back with keep_refused -, result kinds, :include: with
+ * comments, loops, nesting and unsafe permissions, deduplication) and
+ * refresh.
  */
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,23 +39,34 @@ load(const char *text, char **err)
 	return aliases_load(write_file("aliases", text), err);
 }
 
+/* The kinds of the last expansion, one letter each (A C F I). */
+static char last_kinds[64];
+
 /* Expansion as one comma-separated string, or "ERR: ..." */
 static const char *
 expand(const struct aliases *a, const struct aliases_policy *p, const char *addr)
 {
 	static char out[2048];
 	char **list, *err;
+	enum alias_kind *kinds;
 	size_t n, o = 0;
 
-	if (aliases_expand(a, p, addr, &list, &n, &err) != 0) {
+	last_kinds[0] = '\0';
+	if (aliases_expand(a, p, addr, &list, &kinds, &n, &err) != 0) {
 		snprintf(out, sizeof(out), "ERR: %s", err);
 		free(err);
 		return out;
 	}
 	out[0] = '\0';
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%s", i ? "," : "", list[i]);
+		if (i + 1 < sizeof(last_kinds)) {
+			last_kinds[i] = "ACFI"[kinds[i]];
+			last_kinds[i + 1] = '\0';
+		}
+	}
 	aliases_free_list(list, n);
+	free(kinds);
 	return out;
 }
 
@@ -142,9 +157,35 @@ main(void)
 	   "files refused by default");
 	ok(strncmp(expand(a, &pol, "inc@example.test"), "ERR: \":include:\"", 16) == 0,
 	   "include refused by default");
+	/* keep_refused: the refused targets come back, with their kinds */
+	pol.keep_refused = true;
+	is_str(expand(a, &pol, "pipe@example.test"), "|/usr/bin/prog --arg, with comma",
+	       "keep_refused: the refused pipe is returned");
+	is_str(last_kinds, "C", "... as a command");
+	is_str(expand(a, &pol, "file@example.test"), "/var/log/mail-copy",
+	       "keep_refused: the refused file is returned");
+	is_str(last_kinds, "F", "... as a file");
+	is_str(expand(a, &pol, "inc@example.test"), ":include:/nonexistent",
+	       "keep_refused: the include is returned, not read");
+	is_str(last_kinds, "I", "... as an include");
+	is_str(expand(a, &pol, "info@example.test"),
+	       "alice@example.test,bob@example.test,carol@foreign.test,dave@example.test",
+	       "addresses unchanged with keep_refused");
+	is_str(last_kinds, "AAAA", "... all addresses");
+	ok(strncmp(expand(a, &pol, "loopa@example.test"), "ERR: alias loop", 15) == 0,
+	   "a loop is still an error with keep_refused");
+	pol.keep_refused = false;
+	is_str(expand(a, &pol, "|cmd@example.test"), "|cmd@example.test",
+	       "an envelope address that looks like a pipe is an address");
+	is_str(last_kinds, "A", "... of kind address");
+	is_int(aliases_target_kind(":INCLUDE:/x"), ALIAS_INCLUDE, "kind: include");
+	is_int(aliases_target_kind("|x"), ALIAS_COMMAND, "kind: command");
+	is_int(aliases_target_kind("/x"), ALIAS_FILE, "kind: file");
+	is_int(aliases_target_kind("x@y"), ALIAS_ADDRESS, "kind: address");
 	pol.allow_pipe = pol.allow_file = true;
 	is_str(expand(a, &pol, "pipe@example.test"), "|/usr/bin/prog --arg, with comma",
 	       "pipes when allowed");
+	is_str(last_kinds, "C", "... of kind command");
 	is_str(expand(a, &pol, "file@example.test"), "/var/log/mail-copy", "files when allowed");
 	pol.allow_include = true;
 	ok(strncmp(expand(a, &pol, "inc@example.test"), "ERR: /nonexistent", 17) == 0,
@@ -162,6 +203,72 @@ main(void)
 		is_str(expand(a, &pol, "list@example.test"),
 		       "alice@example.test,bob@foreign.test,carol@example.test", "include expanded");
 		aliases_free(a);
+	}
+	{
+		char text[2000], inc2[300], inc3[300], self[300], deep[300], sub[300];
+
+		/* comments, a pipe and a file inside an include */
+		snprintf(inc2, sizeof(inc2), "%s", write_file("inc2",
+		    "# the list\n\n  alice, \"|/bin/cat\"\n# more\n/tmp/x\n"));
+		snprintf(inc3, sizeof(inc3), "%s", write_file("inc3", "bob\n"));
+		chmod(inc3, 0664);
+		snprintf(self, sizeof(self), "%s/self", dir);
+		snprintf(text, sizeof(text), ":include:%s\n", self);
+		write_file("self", text);
+		snprintf(deep, sizeof(deep), "%s", write_file("deep", "d1\n"));
+		snprintf(sub, sizeof(sub), "%s/sub", dir);
+		mkdir(sub, 0777);
+		chmod(sub, 0777);
+		snprintf(text, sizeof(text), "%s/sub/inc4", dir);
+		{
+			FILE *f = fopen(text, "w");
+
+			if (f != NULL) {
+				fputs("carol\n", f);
+				fclose(f);
+			}
+		}
+		snprintf(text, sizeof(text),
+		    "l2: :include:%s\nl3: :include:%s\nl4: :include:%s\n"
+		    "l5: :include:%s\nl6: :include:%s/sub/inc4\n"
+		    "l7: :include:relative\n"
+		    "d1: d2\nd2: d3\nd3: d4\nd4: d5\nd5: d6\nd6: d7\nd7: d8\nd8: d9\n"
+		    "d9: end\n", inc2, inc3, self, deep, dir);
+		a = load(text, &err);
+		ok(a != NULL, "load with more includes: %s", err ? err : "ok");
+		pol.allow_pipe = pol.allow_file = true;
+		is_str(expand(a, &pol, "l2@example.test"), "alice@example.test,|/bin/cat,/tmp/x",
+		       "include: comment lines skipped, pipe and file inside");
+		is_str(last_kinds, "ACF", "... with their kinds");
+		pol.allow_pipe = false;
+		pol.keep_refused = true;
+		is_str(expand(a, &pol, "l2@example.test"), "alice@example.test,|/bin/cat,/tmp/x",
+		       "include: a pipe refused there comes back with keep_refused");
+		pol.keep_refused = false;
+		ok(strncmp(expand(a, &pol, "l2@example.test"), "ERR: pipe", 9) == 0,
+		   "include: a pipe refused there fails the expansion otherwise");
+		ok(strstr(expand(a, &pol, "l3@example.test"), "writable by group or others") != NULL,
+		   "group-writable include file refused: %s", expand(a, &pol, "l3@example.test"));
+		ok(strstr(expand(a, &pol, "l4@example.test"), "include loop") != NULL,
+		   "include file including itself: %s", expand(a, &pol, "l4@example.test"));
+		ok(strstr(expand(a, &pol, "l5@example.test"), "nested too deeply") != NULL,
+		   "include counts as a nesting level: %s", expand(a, &pol, "l5@example.test"));
+		ok(strstr(expand(a, &pol, "l6@example.test"), "directory is writable") != NULL,
+		   "include in a world-writable directory refused: %s",
+		   expand(a, &pol, "l6@example.test"));
+		ok(strstr(expand(a, &pol, "l7@example.test"), "absolute path") != NULL,
+		   "relative include path refused: %s", expand(a, &pol, "l7@example.test"));
+		chmod(sub, 01777);
+		is_str(expand(a, &pol, "l6@example.test"), "carol@example.test",
+		       "... unless the directory is sticky");
+		aliases_free(a);
+		unlink(inc2);
+		unlink(inc3);
+		unlink(self);
+		unlink(deep);
+		snprintf(text, sizeof(text), "%s/sub/inc4", dir);
+		unlink(text);
+		rmdir(sub);
 	}
 
 	/* syntax errors, with FILE:LINE */

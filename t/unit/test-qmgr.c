@@ -453,6 +453,65 @@ test_qmgr_runs(void)
 	is_int(count_dir(p), 1, "nor after a restart");
 	is_int(count_dir(qdir), 1, "the message is still queued");
 	qmgr_free(m);
+	unlinkat(d.q, "0000000000000A06", 0);
+	unlinkat(d.st, "0000000000000A06", 0);
+
+	/* 7: commands, files and includes of an alias, refused by default:
+	 * each bounces alone (5.7.1), the address in the list is delivered */
+	{
+		const char *r7[] = { "list@example.test" };
+		char apath[300];
+		FILE *f;
+
+		snprintf(apath, sizeof(apath), "%s/aliases", tmpdir);
+		f = fopen(apath, "w");
+		fprintf(f, "list: frank, \"|/bin/true\", /tmp/never, :include:/nonexistent\n"
+		    "cmd: \"|/bin/true\"\n");
+		fclose(f);
+		cfg.relay.aliases = apath;
+		cfg.relay.delay_warning_ms = 0;
+		write_qfile(&d, "0000000000000A07", "gail@example.test", r7, 1, time(NULL),
+		    "Subject: list\r\n\r\nbody\r\n");
+		m = qmgr_new(&cfg, base, d.in, d.q, d.st);
+		qmgr_scan(m);
+		run_until(base, qdir, 0);
+		is_int(count_dir(qdir), 0, "list: delivered and bounced, nothing left");
+		snprintf(p, sizeof(p), "%s/mail/example.test/frank/Maildir/new", tmpdir);
+		is_int(count_dir(p), 1, "the address of the list is delivered");
+		snprintf(p, sizeof(p), "%s/mail/example.test/gail/Maildir/new", tmpdir);
+		s = only_file(p);
+		ok(s != NULL && strstr(s, "mail to commands is restricted") != NULL &&
+		    strstr(s, "mail to files is restricted") != NULL &&
+		    strstr(s, "mail to :include: lists is restricted") != NULL &&
+		    strstr(s, "Final-Recipient: rfc822; list@example.test\nAction: failed\n"
+		    "Status: 5.7.1") != NULL && strstr(s, "/bin/true") == NULL,
+		    "one bounce: the three refused targets, 5.7.1, reported as the list");
+		free(s);
+		qmgr_free(m);
+
+		/* 8: commands allowed, but no delivery helper runs: deferred */
+		cfg.relay.allow_alias_commands = true;
+		r7[0] = "cmd@example.test";
+		write_qfile(&d, "0000000000000A08", "gail@example.test", r7, 1, time(NULL),
+		    "Subject: cmd\r\n\r\nbody\r\n");
+		m = qmgr_new(&cfg, base, d.in, d.q, d.st);
+		qmgr_scan(m);
+		run_for(base, 500);
+		{
+			struct qstatus st;
+
+			qstatus_load(d.st, "0000000000000A08", &st);
+			ok(st.n == 1 && st.e[0].kind == 'D' &&
+			    strcmp(st.e[0].final, "|/bin/true") == 0 &&
+			    strstr(st.e[0].detail, "no delivery helper") != NULL,
+			    "allowed command without the helper: deferred (%s)",
+			    st.n ? st.e[0].detail : "-");
+			qstatus_free(&st);
+		}
+		qmgr_free(m);
+		cfg.relay.aliases = NULL;
+		cfg.relay.allow_alias_commands = false;
+	}
 	event_base_free(base);
 	close(d.in);
 	close(d.q);

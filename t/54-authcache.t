@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+# 54-authcache.t - the verified-credential cache (auth.cache_ttl) over the
+# real auth socket and SMTP: a cached user still logs in (and the second
+# login is a cache hit), a wrong password still fails after the failure
+# delay and feeds the penalties, which a cached success still waits for;
+# a cached success still honours min_time; changing the user's password
+# in the passwd file makes the old one fail as soon as the file is re-read
+# (no SIGHUP), SIGHUP flushes; nothing secret is logged; with the cache
+# off everything is as before; `msagated -n` checks the keys; and with an
+# upstream Dovecot (proxy mode) OK answers are replayed until SIGHUP.
+import os, re, signal, socket, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+ALICE, APW = "alice@example.test", "alice-secret-1"
+NEWPW = "alice-new-secret-2"
+
+
+class Auth:
+    """A Dovecot auth protocol client on the daemon's socket."""
+
+    def __init__(self, d):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(30)
+        self.s.connect(d.auth_socket)
+        self.buf = b""
+        self.next_id = 1
+        self.s.sendall(b"VERSION\t1\t2\nCPID\t4343\n")
+        while self.line() != "DONE":
+            pass
+
+    def line(self):
+        while b"\n" not in self.buf:
+            x = self.s.recv(65536)
+            if not x:
+                raise EOFError(self.buf)
+            self.buf += x
+        l, self.buf = self.buf.split(b"\n", 1)
+        return l.decode()
+
+    def plain(self, user, pw, rip="127.0.0.1", service="smtp"):
+        """One AUTH PLAIN; (reply line with the id removed, seconds)."""
+        i = self.next_id
+        self.next_id += 1
+        t0 = time.time()
+        self.s.sendall(("AUTH\t%d\tPLAIN\tservice=%s\trip=%s\tresp=%s\n" %
+                        (i, service, rip, plain_b64(user, pw))).encode())
+        l = self.line()
+        dt = time.time() - t0
+        return re.sub(r"^(\w+)\t%d" % i, r"\1", l), dt
+
+    def close(self):
+        self.s.close()
+
+
+def count(d, pattern):
+    return len(re.findall(pattern, d.read_log()))
+
+
+def hits(d):
+    return count(d, r"auth cache hit: user=")
+
+
+def misses(d):
+    return count(d, r"auth cache miss: user=")
+
+
+def write_passwd(d, users):
+    """Replace the passwd file (a new inode, as editors and doveadm do)."""
+    tmp = d.passwd + ".new"
+    with open(tmp, "w") as f:
+        for u, p in users.items():
+            f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
+    if os.geteuid() == 0:
+        import pwd
+        os.chown(tmp, 0, pwd.getpwnam(d.user).pw_gid)
+        os.chmod(tmp, 0o640)
+    os.rename(tmp, d.passwd)
+
+
+def wait_count(d, fn, want, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn(d) >= want:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# ---------------------------------------------------------------- cache on
+d = Daemon(users={ALICE: APW, "bob": "b0b pass:word"}, failure_delay=0.5, penalty=True,
+           auth_extra="cache_ttl = 60;\n  cache_size = 100;\n"
+                      "  penalty = { block_after = 50; window = 60; max_delay = 2; };")
+ok(d.wait_log(r"credential cache on: 100 entries of at most 60 s"),
+   "the auth role says the cache is on", d.read_log()[-1500:])
+a = Auth(d)
+h0, m0 = hits(d), misses(d)
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\tuser=alice@example\.test", "first login: OK")
+ok(wait_count(d, misses, m0 + 1), "first login: a cache miss (the hash ran)")
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\tuser=alice@example\.test", "second login: OK")
+ok(wait_count(d, hits, h0 + 1), "second login: a cache hit", d.read_log()[-1500:])
+like(d.read_log(), r"auth cache hit: user=alice@example\.test \(passwd-file; hits=\d+",
+     "debug line names user and backend")
+
+# a cached user still logs in over SMTP
+h1 = hits(d)
+s = d.smtp()
+like(s.login(ALICE, APW), r"^235 ", "SMTP AUTH PLAIN of the cached user: 235")
+s.close()
+ok(wait_count(d, hits, h1 + 1), "the SMTP login was a cache hit")
+
+# many cached logins are cheap: 200 in well under what 200 hashes cost here
+t0 = time.time()
+for i in range(200):
+    r, _ = a.plain(ALICE, APW)
+    if not r.startswith("OK"):
+        break
+like(r, r"^OK", "200 cached logins in a row: OK")
+diag("200 cached logins took %.3f s" % (time.time() - t0))
+
+# a wrong password fails, after the failure delay, and counts for the penalty
+m1 = misses(d)
+times = []
+for i in range(3):
+    r, dt = a.plain(ALICE, "wrong-%d" % i, rip="127.0.0.30")
+    times.append(dt)
+    is_(r, "FAIL\tuser=alice@example.test", "wrong password %d: FAIL" % (i + 1))
+ok(all(t >= 0.45 for t in times), "every failure waited the failure delay", times)
+ok(times[2] >= times[0] + 0.8, "the third failure waited the penalty delay too", times)
+ok(wait_count(d, misses, m1 + 3), "each wrong password missed the cache (real check)")
+ok(d.wait_log(r"auth failed: rip=127\.0\.0\.30 user=alice@example\.test mech=PLAIN"),
+   "failures logged for fail2ban as before")
+# the right password from that address: cached, but the penalty still applies
+h2 = hits(d)
+r, dt = a.plain(ALICE, APW, rip="127.0.0.30")
+like(r, r"^OK\t", "right password after the failures: OK")
+ok(dt >= 1.9, "a cached success still waits the address's penalty delay (%.2f s)" % dt)
+ok(wait_count(d, hits, h2 + 1), "... and was a cache hit")
+r, dt = a.plain(ALICE, APW, rip="127.0.0.30")
+ok(r.startswith("OK") and dt < 0.5, "the success cleared the penalty (%.2f s)" % dt)
+
+# the password changes in the passwd file: re-read on change, no SIGHUP
+write_passwd(d, {ALICE: NEWPW, "bob": "b0b pass:word"})
+time.sleep(1.2)     # the file is looked at at most once a second
+r, dt = a.plain(ALICE, APW)
+is_(r, "FAIL\tuser=alice@example.test", "changed password file: the old (cached) password fails")
+r, dt = a.plain(ALICE, NEWPW)
+like(r, r"^OK\t", "the new password works")
+h3 = hits(d)
+r, dt = a.plain(ALICE, NEWPW)
+like(r, r"^OK\t", "the new password again")
+ok(wait_count(d, hits, h3 + 1), "... now from the cache")
+
+# SIGHUP flushes
+m3 = misses(d)
+os.kill(d.proc.pid, signal.SIGHUP)
+ok(d.wait_log(r"SIGHUP: re-reading the passwd files, credential cache flushed"),
+   "SIGHUP: the auth role flushes the cache")
+time.sleep(0.5)
+h4 = hits(d)
+r, dt = a.plain(ALICE, NEWPW)
+like(r, r"^OK\t", "after SIGHUP: OK")
+ok(wait_count(d, misses, m3 + 1) and hits(d) == h4, "after SIGHUP: a miss, not a hit")
+a.close()
+
+log = d.read_log()
+ok(APW not in log and NEWPW not in log and "wrong-0" not in log and
+   plain_b64(ALICE, APW) not in log, "no password (or AUTH payload) in the log")
+
+# msagated -n checks the keys, with FILE:LINE
+conf = open(d.conf).read()
+for bad, msg in (("cache_ttl = 7200;", r'"cache_ttl" = 7200 is out of range \(0\.\.3600 seconds\)'),
+                 ("cache_ttl = \"long\";", r'"cache_ttl" must be a number of seconds'),
+                 ("cache_size = 0;", r'"cache_size" = 0 is out of range \(1\.\.1000000\)')):
+    key = bad.split()[0]
+    text = re.sub(r"%s = [^;]*;" % key, bad, conf)
+    path = os.path.join(d.dir, "bad.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    line = [i + 1 for i, l in enumerate(text.splitlines()) if bad in l][0]
+    r = subprocess.run([MSAGATED, "-n", "-c", path], capture_output=True, text=True)
+    ok(r.returncode == 1, "msagated -n with %s exits 1" % bad, r.stdout + r.stderr)
+    like(r.stdout + r.stderr, re.escape("%s:%d: " % (path, line)) + msg,
+         "msagated -n names FILE:LINE for %s" % bad)
+d.stop()
+
+# ---------------------------------------------------------------- min_time
+dm = Daemon(users={ALICE: APW}, auth_extra="cache_ttl = 60;", start=False)
+with open(dm.conf) as f:
+    text = f.read()
+with open(dm.conf, "w") as f:
+    f.write(text.replace("min_time = 0;", "min_time = 0.4;"))
+dm.start()
+a = Auth(dm)
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\t", "min_time 0.4: first login OK")
+h = hits(dm)
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\t", "min_time 0.4: cached login OK")
+ok(wait_count(dm, hits, h + 1), "min_time 0.4: it was a cache hit")
+ok(dt >= 0.38, "a cached success still waits min_time (%.2f s)" % dt)
+a.close()
+dm.stop()
+
+# ---------------------------------------------------------------- cache off
+d0 = Daemon(users={ALICE: APW}, failure_delay=0.5)
+a = Auth(d0)
+for i in range(3):
+    r, dt = a.plain(ALICE, APW)
+    like(r, r"^OK\tuser=alice@example\.test", "cache off: login %d OK" % (i + 1))
+r, dt = a.plain(ALICE, "wrong")
+is_(r, "FAIL\tuser=alice@example.test", "cache off: wrong password FAIL")
+ok(dt >= 0.45, "cache off: after the failure delay (%.2f s)" % dt)
+write_passwd(d0, {ALICE: NEWPW})
+time.sleep(1.2)
+r, dt = a.plain(ALICE, APW)
+is_(r, "FAIL\tuser=alice@example.test", "cache off: changed file, the old password fails")
+r, dt = a.plain(ALICE, NEWPW)
+like(r, r"^OK\t", "cache off: the new one works")
+a.close()
+ok(count(d0, r"auth cache") == 0 and not re.search(r"credential cache on", d0.read_log()),
+   "cache off (the default): the cache is never used")
+d0.stop()
+
+
+# ---------------------------------------------------------------- proxy mode
+def start_dovecot(users):
+    """A private Dovecot running only its auth service, or None."""
+    if not have("dovecot"):
+        return None
+    import getpass, pwd, shutil, tempfile
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("dovecot")
+            pwd.getpwnam("dovenull")
+        except KeyError:
+            return None
+        internal, login = "dovecot", "dovenull"
+    else:
+        internal = login = getpass.getuser()
+    dd = tempfile.mkdtemp(prefix="msagate-dvc-")
+    os.chmod(dd, 0o755)
+    up = {"dir": dd, "socket": os.path.join(dd, "run", "auth-client"),
+          "users": os.path.join(dd, "users")}
+    with open(up["users"], "w") as f:
+        for u, p in users.items():
+            f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
+    os.chmod(up["users"], 0o644)
+    conf = os.path.join(dd, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write("""base_dir = %(dir)s/run
+state_dir = %(dir)s/state
+log_path = %(dir)s/dovecot.log
+instance_name = msagate-test-%(tag)s
+protocols =
+ssl = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+default_internal_user = %(internal)s
+default_login_user = %(login)s
+passdb {
+  driver = passwd-file
+  args = scheme=SHA512-CRYPT %(users)s
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener auth-client {
+    mode = 0666
+  }
+}
+""" % dict(dir=dd, tag=os.path.basename(dd), users=up["users"], internal=internal,
+           login=login))
+    up["proc"] = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def stop():
+        try:
+            os.killpg(up["proc"].pid, signal.SIGTERM)
+            up["proc"].wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(up["proc"].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not os.environ.get("MSAGATE_KEEP"):
+            shutil.rmtree(dd, ignore_errors=True)
+    import atexit
+    atexit.register(stop)
+    up["stop"] = stop
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if os.path.exists(up["socket"]):
+            return up
+        if up["proc"].poll() is not None:
+            return None
+        time.sleep(0.1)
+    return None
+
+
+up = start_dovecot({"dave": "dave-pw-1"})
+if up is None:
+    diag("no private Dovecot available: proxy-mode cache not tested")
+else:
+    dp = Daemon(backends='{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }'
+                % up["socket"], auth_extra="cache_ttl = 60;")
+    a = Auth(dp)
+    r, dt = a.plain("dave", "dave-pw-1")
+    like(r, r"^OK\tuser=dave", "proxy mode: upstream OK")
+    r, dt = a.plain("dave", "dave-pw-1")
+    like(r, r"^OK\tuser=dave", "proxy mode: OK again")
+    ok(dp.wait_log(r"auth ok: rip=127\.0\.0\.1 user=dave mech=PLAIN service=smtp \(upstream, cached\)"),
+       "proxy mode: the second OK came from the cache", dp.read_log()[-1500:])
+    r, dt = a.plain("dave", "wrong")
+    is_(r, "FAIL\tuser=dave", "proxy mode: wrong password FAIL (asked upstream)")
+    ok(dp.wait_log(r"auth failed: rip=127\.0\.0\.1 user=dave mech=PLAIN \(upstream\)"),
+       "proxy mode: the failure came from the upstream")
+    r, dt = a.plain("dave", "dave-pw-1", rip="127.0.0.44")
+    like(r, r"^OK\tuser=dave", "proxy mode: another client address: OK")
+    n_cached = count(dp, r"\(upstream, cached\)")
+    # the password changes upstream: the old verdict lasts until SIGHUP
+    with open(up["users"], "w") as f:
+        f.write("dave:%s::::::\n" % sha512_crypt("dave-pw-2"))
+    time.sleep(1.1)
+    r, dt = a.plain("dave", "dave-pw-1")
+    like(r, r"^OK\tuser=dave",
+         "proxy mode: password changed upstream, the cached old one still works (ttl)")
+    ok(count(dp, r"\(upstream, cached\)") == n_cached + 1, "... from the cache")
+    os.kill(dp.proc.pid, signal.SIGHUP)
+    ok(dp.wait_log(r"credential cache flushed"), "proxy mode: SIGHUP flushes")
+    time.sleep(0.5)
+    r, dt = a.plain("dave", "dave-pw-1")
+    is_(r, "FAIL\tuser=dave", "proxy mode: after SIGHUP the old password fails")
+    r, dt = a.plain("dave", "dave-pw-2")
+    like(r, r"^OK\tuser=dave", "proxy mode: the new password works")
+    a.close()
+    ok("dave-pw-1" not in dp.read_log(), "proxy mode: no password in the log")
+    dp.stop()
+    up["stop"]()
+done()
