@@ -14,7 +14,11 @@
  * after the method said so, so a kill -9 in between means one more
  * delivery after the restart, never none.  A bounce is queued (fsynced)
  * before its recipients are marked bounced.  The queue file is removed
- * (and queue/ fsynced) before the status file.
+ * before the status file.  Removal is not flushed to disk on its own (the
+ * next commit batch or the kernel's write-back does it): a kill -9 cannot
+ * undo an unlink, and a power loss just after a delivery may bring the
+ * message back for one more delivery (at least once, as in Postfix),
+ * never lose one.
  */
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -202,6 +206,8 @@ struct attempt {
 	bool *idx_open;              /* recipient idx still has undone finals */
 	bool status_failed;
 	bool need_sync;              /* a line other than 'D' awaits fdatasync */
+	bool hold;                   /* keep status lines in memory (below) */
+	struct sbuf held;            /* lines not written yet */
 };
 
 static void
@@ -323,6 +329,10 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
 	return 0;
 }
 
+/*
+ * The status file, opened (created) on first use; lines held in memory
+ * so far are written first.
+ */
 static int
 status_fd(struct attempt *a)
 {
@@ -331,7 +341,13 @@ status_fd(struct attempt *a)
 		if (a->sfd < 0) {
 			log_warn("queue: %s: cannot open status file", a->qm->id);
 			a->status_failed = true;
+		} else if (a->held.len > 0 &&
+		    write_all(a->sfd, a->held.s, a->held.len) < 0) {
+			log_warn("queue: %s: cannot write status file", a->qm->id);
+			a->status_failed = true;
 		}
+		a->held.len = 0;
+		a->hold = false;
 	}
 	return a->sfd;
 }
@@ -340,9 +356,16 @@ status_fd(struct attempt *a)
 static bool
 record(struct attempt *a, char kind, const struct item *it)
 {
-	int fd = status_fd(a);
+	int fd;
 
-	if (fd < 0)
+	if (a->hold && a->sfd < 0) {
+		(void)qstatus_append_mem(&a->held, &a->st, kind, it->idx,
+		    it->final, it->r.dsn, it->r.detail);
+		if (kind != 'D')
+			a->need_sync = true;
+		return true;
+	}
+	if ((fd = status_fd(a)) < 0)
 		return false;
 	if (qstatus_append(fd, &a->st, kind, it->idx, it->final, it->r.dsn,
 	    it->r.detail) < 0) {
@@ -365,6 +388,8 @@ record(struct attempt *a, char kind, const struct item *it)
 static bool
 sync_status(struct attempt *a)
 {
+	if (a->held.len > 0)
+		(void)status_fd(a);
 	if (a->sfd >= 0 && a->need_sync) {
 		if (fdatasync(a->sfd) < 0) {
 			log_warn("queue: %s: cannot fsync status file", a->qm->id);
@@ -703,8 +728,6 @@ remove_message(struct attempt *a)
 		a->qm->outcome = QO_DEFER;
 		return;
 	}
-	if (fsync(m->q_dfd) < 0)
-		log_warn("queue: fsync of queue/");
 	if (unlinkat(m->st_dfd, a->qm->id, 0) < 0 && errno != ENOENT)
 		log_warn("queue: %s: cannot remove status file", a->qm->id);
 	log_info("%s: removed", a->qm->id);
@@ -725,6 +748,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 	a.m = m;
 	a.qm = qm;
 	a.sfd = -1;
+	sbuf_init(&a.held, 0);
 	a.now = time(NULL);
 	qm->outcome = QO_DEFER;
 	qm->bounce_id[0] = '\0';
@@ -786,6 +810,17 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		a.idx_open[idx] = a.n_items > before;
 	}
 
+	/*
+	 * One final address: its status lines stay in memory, and when it is
+	 * delivered at once the message is removed without a status file
+	 * ever being written (a create and a delete fewer per message).  A
+	 * kill -9 between the delivery and the removal means one more
+	 * delivery, as it would between the delivery and its 'S' line.  With
+	 * several, each 'S' line is written as it happens, so a crash in the
+	 * middle does not deliver the first ones again.
+	 */
+	a.hold = a.n_items == 1;
+
 	memset(&dm, 0, sizeof(dm));
 	dm.qid = qm->id;
 	dm.env = &a.env;
@@ -832,10 +867,10 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 			all_done = false;
 	}
 	/*
-	 * Done with every recipient: removing the queue file (and syncing
-	 * queue/) is what makes that durable, so the status lines need no
-	 * flush of their own.  Otherwise flush them now: a recipient marked
-	 * sent is not delivered again after a crash.
+	 * Done with every recipient: the message is removed, so its status
+	 * lines need no flush of their own (see the top of this file).
+	 * Otherwise flush them now: a recipient marked sent is not delivered
+	 * again after a crash.
 	 */
 	if (all_done)
 		remove_message(&a);
@@ -845,6 +880,7 @@ out:
 	close(qfd);
 	if (a.sfd >= 0)
 		close(a.sfd);
+	sbuf_free(&a.held);
 	for (size_t i = 0; i < a.n_items; i++)
 		free(a.items[i].final);
 	free(a.items);

@@ -218,34 +218,65 @@ field(struct sbuf *b, const char *s, size_t max)
 	}
 }
 
+/* Format one event line into b (which holds nothing else yet). */
+static void
+format_line(struct sbuf *b, char kind, size_t idx, const char *final,
+    const char *dsn, const char *detail)
+{
+	time_t now = time(NULL);
+
+	if (kind == 'C') {
+		sbuf_printf(b, "C\t%zu\n", idx);
+	} else {
+		sbuf_printf(b, "%c\t%zu\t", kind, idx);
+		field(b, final, 1000);
+		sbuf_printf(b, "\t%lld\t", (long long)now);
+		field(b, dsn, 15);
+		sbuf_addstr(b, "\t");
+		field(b, detail, 500);
+		sbuf_addstr(b, "\n");
+	}
+}
+
+/* keep the in-memory copy identical to what a reader will see */
+static void
+note_line(struct qstatus *st, struct sbuf *b)
+{
+	if (st != NULL) {
+		b->s[b->len - 1] = '\0';
+		parse_line(st, b->s);
+		b->s[b->len - 1] = '\n';
+	}
+}
+
 int
 qstatus_append(int fd, struct qstatus *st, char kind, size_t idx,
     const char *final, const char *dsn, const char *detail)
 {
 	struct sbuf b;
-	time_t now = time(NULL);
 	int rc;
 
 	sbuf_init(&b, 0);
-	if (kind == 'C') {
-		sbuf_printf(&b, "C\t%zu\n", idx);
-	} else {
-		sbuf_printf(&b, "%c\t%zu\t", kind, idx);
-		field(&b, final, 1000);
-		sbuf_printf(&b, "\t%lld\t", (long long)now);
-		field(&b, dsn, 15);
-		sbuf_addstr(&b, "\t");
-		field(&b, detail, 500);
-		sbuf_addstr(&b, "\n");
-	}
+	format_line(&b, kind, idx, final, dsn, detail);
 	rc = write_all(fd, b.s, b.len) < 0 ? -1 : 0;
-	if (rc == 0 && st != NULL) {
-		/* keep the in-memory copy identical to what a reader will see */
-		b.s[b.len - 1] = '\0';
-		parse_line(st, b.s);
-	}
+	if (rc == 0)
+		note_line(st, &b);
 	sbuf_free(&b);
 	return rc;
+}
+
+int
+qstatus_append_mem(struct sbuf *out, struct qstatus *st, char kind,
+    size_t idx, const char *final, const char *dsn, const char *detail)
+{
+	struct sbuf b;
+
+	sbuf_init(&b, 0);
+	format_line(&b, kind, idx, final, dsn, detail);
+	sbuf_add(out, b.s, b.len);
+	note_line(st, &b);
+	sbuf_free(&b);
+	return 0;
 }
 
 int

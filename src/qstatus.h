@@ -67,6 +67,13 @@ int qstatus_open(int dfd, const char *id);
 int qstatus_append(int fd, struct qstatus *st, char kind, size_t idx,
     const char *final, const char *dsn, const char *detail);
 /*
+ * The same event, but kept in memory: its line is added to out (to be
+ * written later) and to st when not NULL.  0 (cannot fail).
+ */
+struct sbuf;
+int qstatus_append_mem(struct sbuf *out, struct qstatus *st, char kind,
+    size_t idx, const char *final, const char *dsn, const char *detail);
+/*
  * Append the W line (delay warning dsn_id queued) to fd and set
  * st->warned when st is not NULL.  Not synced.  0, or -1 with errno.
  */
