@@ -34,9 +34,10 @@
  *    pass_expired -> DISABLED with pass_expired; other FAILs -> MISMATCH.
  *  - User names with control characters (TAB, CR, LF...) are never sent.
  * Plaintext credentials cannot be looked up (lookup_plain = NULL).
- * With auth.cache_ttl the chain (backend.c) replays recent OK verdicts
- * for the same service, client address, user and password (proxy mode:
- * src/auth-server.c caches PLAIN answers of the upstream likewise).
+ * With auth.cache_verdicts the chain (backend.c) replays recent OK
+ * verdicts for the same service, client address, user and password (proxy
+ * mode: src/auth-server.c caches PLAIN answers of the upstream likewise);
+ * by default every login is asked upstream.
  * Userdb lookups are not answered either (lookup_user = NULL): the
  * upstream's client socket has no USER command, so the chain skips this
  * backend for them.
@@ -630,7 +631,8 @@ const struct auth_backend_ops backend_dovecot = {
 	.reload = NULL,
 	.max_blocked_threads = dc_max_blocked_threads,
 	.verify_plain_req = dc_verify_plain_req,    /* service=, rip= */
-	/* auth.cache_ttl: OK verdicts are replayed by the chain (a password
-	 * changed upstream stays usable until the entry expires or SIGHUP) */
+	/* auth.cache_verdicts: OK verdicts are replayed by the chain (a
+	 * password changed upstream stays usable until the entry expires or
+	 * SIGHUP) */
 	.cache_verdicts = true,
 };

@@ -30,8 +30,9 @@
  * right password but account expired/locked -> DISABLED, password expired
  * -> DISABLED with pass_expired; anything else -> TEMPFAIL.
  * Plaintext credentials cannot be looked up (no CRAM-MD5/SCRAM).
- * With auth.cache_ttl the chain (backend.c) replays recent OK verdicts
- * for the same service, client address, user and password.
+ * With auth.cache_verdicts the chain (backend.c) replays recent OK
+ * verdicts for the same service, client address, user and password; by
+ * default every login goes to PAM.
  *
  * Userdb lookups (lookup_user, for recipient checks): PAM itself has no
  * "does this user exist" call, so the backend answers for the system
@@ -850,8 +851,9 @@ const struct auth_backend_ops backend_pam = {
 	.max_blocked_threads = pam_max_blocked_threads,
 	.verify_plain_req = pam_verify_plain_req,   /* PAM_RHOST */
 	.lookup_user = pam_lookup_user,
-	/* auth.cache_ttl: OK verdicts are replayed by the chain (a password
-	 * changed in PAM stays usable until the entry expires or SIGHUP) */
+	/* auth.cache_verdicts: OK verdicts are replayed by the chain (a
+	 * password changed in PAM stays usable until the entry expires or
+	 * SIGHUP) */
 	.cache_verdicts = true,
 };
 

@@ -74,6 +74,16 @@ static struct {
 } as;
 
 static __thread struct auth_sasl_req *cur_req;
+
+/* copy_str - src into dst (size > 0), truncated, NUL-terminated. */
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 static char auxprop_name[] = "msagate";
 
 /* ---- mechanism table ------------------------------------------------- */
@@ -289,8 +299,8 @@ cb_checkpass(sasl_conn_t *conn, void *ctx, const char *user, const char *pass,
 	switch (res) {
 	case BACKEND_OK:
 		r->verdict = VERDICT_OK;
-		snprintf(r->canon, sizeof(r->canon), "%s", reply.user);
-		snprintf(r->extra, sizeof(r->extra), "%s", reply.extra);
+		copy_str(r->canon, sizeof(r->canon), reply.user);
+		copy_str(r->extra, sizeof(r->extra), reply.extra);
 		return SASL_OK;
 	case BACKEND_DISABLED:
 		r->verdict = VERDICT_DISABLED;
@@ -305,7 +315,7 @@ cb_checkpass(sasl_conn_t *conn, void *ctx, const char *user, const char *pass,
 	case BACKEND_MISMATCH:
 		break;
 	}
-	snprintf(r->reason, sizeof(r->reason), "%s", reply.reason);
+	copy_str(r->reason, sizeof(r->reason), reply.reason);
 	r->verdict = VERDICT_MISMATCH;
 	return SASL_BADAUTH;
 }
@@ -445,8 +455,8 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 		else
 			ap_set(sp, apv, secret);
 		r->verdict = VERDICT_FOUND;
-		snprintf(r->canon, sizeof(r->canon), "%s", reply.user);
-		snprintf(r->extra, sizeof(r->extra), "%s", reply.extra);
+		copy_str(r->canon, sizeof(r->canon), reply.user);
+		copy_str(r->extra, sizeof(r->extra), reply.extra);
 		break;
 	case BACKEND_UNKNOWN_USER:
 		r->verdict = VERDICT_UNKNOWN;
@@ -461,7 +471,7 @@ ap_lookup(void *glob, sasl_server_params_t *sp, unsigned flags,
 		return SASL_UNAVAIL;
 	case BACKEND_MISMATCH:
 		r->verdict = VERDICT_MISMATCH;
-		snprintf(r->reason, sizeof(r->reason), "%s", reply.reason);
+		copy_str(r->reason, sizeof(r->reason), reply.reason);
 		break;
 	}
 	ap_free(plain);
@@ -660,7 +670,7 @@ auth_sasl_req_new(const struct auth_mech *mech, const char *service,
 	struct auth_sasl_req *r = xcalloc(1, sizeof(*r));
 
 	r->mech = mech;
-	snprintf(r->service, sizeof(r->service), "%s",
+	copy_str(r->service, sizeof(r->service),
 	    service && *service ? service : "smtp");
 	r->final_data_ok = final_data_ok;
 	r->cbs[0] = (sasl_callback_t){ SASL_CB_SERVER_USERDB_CHECKPASS,
@@ -676,7 +686,7 @@ auth_sasl_req_new(const struct auth_mech *mech, const char *service,
 void
 auth_sasl_req_set_rip(struct auth_sasl_req *r, const char *rip)
 {
-	snprintf(r->rip, sizeof(r->rip), "%s", rip ? rip : "");
+	copy_str(r->rip, sizeof(r->rip), rip ? rip : "");
 }
 
 void

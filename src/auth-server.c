@@ -6,10 +6,20 @@
  * reads lines, checks them, answers protocol errors, and writes replies.
  * Mechanism steps go to a small pool of worker threads through a job
  * queue; finished steps come back through a done queue and a pipe that
- * wakes the loop.  A request is on at most one queue and touched by one
+ * wakes the loop (one byte for however many steps finish before the loop
+ * takes them).  A request is on at most one queue and touched by one
  * thread at a time: while it is queued or running (RS_BUSY) the loop does
  * not look inside it; if its client goes away meanwhile it is only marked
  * orphaned and freed when it comes back.
+ *
+ * The first step of PLAIN/LOGIN is tried on the loop itself
+ * (auth_sasl_step_fast): when every backend it needs can answer without
+ * blocking or hashing (a {PLAIN} passwd-file entry, a credential cache
+ * hit) the request never goes near a thread; otherwise the attempt is
+ * thrown away and the step goes to a worker as before.  Hashes, PAM and
+ * an upstream Dovecot (outside proxy mode) therefore never run here.
+ * The request timeout is only armed for requests that wait (a worker, a
+ * CONT, a penalty, the upstream).
  *
  * Final answers are paced: credential FAILs wait failure_delay_ms, and
  * every final answer waits until min_time_ms after the AUTH arrived, on
@@ -20,9 +30,10 @@
  * the mechanisms itself.  AUTH/CONT are forwarded with src/authc.c on this
  * loop (no worker threads), its CONT/OK/FAIL come back; the pacing, the
  * penalties and the request timeout stay ours.  With a credential cache
- * (set.cache), a PLAIN AUTH whose initial response, service and client
- * (rip, lip, secured) got an OK a short while ago is answered OK from the
- * cache on this loop, paced and counted as any OK; only OKs are cached.
+ * (set.cache: only with auth.cache_verdicts), a PLAIN AUTH whose initial
+ * response, service and client (rip, lip, secured) got an OK a short
+ * while ago is answered OK from the cache on this loop, paced and counted
+ * as any OK; only OKs are cached.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,13 +143,26 @@ struct auth_server {
 	bool gjob_turn;                     /* qlock: alternate with requests */
 	bool stopping;                      /* qlock */
 	bool reload_pending;                /* qlock */
+	bool wake_pending;                  /* qlock: a byte is in wake[] */
 	int wake[2];                        /* workers -> loop */
 	struct event *wake_ev;
+	struct auth_server_stats stats;     /* the loop's */
 };
 
 static void client_free(struct auth_client *c);
 static void client_process_input(struct auth_client *c);
 static unsigned char *decode_b64(const char *s, size_t *len);
+
+/* copy_str - src into dst (size > 0), truncated, NUL-terminated (what
+ * snprintf "%s" does, without its formatting machinery per request). */
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
 
 /* ---- penalties ------------------------------------------------------ */
 
@@ -154,6 +178,25 @@ penalty_update(const struct auth_request *r, bool success)
 }
 
 /* ---- worker pool ----------------------------------------------------- */
+
+/*
+ * wake_loop - tell the loop that something is done; called with qlock.
+ * One byte stays in the pipe until the loop has taken the done queues
+ * (wake_cb), however many steps finish meanwhile: a burst of answers
+ * costs one write and one wake-up, not one per request.
+ */
+static void
+wake_loop(struct auth_server *srv)
+{
+	if (srv->wake_pending)
+		return;
+	srv->wake_pending = true;
+	if (write(srv->wake[1], "x", 1) == -1 && errno != EAGAIN) {
+		/* EAGAIN: the pipe is full, the loop wakes anyway */
+		srv->wake_pending = false;
+		log_warn("auth: wake pipe");
+	}
+}
 
 /*
  * worker_main - run reloads, AUTH steps and generic jobs.  When both
@@ -194,8 +237,7 @@ worker_main(void *arg)
 			j->work(j->arg);
 			pthread_mutex_lock(&srv->qlock);
 			TAILQ_INSERT_TAIL(&srv->gdone, j, entry);
-			if (write(srv->wake[1], "x", 1) == -1 && errno != EAGAIN)
-				log_warn("auth: wake pipe");
+			wake_loop(srv);
 			continue;
 		}
 		srv->gjob_turn = true;
@@ -213,8 +255,7 @@ worker_main(void *arg)
 
 		pthread_mutex_lock(&srv->qlock);
 		TAILQ_INSERT_TAIL(&srv->done, r, qentry);
-		if (write(srv->wake[1], "x", 1) == -1 && errno != EAGAIN)
-			log_warn("auth: wake pipe");
+		wake_loop(srv);
 	}
 	pthread_mutex_unlock(&srv->qlock);
 	return NULL;
@@ -235,6 +276,7 @@ job_submit(struct auth_request *r)
 	struct auth_server *srv = r->srv;
 
 	r->state = RS_BUSY;
+	srv->stats.steps_worker++;
 	pthread_mutex_lock(&srv->qlock);
 	TAILQ_INSERT_TAIL(&srv->jobs, r, qentry);
 	pthread_cond_signal(&srv->qcond);
@@ -327,6 +369,26 @@ req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	req_drop(r);
 }
 
+/*
+ * req_arm_timeout - start r's request timeout (from now; once: later
+ * calls keep the first deadline).  Only requests that will wait get one;
+ * one answered at once on the loop never needs it.
+ */
+static void
+req_arm_timeout(struct auth_request *r)
+{
+	struct timeval tv;
+	int ms = r->srv->set.request_timeout_ms;
+
+	if (r->timeout_ev != NULL)
+		return;
+	if ((r->timeout_ev = evtimer_new(r->srv->base, req_timeout_cb, r)) == NULL)
+		return;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(r->timeout_ev, &tv);
+}
+
 /* ---- output ---------------------------------------------------------- */
 
 static void
@@ -382,6 +444,18 @@ req_delay_cb(evutil_socket_t fd, short what, void *arg)
 	req_send_pending(arg);
 }
 
+/* req_due - when the final answer of r may go: min_time after AUTH and,
+ * for failures, failure_delay after now. */
+static uint64_t
+req_due(const struct auth_request *r, bool failure, uint64_t now)
+{
+	uint64_t due = r->started_ms + (uint64_t)r->srv->set.min_time_ms;
+
+	if (failure && now + (uint64_t)r->srv->set.failure_delay_ms > due)
+		due = now + (uint64_t)r->srv->set.failure_delay_ms;
+	return due;
+}
+
 /*
  * req_finish - hold the final line until min_time after AUTH (and, for
  * failures, failure_delay from now), then send it and forget the request.
@@ -396,9 +470,7 @@ req_finish(struct auth_request *r, char *line, bool failure)
 	r->pending = line;
 	if (r->timeout_ev)
 		event_del(r->timeout_ev);
-	due = r->started_ms + (uint64_t)srv->set.min_time_ms;
-	if (failure && now + (uint64_t)srv->set.failure_delay_ms > due)
-		due = now + (uint64_t)srv->set.failure_delay_ms;
+	due = req_due(r, failure, now);
 	if (due <= now) {
 		req_send_pending(r);
 		return;
@@ -415,6 +487,26 @@ req_finish(struct auth_request *r, char *line, bool failure)
 		tv.tv_usec = (suseconds_t)((d % 1000) * 1000);
 		evtimer_add(r->delay_ev, &tv);
 	}
+}
+
+/* req_finish_copy - req_finish with a copy of line (len bytes) when it
+ * must be held; sent straight from line when it may go now. */
+static void
+req_finish_copy(struct auth_request *r, const char *line, size_t len,
+    bool failure)
+{
+	uint64_t now = now_ms();
+
+	if (req_due(r, failure, now) > now) {
+		req_finish(r, xstrdup(line), failure);
+		return;
+	}
+	r->state = RS_FINISHING;
+	if (r->timeout_ev)
+		event_del(r->timeout_ev);
+	if (r->client != NULL)
+		client_send(r->client, line, len);
+	req_drop(r);
 }
 
 static const char *
@@ -477,6 +569,8 @@ req_done(struct auth_request *r)
 		req_free(r);
 		return;
 	}
+	if (r->st == AUTH_SASL_DEFERRED)
+		r->st = AUTH_SASL_TEMPFAIL;    /* never from a worker's step */
 	sbuf_init(&b, 0);
 	switch (r->st) {
 	case AUTH_SASL_CONTINUE:
@@ -497,10 +591,11 @@ req_done(struct auth_request *r)
 		    safe_or_dash(su, sizeof(su), user), r->mech->name,
 		    safe_or_dash(ssvc, sizeof(ssvc), r->service));
 		penalty_update(r, true);
-		req_finish(r, xstrdup(b.s), false);
+		req_finish_copy(r, b.s, b.len, false);
 		break;
 	case AUTH_SASL_FAIL:
 	case AUTH_SASL_TEMPFAIL:
+	case AUTH_SASL_DEFERRED:
 		sbuf_printf(&b, "FAIL\t%u", r->id);
 		if (*user) {
 			sbuf_addstr(&b, "\tuser=");
@@ -529,7 +624,7 @@ req_done(struct auth_request *r)
 			    v == VERDICT_DISABLED ? " (account disabled)" : reason);
 		}
 		penalty_update(r, false);
-		req_finish(r, xstrdup(b.s), true);
+		req_finish_copy(r, b.s, b.len, true);
 		break;
 	}
 	sbuf_free(&b);
@@ -596,7 +691,7 @@ proxy_answer_ok(struct auth_request *r, const char *user, bool cached)
 	    safe_or_dash(su, sizeof(su), user), r->mech->name,
 	    safe_or_dash(ssvc, sizeof(ssvc), r->service), cached ? ", cached" : "");
 	penalty_update(r, true);
-	req_finish(r, xstrdup(b.s), false);
+	req_finish_copy(r, b.s, b.len, false);
 	sbuf_free(&b);
 }
 
@@ -693,7 +788,7 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 		    safe_or_dash(srip, sizeof(srip), r->rip),
 		    safe_or_dash(su, sizeof(su), user), r->mech->name);
 		penalty_update(r, false);
-		req_finish(r, xstrdup(b.s), true);
+		req_finish_copy(r, b.s, b.len, true);
 		break;
 	}
 	case AUTHC_TEMPFAIL:
@@ -701,12 +796,12 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 		log_warnx("auth tempfail: rip=%s mech=%s (upstream: %s)",
 		    safe_or_dash(srip, sizeof(srip), r->rip), r->mech->name,
 		    safe_or_dash(su, sizeof(su), data));
-		req_finish(r, xstrdup(b.s), true);
+		req_finish_copy(r, b.s, b.len, true);
 		break;
 	case AUTHC_BADB64:
 	default:
 		sbuf_printf(&b, "FAIL\t%u\tcode=invalid_base64\n", r->id);
-		req_finish(r, xstrdup(b.s), false);
+		req_finish_copy(r, b.s, b.len, false);
 		break;
 	}
 	sbuf_free(&b);
@@ -745,19 +840,50 @@ proxy_begin(struct auth_request *r)
 		proxy_answer_ok(r, user, true);
 		return;
 	}
+	req_arm_timeout(r);
 	r->up_id = authc_begin(r->srv->set.upstream, r->mech->name, r->resp_b64,
 	    &info, proxy_cb, r);
 	drop_resp(r);
 }
 
-/* req_start - run the first step of r: a worker, or the upstream. */
+/*
+ * req_step_fast - the first step of r (PLAIN/LOGIN) here on the loop, if
+ * the backends can answer it without blocking or hashing; true when r
+ * was answered (and may be gone), false when it still needs a worker.
+ */
+static bool
+req_step_fast(struct auth_request *r)
+{
+	if (!auth_sasl_can_step_fast(r->sasl))
+		return false;
+	r->state = RS_BUSY;
+	r->st = auth_sasl_step_fast(r->sasl, r->in, r->inlen, r->have_in,
+	    &r->out_b64);
+	if (r->st == AUTH_SASL_DEFERRED)
+		return false;
+	r->srv->stats.steps_loop++;
+	if (r->in) {
+		secure_zero(r->in, r->inlen);
+		free(r->in);
+		r->in = NULL;
+	}
+	if (r->st == AUTH_SASL_CONTINUE)
+		req_arm_timeout(r);           /* now it waits for a CONT */
+	req_done(r);
+	return true;
+}
+
+/* req_start - run the first step of r: here when that is cheap, else a
+ * worker, or the upstream (proxy mode). */
 static void
 req_start(struct auth_request *r)
 {
 	if (r->srv->set.upstream != NULL)
 		proxy_begin(r);
-	else
+	else if (!req_step_fast(r)) {
+		req_arm_timeout(r);
 		job_submit(r);
+	}
 }
 
 static void
@@ -771,13 +897,17 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	char buf[256];
 
 	(void)what;
+	srv->stats.wakeups++;
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
 	TAILQ_INIT(&done);
 	TAILQ_INIT(&gdone);
+	/* the pipe is drained first: a step finishing from here on writes
+	 * again (wake_pending is cleared below, under the same lock) */
 	pthread_mutex_lock(&srv->qlock);
 	TAILQ_CONCAT(&done, &srv->done, qentry);
 	TAILQ_CONCAT(&gdone, &srv->gdone, entry);
+	srv->wake_pending = false;
 	pthread_mutex_unlock(&srv->qlock);
 	while ((r = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, r, qentry);
@@ -800,6 +930,9 @@ proto_error(struct auth_client *c, const char *what)
 	client_free(c);
 }
 
+/* decode_b64 - s ("" or "=": empty) strictly decoded into a malloc'd,
+ * NUL-terminated buffer; NULL when s is not valid base64 (exactly what
+ * auth_proto_b64_ok refuses). */
 static unsigned char *
 decode_b64(const char *s, size_t *len)
 {
@@ -918,9 +1051,9 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	r->id = id;
 	r->mech = mech;
 	r->started_ms = now_ms();
-	snprintf(r->rip, sizeof(r->rip), "%s", rip);
-	snprintf(r->service, sizeof(r->service), "%s", service);
-	snprintf(r->lip, sizeof(r->lip), "%s", lip);
+	copy_str(r->rip, sizeof(r->rip), rip);
+	copy_str(r->service, sizeof(r->service), service);
+	copy_str(r->lip, sizeof(r->lip), lip);
 	r->secured = secured;
 
 	/* minor < 2: an empty resp= means no initial response */
@@ -935,8 +1068,8 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		}
 		r->resp_b64 = xstrdup(resp);
 	} else if (resp != NULL && !(c->minor < 2 && *resp == '\0')) {
-		if (!auth_proto_b64_ok(resp) ||
-		    (r->in = decode_b64(resp, &r->inlen)) == NULL) {
+		/* decode_b64 checks as auth_proto_b64_ok does: one pass */
+		if ((r->in = decode_b64(resp, &r->inlen)) == NULL) {
 			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
 			    "Invalid base64 data in initial response\n", id);
 			free(r);
@@ -948,19 +1081,14 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 		r->sasl = auth_sasl_req_new(mech, r->service, final_ok);
 		auth_sasl_req_set_rip(r->sasl, r->rip);
 	}
-	r->timeout_ev = evtimer_new(srv->base, req_timeout_cb, r);
-	if (r->timeout_ev != NULL) {
-		struct timeval tv;
-		tv.tv_sec = srv->set.request_timeout_ms / 1000;
-		tv.tv_usec = (srv->set.request_timeout_ms % 1000) * 1000;
-		evtimer_add(r->timeout_ev, &tv);
-	}
 	LIST_INSERT_HEAD(req_bucket(c, id), r, hentry);
 	r->in_table = true;
 	c->n_requests++;
 	if (delay_ms > 0 && (r->penalty_ev = evtimer_new(srv->base, req_penalty_cb, r)) != NULL) {
-		/* repeated failures from this address: hold the attempt first */
+		/* repeated failures from this address: hold the attempt first
+		 * (the request timeout runs from now, as for every request) */
 		struct timeval tv = { delay_ms / 1000, (delay_ms % 1000) * 1000 };
+		req_arm_timeout(r);
 		r->state = RS_PENALTY;
 		evtimer_add(r->penalty_ev, &tv);
 		return true;
@@ -1001,8 +1129,7 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 		return true;
 	}
 	/* everything after the id's TAB is base64 (C23 behaviour) */
-	if (!auth_proto_b64_ok(argv[2]) ||
-	    (r->in = decode_b64(argv[2], &r->inlen)) == NULL) {
+	if ((r->in = decode_b64(argv[2], &r->inlen)) == NULL) {
 		client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
 		    "Invalid base64 data in continued response\n", id);
 		req_drop(r);
@@ -1086,11 +1213,13 @@ static void
 client_process_input(struct auth_client *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
+	char stackline[1024];
 
 	while (!c->read_paused) {
 		size_t len = evbuffer_get_length(in), scan, n;
 		const char *p;
 		char *line;
+		bool alive;
 		int rc;
 
 		if (len == 0)
@@ -1106,22 +1235,24 @@ client_process_input(struct auth_client *c)
 		}
 		if (rc == 0)
 			return;
-		line = xmalloc(n);
+		/* most lines fit on the stack: no allocation per request */
+		line = n <= sizeof(stackline) ? stackline : xmalloc(n);
 		memcpy(line, p, n - 1);
 		line[n - 1] = '\0';
 		evbuffer_drain(in, n);
 		if (memchr(line, '\0', n - 1) != NULL) {
-			free(line);
+			secure_zero(line, n);
+			if (line != stackline)
+				free(line);
 			proto_error(c, "sent a NUL byte");
 			return;
 		}
-		if (!client_line(c, line)) {
-			secure_zero(line, n);
+		alive = client_line(c, line);
+		secure_zero(line, n);           /* it may carry a password */
+		if (line != stackline)
 			free(line);
+		if (!alive)
 			return;         /* client freed */
-		}
-		secure_zero(line, n);
-		free(line);
 	}
 }
 
@@ -1339,6 +1470,12 @@ unsigned
 auth_server_client_count(const struct auth_server *srv)
 {
 	return srv->n_clients;
+}
+
+void
+auth_server_get_stats(const struct auth_server *srv, struct auth_server_stats *st)
+{
+	*st = srv->stats;
 }
 
 void

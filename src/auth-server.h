@@ -34,7 +34,7 @@ struct auth_server_settings {
 	 */
 	struct authc *upstream;
 	/*
-	 * Proxy mode with auth.cache_ttl: PLAIN logins the upstream said OK
+	 * Proxy mode with auth.cache_verdicts: PLAIN logins the upstream said OK
 	 * to are remembered here (src/auth-cache.h) and answered from it
 	 * while they last.  NULL: none.  (Otherwise the backends use the
 	 * cache through the chain; the server never sees it.)
@@ -62,6 +62,15 @@ void auth_server_stop_listening(struct auth_server *srv);
 void auth_server_reload(struct auth_server *srv);
 /* Connected clients right now. */
 unsigned auth_server_client_count(const struct auth_server *srv);
+
+/* Where the mechanism steps ran (since auth_server_new; loop only). */
+struct auth_server_stats {
+	unsigned long long steps_loop;    /* answered on the event loop */
+	unsigned long long steps_worker;  /* handed to a worker thread */
+	unsigned long long wakeups;       /* times the workers woke the loop */
+};
+void auth_server_get_stats(const struct auth_server *srv,
+    struct auth_server_stats *st);
 
 /*
  * A piece of blocking work for the worker threads (e.g. a userdb lookup,

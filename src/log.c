@@ -5,6 +5,7 @@
  * several processes sharing stderr do not interleave within a line.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,15 @@
 static bool log_stderr = true;
 static bool log_dbg;
 static char log_ident[64] = "msagate";
+static pid_t log_pid;                /* cached getpid(); 0 after a fork */
+static bool log_atfork_set;          /* ...reset by log_forked() */
+
+/* A forked child must not log with its parent's pid. */
+static void
+log_forked(void)
+{
+	log_pid = 0;
+}
 
 static const struct {
 	const char *name;
@@ -37,6 +47,9 @@ log_init(const char *ident, bool to_stderr, bool debug, const char *facility)
 	int fac = LOG_MAIL;
 	size_t i;
 
+	if (!log_atfork_set && pthread_atfork(NULL, NULL, log_forked) == 0)
+		log_atfork_set = true;
+	log_pid = 0;
 	log_stderr = to_stderr;
 	log_dbg = debug;
 	if (facility)
@@ -80,11 +93,13 @@ vlog(int pri, int errnum, const char *fmt, va_list ap)
 		    "warning: " : pri <= LOG_ERR ? "error: " : "";
 		int len;
 
+		if (log_pid == 0 || !log_atfork_set)
+			log_pid = getpid();
 		gettimeofday(&tv, NULL);
 		localtime_r(&tv.tv_sec, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		len = snprintf(line, sizeof(line), "%s.%03ld %s[%ld]: %s%s\n", ts,
-		    (long)tv.tv_usec / 1000, log_ident, (long)getpid(), lvl, msg);
+		    (long)tv.tv_usec / 1000, log_ident, (long)log_pid, lvl, msg);
 		if (len > (int)sizeof(line) - 1) {
 			len = (int)sizeof(line) - 1;
 			line[len - 1] = '\n';

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 # 54-authcache.t - the verified-credential cache (auth.cache_ttl) over the
-# real auth socket and SMTP: a cached user still logs in (and the second
-# login is a cache hit), a wrong password still fails after the failure
-# delay and feeds the penalties, which a cached success still waits for;
-# a cached success still honours min_time; changing the user's password
-# in the passwd file makes the old one fail as soon as the file is re-read
-# (no SIGHUP), SIGHUP flushes; nothing secret is logged; with the cache
-# off everything is as before; `msagated -n` checks the keys; and with an
-# upstream Dovecot (proxy mode) OK answers are replayed until SIGHUP.
+# real auth socket and SMTP: it is on by default (60 s) for passwd-file; a
+# cached user still logs in (and the second login is a cache hit), a wrong
+# password still fails after the failure delay and feeds the penalties,
+# which a cached success still waits for; a cached success still honours
+# min_time; changing the user's password in the passwd file makes the old
+# one fail as soon as the file is re-read (no SIGHUP), SIGHUP flushes;
+# nothing secret is logged; with cache_ttl = 0 everything is as before;
+# `msagated -n` checks the keys.  Verdicts of an upstream Dovecot (through
+# the chain, and in proxy mode) are never cached by default: with a real
+# private Dovecot, a password changed there makes the old one fail at
+# once; with auth.cache_verdicts = true OK answers are replayed until
+# SIGHUP.
 import os, re, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -86,6 +90,32 @@ def wait_count(d, fn, want, timeout=5):
         time.sleep(0.05)
     return False
 
+
+# ---------------------------------------------------------------- default
+dd = Daemon(users={ALICE: APW})
+ok(dd.wait_log(r"credential cache on: 10000 entries of at most 60 s \(passwd-file hashes; "
+               r"PAM and upstream Dovecot always asked\)"),
+   "by default the cache is on: 10000 entries, 60 s, passwd-file only",
+   dd.read_log()[-1500:])
+a = Auth(dd)
+h0, m0 = hits(dd), misses(dd)
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\tuser=alice@example\.test", "default: first login OK")
+ok(wait_count(dd, misses, m0 + 1), "default: first login a miss (the hash ran)")
+r, dt = a.plain(ALICE, APW)
+like(r, r"^OK\tuser=alice@example\.test", "default: second login OK")
+ok(wait_count(dd, hits, h0 + 1), "default: second login a cache hit")
+r, dt = a.plain(ALICE, "wrong")
+is_(r, "FAIL\tuser=alice@example.test", "default: a wrong password still fails")
+# a changed passwd file is seen at once (its generation is in every key)
+write_passwd(dd, {ALICE: NEWPW})
+time.sleep(1.2)
+r, dt = a.plain(ALICE, APW)
+is_(r, "FAIL\tuser=alice@example.test", "default: password changed in the file: the old one fails")
+r, dt = a.plain(ALICE, NEWPW)
+like(r, r"^OK\t", "default: the new one works")
+a.close()
+dd.stop()
 
 # ---------------------------------------------------------------- cache on
 d = Daemon(users={ALICE: APW, "bob": "b0b pass:word"}, failure_delay=0.5, penalty=True,
@@ -173,13 +203,19 @@ ok(APW not in log and NEWPW not in log and "wrong-0" not in log and
 conf = open(d.conf).read()
 for bad, msg in (("cache_ttl = 7200;", r'"cache_ttl" = 7200 is out of range \(0\.\.3600 seconds\)'),
                  ("cache_ttl = \"long\";", r'"cache_ttl" must be a number of seconds'),
-                 ("cache_size = 0;", r'"cache_size" = 0 is out of range \(1\.\.1000000\)')):
+                 ("cache_size = 0;", r'"cache_size" = 0 is out of range \(1\.\.1000000\)'),
+                 ("cache_verdicts = 1;", r'"cache_verdicts" must be true or false'),
+                 ("cache_ttl = 0;\n  cache_verdicts = true;",
+                  r'auth\.cache_verdicts = true needs the cache: auth\.cache_ttl is 0 \(off\)')):
     key = bad.split()[0]
     text = re.sub(r"%s = [^;]*;" % key, bad, conf)
+    if bad not in text:
+        text = conf.replace("cache_size = 100;", "cache_size = 100;\n  " + bad)
     path = os.path.join(d.dir, "bad.conf")
     with open(path, "w") as f:
         f.write(text)
-    line = [i + 1 for i, l in enumerate(text.splitlines()) if bad in l][0]
+    last = bad.splitlines()[-1].strip()
+    line = [i + 1 for i, l in enumerate(text.splitlines()) if last in l][0]
     r = subprocess.run([MSAGATED, "-n", "-c", path], capture_output=True, text=True)
     ok(r.returncode == 1, "msagated -n with %s exits 1" % bad, r.stdout + r.stderr)
     like(r.stdout + r.stderr, re.escape("%s:%d: " % (path, line)) + msg,
@@ -205,7 +241,7 @@ a.close()
 dm.stop()
 
 # ---------------------------------------------------------------- cache off
-d0 = Daemon(users={ALICE: APW}, failure_delay=0.5)
+d0 = Daemon(users={ALICE: APW}, failure_delay=0.5, auth_extra="cache_ttl = 0;")
 a = Auth(d0)
 for i in range(3):
     r, dt = a.plain(ALICE, APW)
@@ -221,7 +257,7 @@ r, dt = a.plain(ALICE, NEWPW)
 like(r, r"^OK\t", "cache off: the new one works")
 a.close()
 ok(count(d0, r"auth cache") == 0 and not re.search(r"credential cache on", d0.read_log()),
-   "cache off (the default): the cache is never used")
+   "cache_ttl = 0: the cache is never used")
 d0.stop()
 
 
@@ -303,42 +339,135 @@ service auth {
 
 
 up = start_dovecot({"dave": "dave-pw-1"})
+
+
+def upstream_password(pw):
+    """Change dave's password in the private Dovecot's passwd file."""
+    old = os.stat(up["users"])
+    with open(up["users"], "w") as f:
+        f.write("dave:%s::::::\n" % sha512_crypt(pw))
+    # Dovecot notices a change by mtime (whole seconds) and size; the size
+    # stays the same, so make sure the mtime moves on
+    t = max(time.time(), old.st_mtime + 2)
+    os.utime(up["users"], (t, t))
+    time.sleep(1.1)
+
+
+def dovecot_backends(with_passwd_file):
+    dv = '{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }' % up["socket"]
+    return ('{ driver = "passwd-file"; path = "%(passwd)s"; }, ' + dv) if with_passwd_file else dv
+
+
 if up is None:
-    diag("no private Dovecot available: proxy-mode cache not tested")
+    diag("no private Dovecot available: upstream verdicts not tested")
 else:
-    dp = Daemon(backends='{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }'
-                % up["socket"], auth_extra="cache_ttl = 60;")
+    # ------------------------------------------- proxy mode, verdicts off (default)
+    dp = Daemon(backends=dovecot_backends(False))
     a = Auth(dp)
+    for i in range(2):
+        r, dt = a.plain("dave", "dave-pw-1")
+        like(r, r"^OK\tuser=dave", "proxy mode, default: upstream OK (%d)" % (i + 1))
+    upstream_password("dave-pw-2")
     r, dt = a.plain("dave", "dave-pw-1")
-    like(r, r"^OK\tuser=dave", "proxy mode: upstream OK")
-    r, dt = a.plain("dave", "dave-pw-1")
-    like(r, r"^OK\tuser=dave", "proxy mode: OK again")
+    is_(r, "FAIL\tuser=dave",
+        "proxy mode, default: password changed upstream, the old one fails at once")
+    r, dt = a.plain("dave", "dave-pw-2")
+    like(r, r"^OK\tuser=dave", "proxy mode, default: the new one works at once")
+    a.close()
+    log = dp.read_log()
+    ok(count(dp, r"\(upstream, cached\)") == 0 and count(dp, r"auth cache") == 0,
+       "proxy mode, default: no login answered from the cache, the cache never asked")
+    ok(not re.search(r"credential cache on", log),
+       "proxy mode, default: no cache at all (nothing may use it)")
+    ok(count(dp, r"auth ok: rip=127\.0\.0\.1 user=dave mech=PLAIN service=smtp \(upstream\)") == 3,
+       "proxy mode, default: every OK came from the upstream")
+    dp.stop()
+
+    # ------------------------- passwd-file + dovecot chain, verdicts off (default)
+    dc = Daemon(users={ALICE: APW}, backends=dovecot_backends(True))
+    ok(dc.wait_log(r"credential cache on: 10000 entries of at most 60 s \(passwd-file hashes; "
+                   r"PAM and upstream Dovecot always asked\)"),
+       "chain, default: the cache is on for the passwd file only")
+    a = Auth(dc)
+    for i in range(2):
+        r, dt = a.plain("dave", "dave-pw-2")
+        like(r, r"^OK\tuser=dave", "chain, default: a Dovecot user logs in (%d)" % (i + 1))
+    upstream_password("dave-pw-3")
+    r, dt = a.plain("dave", "dave-pw-2")
+    is_(r, "FAIL\tuser=dave",
+        "chain, default: password changed upstream, the old one fails at once")
+    r, dt = a.plain("dave", "dave-pw-3")
+    like(r, r"^OK\tuser=dave", "chain, default: the new one works at once")
+    ok(count(dc, r"auth cache (hit|miss): user=dave") == 0,
+       "chain, default: the Dovecot user's logins never touch the cache")
+    h = hits(dc)
+    for i in range(2):
+        r, dt = a.plain(ALICE, APW)
+        like(r, r"^OK\tuser=alice", "chain, default: the passwd-file user logs in (%d)" % (i + 1))
+    ok(wait_count(dc, hits, h + 1), "chain, default: ... her second login a cache hit")
+    a.close()
+    dc.stop()
+
+    # ------------------------------ passwd-file + dovecot chain, cache_verdicts
+    dv = Daemon(users={ALICE: APW}, backends=dovecot_backends(True),
+                auth_extra="cache_verdicts = true;")
+    ok(dv.wait_log(r"credential cache on: 10000 entries of at most 60 s \(passwd-file hashes, "
+                   r"PAM and upstream Dovecot verdicts\)"),
+       "chain, cache_verdicts: the log says upstream verdicts are cached")
+    a = Auth(dv)
+    r, dt = a.plain("dave", "dave-pw-3")
+    like(r, r"^OK\tuser=dave", "chain, cache_verdicts: upstream OK")
+    ok(wait_count(dv, lambda x: count(x, r"auth cache miss: user=dave \(dovecot"), 1),
+       "chain, cache_verdicts: first login a miss")
+    r, dt = a.plain("dave", "dave-pw-3")
+    like(r, r"^OK\tuser=dave", "chain, cache_verdicts: OK again")
+    ok(wait_count(dv, lambda x: count(x, r"auth cache hit: user=dave \(dovecot"), 1),
+       "chain, cache_verdicts: second login a hit", dv.read_log()[-1500:])
+    upstream_password("dave-pw-4")
+    r, dt = a.plain("dave", "dave-pw-3")
+    like(r, r"^OK\tuser=dave",
+         "chain, cache_verdicts: password changed upstream, the cached old one still works (ttl)")
+    os.kill(dv.proc.pid, signal.SIGHUP)
+    ok(dv.wait_log(r"credential cache flushed"), "chain, cache_verdicts: SIGHUP flushes")
+    time.sleep(0.5)
+    r, dt = a.plain("dave", "dave-pw-3")
+    is_(r, "FAIL\tuser=dave", "chain, cache_verdicts: after SIGHUP the old password fails")
+    r, dt = a.plain("dave", "dave-pw-4")
+    like(r, r"^OK\tuser=dave", "chain, cache_verdicts: the new password works")
+    a.close()
+    dv.stop()
+
+    # ------------------------------------------- proxy mode, cache_verdicts
+    dp = Daemon(backends=dovecot_backends(False), auth_extra="cache_verdicts = true;")
+    a = Auth(dp)
+    r, dt = a.plain("dave", "dave-pw-4")
+    like(r, r"^OK\tuser=dave", "proxy mode, cache_verdicts: upstream OK")
+    r, dt = a.plain("dave", "dave-pw-4")
+    like(r, r"^OK\tuser=dave", "proxy mode, cache_verdicts: OK again")
     ok(dp.wait_log(r"auth ok: rip=127\.0\.0\.1 user=dave mech=PLAIN service=smtp \(upstream, cached\)"),
-       "proxy mode: the second OK came from the cache", dp.read_log()[-1500:])
+       "proxy mode, cache_verdicts: the second OK came from the cache", dp.read_log()[-1500:])
     r, dt = a.plain("dave", "wrong")
-    is_(r, "FAIL\tuser=dave", "proxy mode: wrong password FAIL (asked upstream)")
+    is_(r, "FAIL\tuser=dave", "proxy mode, cache_verdicts: wrong password FAIL (asked upstream)")
     ok(dp.wait_log(r"auth failed: rip=127\.0\.0\.1 user=dave mech=PLAIN \(upstream\)"),
-       "proxy mode: the failure came from the upstream")
-    r, dt = a.plain("dave", "dave-pw-1", rip="127.0.0.44")
-    like(r, r"^OK\tuser=dave", "proxy mode: another client address: OK")
+       "proxy mode, cache_verdicts: the failure came from the upstream")
+    r, dt = a.plain("dave", "dave-pw-4", rip="127.0.0.44")
+    like(r, r"^OK\tuser=dave", "proxy mode, cache_verdicts: another client address: OK")
     n_cached = count(dp, r"\(upstream, cached\)")
     # the password changes upstream: the old verdict lasts until SIGHUP
-    with open(up["users"], "w") as f:
-        f.write("dave:%s::::::\n" % sha512_crypt("dave-pw-2"))
-    time.sleep(1.1)
-    r, dt = a.plain("dave", "dave-pw-1")
+    upstream_password("dave-pw-5")
+    r, dt = a.plain("dave", "dave-pw-4")
     like(r, r"^OK\tuser=dave",
-         "proxy mode: password changed upstream, the cached old one still works (ttl)")
+         "proxy mode, cache_verdicts: password changed upstream, the cached old one still works (ttl)")
     ok(count(dp, r"\(upstream, cached\)") == n_cached + 1, "... from the cache")
     os.kill(dp.proc.pid, signal.SIGHUP)
-    ok(dp.wait_log(r"credential cache flushed"), "proxy mode: SIGHUP flushes")
+    ok(dp.wait_log(r"credential cache flushed"), "proxy mode, cache_verdicts: SIGHUP flushes")
     time.sleep(0.5)
-    r, dt = a.plain("dave", "dave-pw-1")
-    is_(r, "FAIL\tuser=dave", "proxy mode: after SIGHUP the old password fails")
-    r, dt = a.plain("dave", "dave-pw-2")
-    like(r, r"^OK\tuser=dave", "proxy mode: the new password works")
+    r, dt = a.plain("dave", "dave-pw-4")
+    is_(r, "FAIL\tuser=dave", "proxy mode, cache_verdicts: after SIGHUP the old password fails")
+    r, dt = a.plain("dave", "dave-pw-5")
+    like(r, r"^OK\tuser=dave", "proxy mode, cache_verdicts: the new password works")
     a.close()
-    ok("dave-pw-1" not in dp.read_log(), "proxy mode: no password in the log")
+    ok("dave-pw-4" not in dp.read_log(), "proxy mode: no password in the log")
     dp.stop()
     up["stop"]()
 done()

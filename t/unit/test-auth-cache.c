@@ -7,7 +7,11 @@
  * password and a changed stored hash miss, access fields still apply, a
  * reload invalidates) and cached verdicts of the dovecot backend against
  * a fake upstream (hits never reach it, failures are never cached, the
- * client address and service are part of the key).
+ * client address and service are part of the key), which are used only
+ * with auth.cache_verdicts (off: every login asks the upstream); and the
+ * event loop's quick answers (backend_chain_verify_plain_fast): {PLAIN}
+ * entries and cache hits only, never a hash, an unknown user, an access
+ * field or a file due for its stat().
  */
 #include <errno.h>
 #include <pthread.h>
@@ -89,6 +93,16 @@ test_basics(void)
 	    "short buffer: the stored length is told (caller sees truncation)");
 	auth_cache_insert(c, &k4, payload, AUTH_CACHE_MAX_PAYLOAD + 1);
 	ok(!auth_cache_lookup(c, &k4, NULL, NULL), "over-long payload: not inserted");
+
+	/* peek: a first look whose miss is not counted (the real check follows) */
+	{
+		uint64_t h0 = hits(c), m0 = misses(c);
+
+		ok(!auth_cache_peek(c, &k4, NULL, NULL), "peek: miss");
+		is_int(misses(c) - m0, 0, "peek: a miss is not counted");
+		ok(auth_cache_peek(c, &k1, NULL, NULL), "peek: hit");
+		is_int(hits(c) - h0, 1, "peek: a hit is counted");
+	}
 	auth_cache_free(c);
 }
 
@@ -228,7 +242,8 @@ test_passwd_file(void)
 	ok(c != NULL, "chain: %s", e ? e : "ok");
 	if (c == NULL)
 		return;
-	backend_chain_set_cache(c, cache);
+	is_int(backend_chain_set_cache(c, cache, false), 1,
+	    "passwd-file uses the cache without cache_verdicts");
 
 	h = hits(cache);
 	m = misses(cache);
@@ -306,7 +321,7 @@ test_passwd_file(void)
 	is_int(hits(cache) - h, 0, "after a reload: no hit (new generation)");
 
 	/* without a cache: as before */
-	backend_chain_set_cache(c, NULL);
+	is_int(backend_chain_set_cache(c, NULL, false), 0, "no cache: no user");
 	h = hits(cache);
 	m = misses(cache);
 	is_int(backend_chain_verify_plain(c, "alice", "new-pw", &r), BACKEND_OK,
@@ -320,6 +335,102 @@ test_passwd_file(void)
 	free(b.path);
 	free(h1);
 	free(h2);
+	free(h3);
+}
+
+/* ---- the event loop's quick answers (passwd-file) ------------------------ */
+
+/* fast - backend_chain_verify_plain_fast: -1 no quick answer, else the result. */
+static int
+fast(struct backend_chain *c, const char *user, const char *pw,
+    const struct backend_request *req, struct backend_reply *r)
+{
+	enum backend_result res;
+
+	memset(r, 0, sizeof(*r));
+	return backend_chain_verify_plain_fast(c, user, pw, req, r, &res) ? (int)res : -1;
+}
+
+static void
+test_fast(void)
+{
+	struct backend_cfg b = { .driver = "passwd-file" };
+	struct auth_cache *cache = auth_cache_new(100, 60000);
+	struct backend_request lo = { "127.0.0.1", "smtp" };
+	struct backend_chain *c;
+	struct backend_reply r;
+	char *e = NULL, *h1 = crypt_of("right-pw", "saltsaltD"),
+	    *h3 = crypt_of("new-pw", "saltsaltE"), *content;
+	uint64_t h, m;
+
+	if (asprintf(&content, "plain:{PLAIN}plain-pw::::::quota=2G\n"
+	    "alice:%s::::::quota=1G\n"
+	    "nets:{PLAIN}nets-pw::::::allow_nets=127.0.0.0/8\n"
+	    "nl:{PLAIN}nl-pw::::::nologin\n", h1) < 0)
+		abort();
+	b.path = write_file("fast-users", content);
+	free(content);
+	c = backend_chain_new(&b, 1, &e);
+	ok(c != NULL, "chain: %s", e ? e : "ok");
+	if (c == NULL)
+		return;
+	backend_chain_set_cache(c, cache, false);
+
+	is_int(fast(c, "plain", "plain-pw", &lo, &r), BACKEND_OK,
+	    "{PLAIN} entry, right password: a quick OK");
+	is_str(r.user, "plain", "... with the canonical name");
+	is_str(r.extra, "quota=2G", "... and the extra fields");
+	is_int(fast(c, "plain", "wrong", &lo, &r), BACKEND_MISMATCH,
+	    "{PLAIN} entry, wrong password: a quick MISMATCH");
+
+	m = misses(cache);
+	is_int(fast(c, "alice", "right-pw", &lo, &r), -1,
+	    "hashed entry, not cached yet: no quick answer (the hash must run)");
+	is_int(misses(cache) - m, 0, "... and the quick look is not counted as a miss");
+	is_int(backend_chain_verify_plain_req(c, "alice", "right-pw", &lo, &r), BACKEND_OK,
+	    "the real check: OK (now cached)");
+	h = hits(cache);
+	is_int(fast(c, "alice", "right-pw", &lo, &r), BACKEND_OK,
+	    "hashed entry, cached: a quick OK");
+	is_int(hits(cache) - h, 1, "... counted as a hit");
+	is_str(r.extra, "quota=1G", "... with the extra fields");
+	is_int(fast(c, "alice", "wrong-pw", &lo, &r), -1,
+	    "hashed entry, wrong password: no quick answer (only the hash can say)");
+	is_int(fast(c, "nobody", "x", &lo, &r), -1,
+	    "unknown user: no quick answer (the dummy hash must run)");
+	is_int(fast(c, "nets", "nets-pw", &lo, &r), -1,
+	    "allow_nets entry: no quick answer (refusals pay the full hash)");
+	is_int(fast(c, "nl", "nl-pw", &lo, &r), -1, "nologin entry: no quick answer");
+
+	backend_chain_set_cache(c, NULL, false);
+	is_int(fast(c, "alice", "right-pw", &lo, &r), -1,
+	    "without the cache: a hashed entry never has a quick answer");
+	is_int(fast(c, "plain", "plain-pw", &lo, &r), BACKEND_OK,
+	    "without the cache: {PLAIN} still does");
+	backend_chain_set_cache(c, cache, false);
+
+	/* the file changes: no quick answer until a worker has looked */
+	if (asprintf(&content, "plain:{PLAIN}plain-pw2::::::\nalice:%s::::::\n", h3) < 0)
+		abort();
+	free(write_file("fast-users", content));
+	free(content);
+	usleep(1100 * 1000);
+	is_int(fast(c, "plain", "plain-pw", &lo, &r), -1,
+	    "stat() due: no quick answer (a worker looks at the file)");
+	is_int(backend_chain_verify_plain_req(c, "plain", "plain-pw", &lo, &r),
+	    BACKEND_MISMATCH, "the real check re-reads the file: the old {PLAIN} fails");
+	is_int(fast(c, "plain", "plain-pw2", &lo, &r), BACKEND_OK,
+	    "then quick answers again, from the new file");
+	is_int(fast(c, "alice", "right-pw", &lo, &r), -1,
+	    "changed file: the old cached password has no quick answer");
+	is_int(backend_chain_verify_plain_req(c, "alice", "right-pw", &lo, &r),
+	    BACKEND_MISMATCH, "... and the real check refuses it");
+
+	backend_chain_set_cache(c, NULL, false);
+	backend_chain_free(c);
+	auth_cache_free(cache);
+	free(b.path);
+	free(h1);
 	free(h3);
 }
 
@@ -445,8 +556,34 @@ test_verdicts(void)
 	ok(c != NULL, "chain with a dovecot backend: %s", err ? err : "ok");
 	if (c == NULL)
 		return;
-	backend_chain_set_cache(c, cache);
+	/* auth.cache_verdicts = false (the default): never cached */
+	is_int(backend_chain_set_cache(c, cache, false), 0,
+	    "verdicts off: the dovecot backend does not use the cache");
+	n = upstream_auths();
+	is_int(backend_chain_verify_plain_req(c, "dave", "up-pw", &a, &r), BACKEND_OK,
+	    "verdicts off: upstream OK");
+	is_int(backend_chain_verify_plain_req(c, "dave", "up-pw", &a, &r), BACKEND_OK,
+	    "verdicts off: OK again");
+	is_int(upstream_auths() - n, 2, "verdicts off: both logins asked the upstream");
+	{
+		enum backend_result fres;
 
+		ok(!backend_chain_verify_plain_fast(c, "dave", "up-pw", &a, &r, &fres),
+		    "verdicts off: no quick answer on the loop (the upstream must be asked)");
+	}
+	set_good("up-pw-2");
+	n = upstream_auths();
+	is_int(backend_chain_verify_plain_req(c, "dave", "up-pw", &a, &r), BACKEND_MISMATCH,
+	    "verdicts off: password changed upstream, the old one fails at once");
+	is_int(backend_chain_verify_plain_req(c, "dave", "up-pw-2", &a, &r), BACKEND_OK,
+	    "verdicts off: the new one works at once");
+	is_int(upstream_auths() - n, 2, "verdicts off: both asked upstream");
+	ok(hits(cache) == 0 && misses(cache) == 0, "verdicts off: the cache is never asked");
+	set_good("up-pw");
+
+	/* auth.cache_verdicts = true */
+	is_int(backend_chain_set_cache(c, cache, true), 1,
+	    "verdicts on: the dovecot backend uses the cache");
 	n = upstream_auths();
 	is_int(backend_chain_verify_plain_req(c, "dave", "up-pw", &a, &r), BACKEND_OK,
 	    "upstream OK");
@@ -457,6 +594,19 @@ test_verdicts(void)
 	is_int(upstream_auths() - n, 1, "a hit does not reach the upstream");
 	is_str(r.user, "Dave@up", "canonical name replayed from the cache");
 	is_str(r.extra, first.extra, "extra fields replayed as the backend gave them");
+	{
+		enum backend_result fres = BACKEND_TEMPFAIL;
+		uint64_t m0 = misses(cache);
+
+		memset(&r, 0, sizeof(r));
+		ok(backend_chain_verify_plain_fast(c, "dave", "up-pw", &a, &r, &fres) &&
+		    fres == BACKEND_OK, "verdicts on: a cached OK is a quick answer");
+		is_str(r.user, "Dave@up", "... with the canonical name");
+		ok(!backend_chain_verify_plain_fast(c, "dave", "bad-pw", &a, &r, &fres),
+		    "verdicts on: a miss is no quick answer (the upstream decides)");
+		is_int(misses(cache) - m0, 0, "... and not counted as a miss");
+		is_int(upstream_auths() - n, 1, "quick answers never reach the upstream");
+	}
 
 	n = upstream_auths();
 	is_int(backend_chain_verify_plain_req(c, "dave", "bad-pw", &a, &r), BACKEND_MISMATCH,
@@ -486,7 +636,7 @@ test_verdicts(void)
 	    "after a flush: the new one works");
 	is_int(upstream_auths() - n, 2, "both asked upstream");
 
-	backend_chain_set_cache(c, NULL);
+	backend_chain_set_cache(c, NULL, false);
 	backend_chain_free(c);
 	auth_cache_free(cache);
 	shutdown(fk.lfd, SHUT_RDWR);
@@ -504,6 +654,7 @@ main(void)
 	test_eviction();
 	test_flush();
 	test_passwd_file();
+	test_fast();
 	test_verdicts();
 	{
 		char cmd[128];

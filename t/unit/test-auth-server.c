@@ -4,7 +4,10 @@
  * PLAIN ok/fail/unknown, LOGIN and CRAM-MD5 with CONT, bad base64, CONT
  * for an unknown id, CANCEL, temp_fail from a backend error, several
  * requests in flight, the protocol errors that disconnect, failure delay
- * and min_time pacing, and the request timeout.
+ * and min_time pacing, and the request timeout; which steps are answered
+ * on the event loop ({PLAIN} entries, cache hits, the first step of a
+ * mechanism without a password yet) and which go to a worker (hashes,
+ * unknown users, continuations), with the same answers.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +19,7 @@
 #include <event2/event.h>
 #include <openssl/hmac.h>
 
+#include "auth-cache.h"
 #include "auth-sasl.h"
 #include "auth-server.h"
 #include "backend.h"
@@ -277,6 +281,98 @@ test_requests(struct auth_server *srv, bool have_cram)
 	close_peer(p);
 }
 
+/* steps - how many steps ran on the loop / on workers since *last. */
+static void
+steps(struct auth_server *srv, struct auth_server_stats *last,
+    unsigned long long *loop, unsigned long long *worker)
+{
+	struct auth_server_stats st;
+
+	auth_server_get_stats(srv, &st);
+	*loop = st.steps_loop - last->steps_loop;
+	*worker = st.steps_worker - last->steps_worker;
+	*last = st;
+}
+
+static void
+test_where(struct auth_server *srv, struct backend_chain *chain)
+{
+	struct peer *p = connect_peer(srv, true);
+	struct auth_server_stats st;
+	struct auth_cache *cache;
+	unsigned long long loop, worker;
+
+	auth_server_get_stats(srv, &st);
+	auth_plain(p, 1, "alice", "secret");
+	is_str(get_line(p, 3000), "OK\t1\tuser=alice", "{PLAIN} user: OK");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 1 && worker == 0, "{PLAIN} user: answered on the loop (%llu/%llu)",
+	    loop, worker);
+	auth_plain(p, 2, "alice", "wrong");
+	is_str(get_line(p, 3000), "FAIL\t2\tuser=alice", "{PLAIN} user, wrong password: FAIL");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 1 && worker == 0, "... on the loop too");
+	auth_plain(p, 3, "nosuchuser", "x");
+	is_str(get_line(p, 3000), "FAIL\t3\tuser=nosuchuser", "unknown user: FAIL");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 0 && worker == 1, "unknown user: a worker (the dummy hash)");
+	auth_plain(p, 4, "bob@example.test", "hunter2");
+	ok(strncmp(get_line(p, 3000), "OK\t4\tuser=bob@example.test", 26) == 0,
+	    "hashed user: OK");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 0 && worker == 1, "hashed user without a cache: a worker");
+	say(p, "AUTH\t5\tLOGIN\tservice=smtp\n");
+	is_str(get_line(p, 3000), "CONT\t5\tVXNlcm5hbWU6", "LOGIN: Username:");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 1 && worker == 0, "LOGIN's first step (no password yet): the loop");
+	say(p, "CONT\t5\tYWxpY2U=\n");
+	is_str(get_line(p, 3000), "CONT\t5\tUGFzc3dvcmQ6", "LOGIN: Password:");
+	say(p, "CONT\t5\tc2VjcmV0\n");
+	is_str(get_line(p, 3000), "OK\t5\tuser=alice", "LOGIN: OK");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 0 && worker == 2, "LOGIN's continuations: a worker");
+
+	/* with the credential cache: the second login of a hashed user */
+	cache = auth_cache_new(10, 60000);
+	backend_chain_set_cache(chain, cache, false);
+	auth_plain(p, 6, "bob@example.test", "hunter2");
+	ok(strncmp(get_line(p, 3000), "OK\t6\tuser=bob@example.test\tquota_rule=", 38) == 0,
+	    "cache: first login OK");
+	auth_plain(p, 7, "bob@example.test", "hunter2");
+	is_str(get_line(p, 3000), "OK\t7\tuser=bob@example.test\tquota_rule=*:storage=1G",
+	    "cache: second login OK, same extra fields");
+	auth_plain(p, 8, "bob@example.test", "hunter3");
+	is_str(get_line(p, 3000), "FAIL\t8\tuser=bob@example.test",
+	    "cache: a wrong password still fails");
+	steps(srv, &st, &loop, &worker);
+	ok(loop == 1 && worker == 2,
+	    "cache: the hit on the loop, the first login and the wrong password on a worker "
+	    "(%llu/%llu)", loop, worker);
+	backend_chain_set_cache(chain, NULL, false);
+	auth_cache_free(cache);
+
+	/* many at once: answers come back, fewer wake-ups than worker steps */
+	{
+		struct auth_server_stats a, b;
+		int i, seen = 0;
+
+		auth_server_get_stats(srv, &a);
+		for (i = 0; i < 30; i++)
+			auth_plain(p, 100 + (unsigned)i, i % 3 ? "alice" : "bob@example.test",
+			    i % 3 ? "secret" : "hunter2");
+		for (i = 0; i < 30; i++)
+			if (strncmp(get_line(p, 5000), "OK\t", 3) == 0)
+				seen++;
+		is_int(seen, 30, "30 mixed requests in flight: all OK");
+		auth_server_get_stats(srv, &b);
+		ok(b.steps_worker - a.steps_worker == 10 && b.steps_loop - a.steps_loop == 20,
+		    "10 hashed on workers, 20 {PLAIN} on the loop");
+		ok(b.wakeups - a.wakeups <= 10, "%llu wake-ups for 10 worker steps",
+		    b.wakeups - a.wakeups);
+	}
+	close_peer(p);
+}
+
 static void
 expect_disconnect(struct auth_server *srv, const char *name, const char *send, bool hs)
 {
@@ -424,6 +520,7 @@ main(void)
 	srv = auth_server_new(base, -1, chain, &set);
 	test_handshake(srv);
 	test_requests(srv, have_cram);
+	test_where(srv, chain);
 	test_errors(srv);
 	auth_server_free(srv);
 	test_pacing(chain);
