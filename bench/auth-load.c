@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +60,7 @@ static long o_duration_ms = 10000;
 static long o_total;
 static int o_quiet;
 static struct server_pids o_pids;
+const char *const bench_prog = "auth-load";
 
 static char req_tail[REQ_MAX];		/* "\tPLAIN\tservice=...\tresp=...\n" */
 static size_t req_tail_len;
@@ -70,7 +70,6 @@ static int stopping;
 static long n_sent;
 static unsigned long long n_ok, n_fail, n_errors, n_proto;
 static struct samples lat;
-static int errors_printed;
 
 static void
 usage(void)
@@ -88,32 +87,9 @@ usage(void)
 }
 
 static void
-errmsg(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errors_printed >= 5)
-		return;
-	errors_printed++;
-	va_start(ap, fmt);
-	fputs("auth-load: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-static void
 set_events(struct conn *c, uint32_t ev)
 {
-	struct epoll_event e;
-
-	if (c->events == ev)
-		return;
-	memset(&e, 0, sizeof(e));
-	e.events = ev;
-	e.data.ptr = c;
-	epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &e);
-	c->events = ev;
+	epoll_set(epfd, c->fd, c, &c->events, ev);
 }
 
 static void
@@ -297,8 +273,7 @@ main(int argc, char **argv)
 {
 	struct epoll_event evs[256];
 	struct sockaddr_un sun;
-	char plain[600], b64[900], hs[64];
-	size_t ul, pl;
+	char b64[900], hs[64];
 	int ch, i, live;
 	double cpu0, cpu1, self0, self1, elapsed;
 	uint64_t t0, t1, stop_deadline = 0;
@@ -313,36 +288,21 @@ main(int argc, char **argv)
 		case 'd': o_duration_ms = parse_duration_ms(optarg); break;
 		case 'n': o_total = atol(optarg); break;
 		case 's': o_service = optarg; break;
-		case 'i':
-			if (server_pids_add_list(&o_pids, optarg) != 0)
+		default:
+			if (!common_option(ch, optarg, &o_pids, &o_quiet))
 				usage();
-			break;
-		case 'I':
-			if (server_pids_add_file(&o_pids, optarg) != 0) {
-				fprintf(stderr, "auth-load: cannot read pid file %s\n", optarg);
-				exit(2);
-			}
-			break;
-		case 'q': o_quiet = 1; break;
-		default: usage();
 		}
 	}
 	if (optind != argc || o_socket == NULL || o_conns < 1 || o_conns > 10000 ||
 	    o_inflight < 1 || o_inflight > MAX_INFLIGHT || o_duration_ms < 0 ||
 	    strlen(o_socket) >= sizeof(sun.sun_path))
 		usage();
-	ul = strlen(o_user);
-	pl = strlen(o_pass);
-	if (ul + pl + 2 > sizeof(plain) || strpbrk(o_service, "\t\n\001"))
+	if (plain_b64(o_user, o_pass, b64, sizeof(b64)) != 0 ||
+	    strpbrk(o_service, "\t\n\001"))
 		usage();
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile(o_conns + 64);
 
-	plain[0] = '\0';
-	memcpy(plain + 1, o_user, ul);
-	plain[1 + ul] = '\0';
-	memcpy(plain + 2 + ul, o_pass, pl);
-	b64_encode((unsigned char *)plain, ul + pl + 2, b64);
 	i = snprintf(req_tail, sizeof(req_tail),
 	    "\tPLAIN\tservice=%s\tno-penalty\tresp=%s\n", o_service, b64);
 	if (i <= 0 || (size_t)i >= sizeof(req_tail))

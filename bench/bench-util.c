@@ -1,7 +1,8 @@
 /*
  * bench-util.c - helpers shared by the msagate benchmark tools: clock,
  * latency samples, /proc accounting of a server's process tree (CPU time,
- * Pss/RSS), rlimits, base64 and option parsing.
+ * Pss/RSS), rlimits, base64, SASL PLAIN, error messages and option
+ * parsing.
  */
 #define _GNU_SOURCE
 
@@ -10,9 +11,11 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -326,6 +329,22 @@ self_cpu_ms(void)
 	    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
 }
 
+int
+epoll_set(int epfd, int fd, void *ptr, uint32_t *cur, uint32_t ev)
+{
+	struct epoll_event e;
+	int r;
+
+	if (*cur == ev)
+		return 0;
+	memset(&e, 0, sizeof(e));
+	e.events = ev;
+	e.data.ptr = ptr;
+	r = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &e);
+	*cur = ev;
+	return r;
+}
+
 long
 raise_nofile(long want)
 {
@@ -375,6 +394,58 @@ b64_encode(const unsigned char *in, size_t len, char *out)
 		*out++ = '=';
 	}
 	*out = '\0';
+}
+
+int
+plain_b64(const char *user, const char *pass, char *out, size_t outsize)
+{
+	char plain[BENCH_PLAIN_MAX];
+	size_t ul = strlen(user), pl = strlen(pass);
+
+	if (ul + pl + 2 > sizeof(plain) || outsize < 4 * ((ul + pl + 4) / 3) + 1)
+		return -1;
+	plain[0] = '\0';
+	memcpy(plain + 1, user, ul);
+	plain[1 + ul] = '\0';
+	memcpy(plain + 2 + ul, pass, pl);
+	b64_encode((unsigned char *)plain, ul + pl + 2, out);
+	return 0;
+}
+
+static int errors_printed;
+
+void
+errmsg(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errors_printed >= 5)
+		return;
+	errors_printed++;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s: ", bench_prog);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+int
+common_option(int ch, const char *arg, struct server_pids *pids, int *quiet)
+{
+	switch (ch) {
+	case 'i':
+		return server_pids_add_list(pids, arg) == 0;
+	case 'I':
+		if (server_pids_add_file(pids, arg) != 0) {
+			fprintf(stderr, "%s: cannot read pid file %s\n", bench_prog, arg);
+			exit(2);
+		}
+		return 1;
+	case 'q':
+		*quiet = 1;
+		return 1;
+	}
+	return 0;
 }
 
 long

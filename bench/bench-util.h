@@ -1,7 +1,8 @@
 /*
  * bench-util.h - helpers shared by the msagate benchmark tools: a monotonic
  * clock, latency sample sets with percentiles, the CPU time and memory of a
- * server's process tree read from /proc, and small parsing helpers.
+ * server's process tree read from /proc, the options and messages both
+ * tools share, and small parsing helpers.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -58,11 +59,32 @@ void	 server_mem_kb(const struct server_pids *, long *pss, long *rss, int *nproc
 /* CPU time this process used so far, ms */
 double	 self_cpu_ms(void);
 
+/* set fd's epoll interest (data.ptr = ptr) to ev unless *cur already is
+ * ev, then *cur = ev; returns epoll_ctl's result (0 if nothing changed) */
+int	 epoll_set(int epfd, int fd, void *ptr, uint32_t *cur, uint32_t ev);
+
 /* raise RLIMIT_NOFILE to at least want (up to the hard limit); returns the result */
 long	 raise_nofile(long want);
 
 /* base64 of len bytes into out (size >= 4*((len+2)/3)+1) */
 void	 b64_encode(const unsigned char *in, size_t len, char *out);
+
+/* the SASL PLAIN response "\0user\0pass" in base64 into out (outsize
+ * bytes); -1 if user + pass exceed BENCH_PLAIN_MAX bytes or out is too small */
+#define BENCH_PLAIN_MAX	600
+int	 plain_b64(const char *user, const char *pass, char *out, size_t outsize);
+
+/* each tool defines its name ("smtp-load"), the prefix of its messages */
+extern const char *const bench_prog;
+/* "PROG: message" on stderr, only the first 5 of a run (not to flood it) */
+void	 errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * The options both tools take: -i PID[,PID] and -I PIDFILE (server pids,
+ * repeatable) and -q (only the key=value line: *quiet = 1).  Returns 1
+ * when ch was one of them, 0 when it is another option or -i's list is
+ * bad (the caller shows its usage); exits 2 on an unreadable pid file.
+ */
+int	 common_option(int ch, const char *arg, struct server_pids *, int *quiet);
 
 /* parse "10", "10s", "2m", "1500ms" to milliseconds; -1 if bad */
 long	 parse_duration_ms(const char *);

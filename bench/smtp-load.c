@@ -105,6 +105,7 @@ static int o_src_count = 1;
 static const char *o_ids_file;
 static int o_quiet;
 static struct server_pids o_pids;
+const char *const bench_prog = "smtp-load";
 
 /* prebuilt protocol text */
 static char s_ehlo[] = "EHLO bench.example.test\r\n";
@@ -126,7 +127,6 @@ static long sessions_started;
 static int active_setups;	/* hold clients in set-up */
 static int phase_hold;		/* 1 while opening held sessions */
 static FILE *ids_fp;
-static int errors_printed;
 
 /* results */
 static struct samples lat_setup, lat_msg, lat_hold_setup;
@@ -161,21 +161,6 @@ usage(void)
 "  --ids FILE     write every queue id received, one a line\n"
 "  -q             only the key=value line\n");
 	exit(2);
-}
-
-static void
-errmsg(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errors_printed >= 5)
-		return;
-	errors_printed++;
-	va_start(ap, fmt);
-	fputs("smtp-load: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
 }
 
 static char *
@@ -229,16 +214,8 @@ build_message(void)
 static void
 set_events(struct client *c, uint32_t ev)
 {
-	struct epoll_event e;
-
-	if (c->events == ev)
-		return;
-	memset(&e, 0, sizeof(e));
-	e.events = ev;
-	e.data.ptr = c;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &e) != 0)
+	if (epoll_set(epfd, c->fd, c, &c->events, ev) != 0)
 		perror("epoll_ctl");
-	c->events = ev;
 }
 
 static void
@@ -821,8 +798,7 @@ main(int argc, char **argv)
 	};
 	struct epoll_event *evs;
 	int ch, i, maxev = 1024;
-	char plain[600], b64[900];
-	size_t ul, pl;
+	char b64[900];
 	double cpu0 = 0, cpu1 = 0, self0, self1, elapsed;
 	long pss0 = 0, rss0 = 0, pss1 = 0, rss1 = 0;
 	int np0 = 0, np1 = 0;
@@ -852,24 +828,15 @@ main(int argc, char **argv)
 		case 'n': o_sessions = atol(optarg); break;
 		case 'P': parse_onoff(optarg, &o_pipelining); break;
 		case 'R': parse_onoff(optarg, &o_resume); break;
-		case 'i':
-			if (server_pids_add_list(&o_pids, optarg) != 0)
-				usage();
-			break;
-		case 'I':
-			if (server_pids_add_file(&o_pids, optarg) != 0) {
-				fprintf(stderr, "smtp-load: cannot read pid file %s\n", optarg);
-				exit(2);
-			}
-			break;
-		case 'q': o_quiet = 1; break;
 		case 1: o_hold = atoi(optarg); break;
 		case 2: o_hold_conc = atoi(optarg); break;
 		case 3: o_hold_timeout_ms = parse_duration_ms(optarg); break;
 		case 4: o_src_count = atoi(optarg); break;
 		case 5: o_timeout_ms = parse_duration_ms(optarg); break;
 		case 6: o_ids_file = optarg; break;
-		default: usage();
+		default:
+			if (!common_option(ch, optarg, &o_pids, &o_quiet))
+				usage();
 		}
 	}
 	if (optind != argc || o_port <= 0 || o_port > 65535 || o_clients < 0 ||
@@ -881,9 +848,8 @@ main(int argc, char **argv)
 		usage();
 	if (o_from == NULL)
 		o_from = o_user;
-	ul = strlen(o_user);
-	pl = strlen(o_pass);
-	if (ul + pl + 2 > sizeof(plain) || strchr(o_rcpt, '>') || strchr(o_from, '>'))
+	if (plain_b64(o_user, o_pass, b64, sizeof(b64)) != 0 ||
+	    strchr(o_rcpt, '>') || strchr(o_from, '>'))
 		usage();
 
 	signal(SIGPIPE, SIG_IGN);
@@ -898,11 +864,6 @@ main(int argc, char **argv)
 	}
 
 	/* protocol text */
-	plain[0] = '\0';
-	memcpy(plain + 1, o_user, ul);
-	plain[1 + ul] = '\0';
-	memcpy(plain + 2 + ul, o_pass, pl);
-	b64_encode((unsigned char *)plain, ul + pl + 2, b64);
 	s_auth = xstrdup_printf("AUTH PLAIN %s\r\n", b64);
 	s_mail = xstrdup_printf("MAIL FROM:<%s>\r\n", o_from);
 	s_rcpt = xstrdup_printf("RCPT TO:<%s>\r\n", o_rcpt);

@@ -66,30 +66,7 @@ alice, apw = "alice@example.test", d.users["alice@example.test"]
 
 def submit(dm, user, password, mech="PLAIN", send=True):
     """587 + STARTTLS + AUTH; returns (code, reply text, queue id or None)."""
-    s = smtplib.SMTP("127.0.0.1", dm.ports["submission"], timeout=30)
-    try:
-        s.ehlo("mua.example.test")
-        s.starttls(context=client_ctx())
-        s.ehlo("mua.example.test")
-        s.user, s.password = user, password
-        authobj = s.auth_plain if mech == "PLAIN" else s.auth_login
-        try:
-            code, resp = s.auth(mech, authobj, initial_response_ok=(mech == "PLAIN"))
-        except smtplib.SMTPAuthenticationError as e:
-            return e.smtp_code, e.smtp_error.decode(errors="replace"), None
-        qid = None
-        if send and code == 235:
-            sender = user if "@" in user else user + "@example.test"
-            s.mail(sender)
-            s.rcpt("rcpt@example.org")
-            c2, r2 = s.data(message("pam").encode())
-            qid = queued_id(r2.decode(errors="replace")) if c2 == 250 else None
-        return code, resp.decode(errors="replace"), qid
-    finally:
-        try:
-            s.quit()
-        except Exception:
-            s.close()
+    return auth_submit(dm.ports["submission"], user, password, mech, send, subject="pam")
 
 
 def sock_auth(dm, user, password):
@@ -97,14 +74,9 @@ def sock_auth(dm, user, password):
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(30)
         s.connect(dm.auth_socket)
-        s.sendall(b"VERSION\t1\t2\nCPID\t77\n")
-        buf = b""
-        while b"DONE\n" not in buf:
-            x = s.recv(4096)
-            if not x:
-                return None
-            buf += x
-        buf = buf.split(b"DONE\n", 1)[1]
+        buf = auth_handshake(s, cpid=77)
+        if buf is None:
+            return None
         s.sendall(("AUTH\t1\tPLAIN\tservice=smtp\tnologin\trip=127.0.0.1\tresp=%s\n"
                    % plain_b64(user, password)).encode())
         while b"\n" not in buf:
@@ -140,12 +112,7 @@ def helpers(dm):
 
 
 # --- mechanisms: PAM hands out no passwords
-s = smtplib.SMTP("127.0.0.1", p587, timeout=10)
-s.ehlo("x.test")
-s.starttls(context=client_ctx())
-s.ehlo("x.test")
-auth = s.esmtp_features.get("auth", "")
-s.quit()
+auth = ehlo_auth(p587, ehlo="x.test")
 like(auth, r"\bPLAIN\b.*\bLOGIN\b|\bLOGIN\b.*\bPLAIN\b", "EHLO offers PLAIN and LOGIN")
 ok("CRAM-MD5" not in auth, "no CRAM-MD5 with a pam backend in the chain", auth)
 

@@ -11,43 +11,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from msagatetest import *
 
 
-def chown_run_user(path, user):
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam(user)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-
-
-def send(d, rcpts, subject, sender="alice@example.test"):
-    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-    s.ehlo("mua.example.test")
-    s.starttls(context=client_ctx())
-    s.ehlo("mua.example.test")
-    s.login("alice@example.test", d.users["alice@example.test"])
-    s.sendmail(sender, rcpts, message(subject).encode())
-    s.quit()
-
-
-def wait_for(cond, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-def maildir_msgs(path):
-    """Contents of every message in path/new (and cur)."""
-    out = []
-    for sub in ("new", "cur"):
-        p = os.path.join(path, sub)
-        if os.path.isdir(p):
-            for n in sorted(os.listdir(p)):
-                with open(os.path.join(p, n), "rb") as f:
-                    out.append(f.read().decode("utf-8", "replace"))
-    return out
-
-
 # every recipient must exist for the relay policy (passwd file or aliases)
 LOCALS = ["carol", "dora", "erin", "frank", "gina", "nosuchuser"]
 USERS = dict(Daemon.USERS, **{"%s@example.test" % u: "pw-" + u for u in LOCALS})
@@ -67,7 +30,7 @@ d.write_conf()
 d.start()
 box = lambda u: os.path.join(mail, "example.test", u, "Maildir")
 
-send(d, ["bob@example.test"], "to bob")
+send_mail(d, ["bob@example.test"], "to bob")
 ok(wait_for(lambda: len(maildir_msgs(box("bob"))) == 1), "message delivered to bob's Maildir",
    d.read_log()[-3000:])
 m = (maildir_msgs(box("bob")) or [""])[0]
@@ -84,12 +47,12 @@ is_(pwd.getpwuid(st.st_uid).pw_name, d.user, "mailbox owned by the queue role's 
 like(d.read_log(), r"[0-9A-F]{16}: to=<bob@example\.test> relay=maildir delay=\d+ status=sent",
      "one log line per delivery attempt")
 
-send(d, ["team@example.test"], "to the team")
+send_mail(d, ["team@example.test"], "to the team")
 ok(wait_for(lambda: len(maildir_msgs(box("alice"))) == 1 and len(maildir_msgs(box("bob"))) == 2),
    "alias expands to two users", d.read_log()[-3000:])
 like(maildir_msgs(box("alice"))[0], r"Delivered-To: alice@example\.test\n", "Delivered-To is the final address")
 
-send(d, ["carol+lists@example.test"], "tagged")
+send_mail(d, ["carol+lists@example.test"], "tagged")
 ok(wait_for(lambda: len(maildir_msgs(box("carol"))) == 1), "user+tag goes to user's Maildir",
    d.read_log()[-3000:])
 like((maildir_msgs(box("carol")) or [""])[0], r"Delivered-To: carol\+lists@example\.test",
@@ -98,7 +61,7 @@ ok(wait_for(lambda: d.queue_files() == []), "queue empty again")
 like(d.ctl("queue", "list").stdout, r"Mail queue is empty", "queue list: empty")
 
 # a foreign recipient: not delivered, not pretended, stays queued
-send(d, ["someone@example.org", "dora@example.test"], "half foreign")
+send_mail(d, ["someone@example.org", "dora@example.test"], "half foreign")
 ok(wait_for(lambda: len(maildir_msgs(box("dora"))) == 1), "local half delivered")
 ok(d.wait_log(r"to=<someone@example\.org> relay=none .*status=deferred \(4\.4\.0 no relayhost and MX lookup is off"),
    "foreign recipient deferred with a log line")
@@ -272,7 +235,7 @@ d2.write_conf()
 d2.start()
 
 # LMTP down: deferred, stays queued, listed with the error
-send(d2, ["gina@example.test"], "lmtp later")
+send_mail(d2, ["gina@example.test"], "lmtp later")
 ok(d2.wait_log(r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ status=deferred \(4\.4\.1 connect to", 10),
    "LMTP socket missing: deferred", d2.read_log()[-2000:])
 is_(len(d2.queue_files()), 1, "message stays in the queue")
@@ -308,7 +271,7 @@ like(got[0] if got else "", r"\n\.\.leading dots\r?\n\.\r?\nend", "dot-stuffing 
 
 # LMTP 550 for a user Dovecot does not know (msagate's passwd file has it,
 # so the relay policy accepts it): a bounce to the (local) sender
-send(d2, ["nosuchuser@example.test"], "will bounce")
+send_mail(d2, ["nosuchuser@example.test"], "will bounce")
 ok(d2.wait_log(r"to=<nosuchuser@example\.test> relay=lmtp:\S+ delay=\d+ status=bounced \(5\.1\.1 ", 15),
    "LMTP 550: bounced", d2.read_log()[-2000:])
 ok(wait_for(lambda: any("multipart/report" in x for x in lm.msgs("alice@example.test"))),

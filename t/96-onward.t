@@ -21,42 +21,6 @@ if not os.access(SINK, os.X_OK):
     skip_all("no %s (postfix package)" % SINK)
 
 
-def chown_run_user(path, user):
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam(user)
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-
-
-def send(d, rcpts, subject, sender="alice@example.test"):
-    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-    s.ehlo("mua.example.test")
-    s.starttls(context=client_ctx())
-    s.ehlo("mua.example.test")
-    s.login("alice@example.test", d.users["alice@example.test"])
-    s.sendmail(sender, rcpts, message(subject).encode())
-    s.quit()
-
-
-def wait_for(cond, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-def maildir_msgs(path):
-    out = []
-    for sub in ("new", "cur"):
-        p = os.path.join(path, sub)
-        if os.path.isdir(p):
-            for n in sorted(os.listdir(p)):
-                with open(os.path.join(p, n), "rb") as f:
-                    out.append(f.read().decode("utf-8", "replace"))
-    return out
-
-
 class Sink:
     """smtp-sink on a loopback port, dumping each message into a directory."""
 
@@ -130,7 +94,7 @@ sink.start()
 reconfigure('relayhost = "[127.0.0.1]:%d";' % sink_port)
 ok(d.wait_log(r"other domains by smtp:\[127\.0\.0\.1\]:%d" % sink_port),
    "the queue manager announces the relayhost", d.read_log()[-2000:])
-send(d, ["someone@remote.test"], "onward one")
+send_mail(d, ["someone@remote.test"], "onward one")
 ok(wait_for(lambda: len(sink.messages()) == 1 and "\n.\r\n" not in sink.messages()[0]
             and "Subject: onward one" in sink.messages()[0]),
    "the message arrives at the smarthost", d.read_log()[-2000:])
@@ -143,7 +107,7 @@ like(d.read_log(), r"to=<someone@remote\.test> relay=smtp:\[127\.0\.0\.1\]:%d de
      % sink_port, "log line with relay=smtp:[host]:port")
 
 # mixed: local + foreign in one message
-send(d, ["bob@example.test", "other@remote.test"], "mixed")
+send_mail(d, ["bob@example.test", "other@remote.test"], "mixed")
 ok(wait_for(lambda: len(sink.messages()) == 2 and len(maildir_msgs(box("bob"))) == 1),
    "mixed message: local part to Maildir, foreign part to the smarthost", d.read_log()[-2000:])
 ok(wait_for(lambda: d.queue_files() == []), "queue empty again")
@@ -151,7 +115,7 @@ ok(wait_for(lambda: d.queue_files() == []), "queue empty again")
 # ------------------------------------------------------------ down, then up
 sink.stop()
 sink.clear()
-send(d, ["later@remote.test"], "down then up")
+send_mail(d, ["later@remote.test"], "down then up")
 ok(d.wait_log(r"to=<later@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \(4\.4\.1 connect to smtp:\[127\.0\.0\.1\]:%d: Connection refused"
               % sink_port, 10), "smarthost down: deferred with the reason", d.read_log()[-2000:])
 is_(len(d.queue_files()), 1, "the message stays queued")
@@ -168,7 +132,7 @@ sink.stop()
 sink.clear()
 sink.opts = ["-f", "RCPT"]
 sink.start()
-send(d, ["refused@remote.test"], "will bounce")
+send_mail(d, ["refused@remote.test"], "will bounce")
 ok(d.wait_log(r"to=<refused@remote\.test> relay=smtp:\S+ delay=\d+ status=bounced \(5\.", 15),
    "RCPT 5xx: bounced", d.read_log()[-2000:])
 ok(wait_for(lambda: len(maildir_msgs(box("alice"))) == 1),
@@ -185,7 +149,7 @@ sink.start()
 
 # ------------------------------------------------------------ TLS required
 reconfigure('relayhost = "[127.0.0.1]:%d";\n  relayhost_tls = "required";' % sink_port)
-send(d, ["tls@remote.test"], "tls required")
+send_mail(d, ["tls@remote.test"], "tls required")
 ok(d.wait_log(r"to=<tls@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \(4\.7\.4 TLS is required, but smtp:\[127\.0\.0\.1\]:%d did not offer STARTTLS\)"
               % sink_port, 10), "STARTTLS required but not offered: deferred", d.read_log()[-2000:])
 is_(sink.messages(), [], "nothing sent in clear text")
@@ -202,7 +166,7 @@ chown_run_user(cred, d.user)
 os.chmod(cred, 0o640)
 reconfigure('relayhost = "[127.0.0.1]:%d";\n  relayhost_tls = "required";\n'
             '  relayhost_credentials = "%s";' % (hub.ports["submission"], cred))
-send(d, ["far@remote.test"], "refused credentials")
+send_mail(d, ["far@remote.test"], "refused credentials")
 ok(d.wait_log(r"relay credentials \S+ refused: group or others may read it", 10),
    "group-readable credentials file refused and logged", d.read_log()[-2000:])
 ok(d.wait_log(r"to=<far@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \(4\.7\.0 relay credentials", 10),
@@ -227,7 +191,7 @@ ok(d.users["alice@example.test"] not in d.read_log(), "the password is never log
 reconfigure('relayhost = "[127.0.0.1]:%d";\n  relayhost_tls = "required";\n'
             '  tls_verify = true;\n  tls_ca_file = "%s";\n  relayhost_credentials = "%s";'
             % (hub.ports["submission"], hub.cert, cred))
-send(d, ["verify@remote.test"], "verify")
+send_mail(d, ["verify@remote.test"], "verify")
 ok(d.wait_log(r"to=<verify@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \(4\.7\.5 TLS handshake with \S+ failed: certificate verification", 10),
    "tls_verify: certificate not valid for 127.0.0.1: deferred", d.read_log()[-2000:])
 for q in d.queue_files():
@@ -240,7 +204,7 @@ sink.clear()
 sink.opts = ["-w", "4"]          # 4 s before answering DATA
 sink.start()
 reconfigure('relayhost = "[127.0.0.1]:%d";' % sink_port)
-send(d, ["crash@remote.test"], "crash test")
+send_mail(d, ["crash@remote.test"], "crash test")
 time.sleep(2)
 d.kill9_all()
 sink.stop()
@@ -276,7 +240,7 @@ else:
         os.unlink(os.path.join(box("alice"), "new", n))
     reconfigure('mx_lookup = true;\n  dns_servers = [ "127.0.0.1:%d" ];' % dns_port)
     ok(d.wait_log(r"other domains by smtp, "), "no relayhost: delivery by MX announced")
-    send(d, ["mx1@remote.test", "mx2@nomx.test", "bob@example.test"], "by mx")
+    send_mail(d, ["mx1@remote.test", "mx2@nomx.test", "bob@example.test"], "by mx")
     ok(wait_for(lambda: len(mxsink.messages()) == 2), "by MX: both domains reach the MX on "
        "127.0.0.96:25", d.read_log()[-2000:])
     like(d.read_log(), r"to=<mx1@remote\.test> relay=smtp delay=\d+ status=sent \(2\.0\.0 250 .*smtp:mx\.remote\.test\[127\.0\.0\.96\]:25",
@@ -284,13 +248,13 @@ else:
     like(d.read_log(), r"to=<mx2@nomx\.test> relay=smtp delay=\d+ status=sent .*smtp:nomx\.test\[127\.0\.0\.96\]:25",
          "nomx.test: no MX, delivered to its A record")
     ok(wait_for(lambda: d.queue_files() == []), "queue empty after MX delivery")
-    send(d, ["x@nullmx.test", "y@nosuch.test"], "mx bounces")
+    send_mail(d, ["x@nullmx.test", "y@nosuch.test"], "mx bounces")
     ok(d.wait_log(r"to=<x@nullmx\.test> relay=smtp delay=\d+ status=bounced \(5\.1\.10 Domain nullmx\.test does not accept mail \(null MX\)", 15),
        "null MX: bounced", d.read_log()[-2000:])
     ok(d.wait_log(r"to=<y@nosuch\.test> relay=smtp delay=\d+ status=bounced \(5\.1\.2 Host or domain name not found", 15),
        "NXDOMAIN: bounced")
     ok(wait_for(lambda: len(maildir_msgs(box("alice"))) == 1), "one bounce for both in the sender's Maildir")
-    send(d, ["z@fail.example"], "dns fails")
+    send_mail(d, ["z@fail.example"], "dns fails")
     ok(d.wait_log(r"to=<z@fail\.example> relay=smtp delay=\d+ status=deferred \(4\.4\.3 DNS lookup of fail\.example \(MX\) failed", 20),
        "DNS failure (REFUSED/SERVFAIL): deferred", d.read_log()[-2000:])
     mxsink.stop()

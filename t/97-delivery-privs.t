@@ -52,43 +52,6 @@ if pa.pw_uid < 1000 or pb.pw_uid < 1000:
     skip_all("useradd gave uids below 1000 (login.defs UID_MIN?)")
 
 
-def send(d, rcpts, subject, body="hello\r\n", sender="alice@example.test"):
-    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-    s.ehlo("mua.example.test")
-    s.starttls(context=client_ctx())
-    s.ehlo("mua.example.test")
-    s.login("alice@example.test", d.users["alice@example.test"])
-    refused = s.sendmail(sender, rcpts, message(subject, body=body).encode())
-    s.quit()
-    return refused
-
-
-def wait_for(cond, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
-def maildir_files(path):
-    out = []
-    for sub in ("new", "cur"):
-        p = os.path.join(path, sub)
-        if os.path.isdir(p):
-            out += [os.path.join(p, n) for n in sorted(os.listdir(p))]
-    return out
-
-
-def maildir_msgs(path):
-    out = []
-    for f in maildir_files(path):
-        with open(f, "rb") as fh:
-            out.append(fh.read().decode("utf-8", "replace"))
-    return out
-
-
 def owner(path):
     st = os.lstat(path)
     return (st.st_uid, st.st_gid)
@@ -187,7 +150,7 @@ for p, st in capable.items():
          "a child of the queue role")
 
 # -- Maildir owned by the passwd-file uid/gid
-send(d, ["carl@example.test"], "to carl")
+send_mail(d, ["carl@example.test"], "to carl")
 ok(wait_for(lambda: len(maildir_files(md("carl"))) == 1), "carl's message delivered",
    log()[-3000:])
 f = (maildir_files(md("carl")) or ["/nonexistent"])[0]
@@ -204,7 +167,7 @@ like((maildir_msgs(md("carl")) or [""])[0],
 like(log(), r"to=<carl@example\.test> relay=maildir delay=\d+ status=sent", "logged as sent")
 
 # -- uid by name without gid: the account's primary group
-send(d, ["erin@example.test"], "to erin")
+send_mail(d, ["erin@example.test"], "to erin")
 ok(wait_for(lambda: len(maildir_files(md("erin"))) == 1), "erin's message delivered",
    log()[-3000:])
 f = (maildir_files(md("erin")) or ["/nonexistent"])[0]
@@ -212,7 +175,7 @@ is_(owner(f) if os.path.exists(f) else None, (pb.pw_uid, pb.pw_gid),
     "uid given by name, no gid: the account's uid and primary group")
 
 # -- no uid in the userdb: written as `user`, as before
-send(d, ["bob@example.test"], "to bob")
+send_mail(d, ["bob@example.test"], "to bob")
 ok(wait_for(lambda: len(maildir_files(md("bob"))) == 1), "bob's message delivered",
    log()[-3000:])
 f = (maildir_files(md("bob")) or ["/nonexistent"])[0]
@@ -221,7 +184,7 @@ is_(owner(f) if os.path.exists(f) else None, (ru.pw_uid, ru.pw_gid),
 
 # -- PAM: a system account
 if PAM:
-    send(d, ["%s@example.test" % UB], "to the system account")
+    send_mail(d, ["%s@example.test" % UB], "to the system account")
     ok(wait_for(lambda: len(maildir_files(md(UB))) == 1), "system account's message delivered",
        log()[-3000:])
     f = (maildir_files(md(UB)) or ["/nonexistent"])[0]
@@ -231,7 +194,7 @@ else:
     ok(True, "# SKIP no /etc/pam.d/login for the pam backend")
 
 # -- refused uids
-send(d, ["root0@example.test", "low@example.test"], "refused uids")
+send_mail(d, ["root0@example.test", "low@example.test"], "refused uids")
 ok(d.wait_log(r"to=<root0@example\.test> relay=maildir delay=\d+ status=deferred "
               r"\(4\.3\.5 refusing to deliver as uid 0 \(root\)\)", 15),
    "uid 0: deferred, refused", log()[-3000:])
@@ -244,7 +207,7 @@ like(d.ctl("queue", "list").stdout, r"root0@example\.test\s+\(deferred.*uid 0",
      "queue list shows why")
 
 # -- a command, as alias_user, message on stdin
-send(d, ["pipe@example.test"], "to a pipe")
+send_mail(d, ["pipe@example.test"], "to a pipe")
 ok(wait_for(lambda: os.path.exists(os.path.join(out, "pipe.stdin")) and
             "Subject: to a pipe" in read(os.path.join(out, "pipe.stdin"))),
    "the command ran", log()[-3000:])
@@ -265,12 +228,12 @@ ok(d.wait_log(r"to=<\|%s pipe> orig_to=<pipe@example\.test> relay=command delay=
    "logged: relay=command, status=sent", log()[-2000:])
 
 # -- exit 75: retried; exit 67: bounced with the output
-send(d, ["tempfail@example.test"], "tempfail")
+send_mail(d, ["tempfail@example.test"], "tempfail")
 ok(d.wait_log(r"orig_to=<tempfail@example\.test> relay=command delay=\d+ status=deferred "
               r"\(4\.3\.0 command exited with status 75 \(temporary failure\)\)", 15),
    "exit 75: deferred", log()[-2000:])
 like(d.ctl("queue", "list").stdout, r"tempfail@example\.test\s+\(deferred", "still queued")
-send(d, ["nouser@example.test"], "exit 67")
+send_mail(d, ["nouser@example.test"], "exit 67")
 ok(d.wait_log(r"orig_to=<nouser@example\.test> relay=command delay=\d+ status=bounced "
               r"\(5\.1\.1 command exited with status 67 \(user unknown\): no such mailbox here\)",
               15), "exit 67: bounced", log()[-2000:])
@@ -285,7 +248,7 @@ ok(record not in b and "exit 67" not in b.split("Subject: exit 67")[0],
 
 # -- time limit
 t0 = time.time()
-send(d, ["slow@example.test"], "slow")
+send_mail(d, ["slow@example.test"], "slow")
 ok(d.wait_log(r"orig_to=<slow@example\.test> relay=command delay=\d+ status=deferred "
               r"\(4\.3\.0 command time limit exceeded \(3 s\)\)", 20),
    "the time limit defers", log()[-2000:])
@@ -295,8 +258,8 @@ r = subprocess.run(["pgrep", "-u", UN, "-f", "sleep 60"], capture_output=True, t
 is_(r.stdout.strip(), "", "the command was killed")
 
 # -- a file: mbox, as alias_user
-send(d, ["filebox@example.test"], "first in the box")
-send(d, ["filebox@example.test"], "second in the box", body="From the start\r\nend\r\n")
+send_mail(d, ["filebox@example.test"], "first in the box")
+send_mail(d, ["filebox@example.test"], "second in the box", body="From the start\r\nend\r\n")
 ok(wait_for(lambda: read(box).count("\nDelivered-To: filebox@example.test\n") == 2),
    "two messages appended to the file", log()[-2000:])
 if os.path.exists(box):
@@ -308,16 +271,16 @@ like(mb, r"\n>From the start\nend\n\n", "From quoted, an empty line after the me
 ok(mb.startswith("From alice@example.test  "), "the file starts with a From_ line")
 
 # -- :include:
-send(d, ["inclist@example.test"], "to the include list")
+send_mail(d, ["inclist@example.test"], "to the include list")
 ok(wait_for(lambda: any("to the include list" in m for m in maildir_msgs(md("carl")))),
    "include: carl is on the list", log()[-2000:])
 ok(wait_for(lambda: "to the include list" in read(os.path.join(out, "inc.stdin"))),
    "include: the command in it ran", log()[-2000:])
-send(d, ["badinc@example.test"], "bad include")
+send_mail(d, ["badinc@example.test"], "bad include")
 ok(d.wait_log(r"to=<badinc@example\.test> relay=none delay=\d+ status=deferred \(4\.3\.5 "
               r"alias expansion failed: \S+/gw: include file refused: writable by group", 15),
    "a group-writable include file is refused (deferred)", log()[-2000:])
-send(d, ["mixed@example.test"], "mixed list")
+send_mail(d, ["mixed@example.test"], "mixed list")
 ok(wait_for(lambda: any("mixed list" in m for m in maildir_msgs(md("carl"))) and
             "mixed list" in read(os.path.join(out, "mixed.stdin"))),
    "an alias with a user and a command: both delivered", log()[-2000:])
@@ -347,7 +310,7 @@ d2.start()
 md2 = lambda u: os.path.join(mail2, "example.test", u, "Maildir")
 log2 = d2.read_log
 
-refused = send(d2, ["pipe2@example.test", "file2@example.test", "inc2@example.test",
+refused = send_mail(d2, ["pipe2@example.test", "file2@example.test", "inc2@example.test",
                     "mixed2@example.test"], "refused targets")
 is_(refused, {}, "RCPT accepted for every alias (the names exist): the refusal is a bounce")
 for name, what in (("pipe2", r"mail to commands is restricted \(relay\.allow_alias_commands\)"),
@@ -370,7 +333,7 @@ ok(not any(os.path.exists(os.path.join(out, "refused%s.stdin" % s)) for s in (""
 
 # -- the delay warning: once
 t0 = time.time()
-send(d2, ["someone@example.org"], "waiting for the smarthost")
+send_mail(d2, ["someone@example.org"], "waiting for the smarthost")
 delayed = lambda: [m for m in maildir_msgs(md2("alice"))
                    if "Subject: waiting for the smarthost" in m and "Action: delayed" in m]
 ok(d2.wait_log(r"to=<someone@example\.org> relay=smtp:\[127\.0\.0\.1\]:%d delay=\d+ "

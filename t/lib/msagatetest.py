@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -115,6 +116,20 @@ def client_ctx():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def auth_handshake(s, cpid=1):
+    """The client side of the Dovecot auth protocol handshake on the
+    connected socket s (VERSION, CPID, then the server's lines up to DONE);
+    returns what came after DONE, or None if the server closed first."""
+    s.sendall(b"VERSION\t1\t2\nCPID\t%d\n" % cpid)
+    buf = b""
+    while b"DONE\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            return None
+        buf += d
+    return buf.split(b"DONE\n", 1)[1]
 
 
 class Daemon:
@@ -258,13 +273,8 @@ smtp = {
             with socket.socket(socket.AF_UNIX) as s:
                 s.settimeout(1)
                 s.connect(self.auth_socket)
-                s.sendall(b"VERSION\t1\t2\nCPID\t1\n")
-                buf = b""
-                while b"DONE\n" not in buf:
-                    d = s.recv(4096)
-                    if not d:
-                        return False
-                    buf += d
+                if auth_handshake(s) is None:
+                    return False
             return True
         except OSError:
             return False
@@ -457,3 +467,98 @@ def message(subject="test", body="hello\r\n", headers=True, extra=""):
 def queued_id(reply):
     m = re.search(r"queued as ([0-9A-F]+)", reply)
     return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------- delivery
+def wait_for(cond, timeout=15):
+    """Poll cond() every 0.1 s until it is true or timeout seconds pass;
+    returns the last value of cond()."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def chown_run_user(path, user):
+    """Give path to user (and its group) when we are root; else leave it."""
+    if os.geteuid() == 0:
+        import pwd
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def send_mail(d, rcpts, subject, body="hello\r\n", sender="alice@example.test"):
+    """Submit one message() over 587 + STARTTLS as alice to Daemon d;
+    returns smtplib's dict of refused recipients."""
+    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
+    s.ehlo("mua.example.test")
+    s.starttls(context=client_ctx())
+    s.ehlo("mua.example.test")
+    s.login("alice@example.test", d.users["alice@example.test"])
+    refused = s.sendmail(sender, rcpts, message(subject, body=body).encode())
+    s.quit()
+    return refused
+
+
+def maildir_files(path):
+    """Paths of every message in the Maildir path (new/, then cur/)."""
+    out = []
+    for sub in ("new", "cur"):
+        p = os.path.join(path, sub)
+        if os.path.isdir(p):
+            out += [os.path.join(p, n) for n in sorted(os.listdir(p))]
+    return out
+
+
+def maildir_msgs(path):
+    """Contents (text) of every message in the Maildir path (new/, then cur/)."""
+    out = []
+    for f in maildir_files(path):
+        with open(f, "rb") as fh:
+            out.append(fh.read().decode("utf-8", "replace"))
+    return out
+
+
+# ---------------------------------------------------------------- SMTP AUTH
+def ehlo_auth(port, ehlo="mua.example.test"):
+    """The AUTH keyword's value (mechanisms) offered after STARTTLS on port."""
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    s.ehlo(ehlo)
+    s.starttls(context=client_ctx())
+    s.ehlo(ehlo)
+    auth = s.esmtp_features.get("auth", "")
+    s.quit()
+    return auth
+
+
+def auth_submit(port, user, password, mech="PLAIN", send=True, subject="test"):
+    """STARTTLS + AUTH mech (PLAIN, LOGIN or CRAM-MD5) on port and, when
+    send and the login worked, one message(subject) to rcpt@example.org;
+    returns (auth code, reply text, queue id or None)."""
+    s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    try:
+        s.ehlo("mua.example.test")
+        s.starttls(context=client_ctx())
+        s.ehlo("mua.example.test")
+        s.user, s.password = user, password
+        authobj = {"PLAIN": s.auth_plain, "LOGIN": s.auth_login,
+                   "CRAM-MD5": s.auth_cram_md5}[mech]
+        try:
+            code, resp = s.auth(mech, authobj, initial_response_ok=(mech == "PLAIN"))
+        except smtplib.SMTPAuthenticationError as e:
+            return e.smtp_code, e.smtp_error.decode(errors="replace"), None
+        qid = None
+        if send and code == 235:
+            sender = user if "@" in user else user + "@example.test"
+            s.mail(sender)
+            s.rcpt("rcpt@example.org")
+            c2, r2 = s.data(message(subject).encode())
+            qid = queued_id(r2.decode(errors="replace")) if c2 == 250 else None
+        return code, resp.decode(errors="replace"), qid
+    finally:
+        try:
+            s.quit()
+        except Exception:
+            s.close()
