@@ -856,7 +856,8 @@ pf_has_access_fields(const struct pf_entry *e)
 /*
  * pf_verify_plain_fast - pf_verify_plain_req for what costs no hash (the
  * event loop's quick answer): a known user without access fields whose
- * entry is {PLAIN} (a constant-time comparison, right or wrong) or whose
+ * entry is {PLAIN} (a constant-time comparison; only a match is answered
+ * here) or whose
  * (hash, password) is in the cache (a hit; a miss may be a wrong
  * password and needs the hash).  Unknown users (a dummy hash), users
  * with nologin/allow_nets (refusals pay the full hash), a file due for
@@ -894,11 +895,12 @@ pf_verify_plain_fast(void *state, const char *user, const char *password,
 		pf_fill_reply(r, e);
 		*res = BACKEND_OK;
 		answered = true;
-	} else if (pr == PWHASH_MISMATCH) {
-		*res = BACKEND_MISMATCH;
-		answered = true;
 	}
-	/* PWHASH_ERROR: the real check logs the broken entry */
+	/*
+	 * A mismatch goes the same way as an unknown user (the worker), so
+	 * the quick answer says nothing about which names exist; a
+	 * PWHASH_ERROR too: the real check logs the broken entry.
+	 */
 out:
 	pf_release(s, t);
 	return answered;

@@ -225,6 +225,20 @@ mailbox_owner_refused(uid_t uid, gid_t gid, long long min_uid, char *buf,
 		    (unsigned long)uid, min_uid);
 		return buf;
 	}
+	/*
+	 * A system group (disk, shadow, staff...) only as the account's own
+	 * primary group: a uid may not pick up any gid it likes.
+	 */
+	if ((long long)gid < min_uid) {
+		struct passwd *pw = getpwuid(uid);
+
+		if (pw == NULL || pw->pw_gid != gid) {
+			snprintf(buf, len, "gid %lu is below relay.delivery.min_uid "
+			    "(%lld) and not the primary group of uid %lu",
+			    (unsigned long)gid, min_uid, (unsigned long)uid);
+			return buf;
+		}
+	}
 	return NULL;
 }
 

@@ -1,7 +1,9 @@
 /*
- * maildir.c - one message into one Maildir (see maildir.h): mkdir -p of
- * the mailbox with fsync of each new directory's parent, then the
- * tmp/unique -> fsync -> rename to new/ -> fsync new/ protocol.  Unique
+ * maildir.c - one message into one Maildir (see maildir.h): the mailbox
+ * path opened (and made) one component at a time without following links
+ * and only through trusted directories, each new directory's parent
+ * fsynced, then the tmp/unique -> fsync -> rename to new/ -> fsync new/
+ * protocol, all relative to the open directories.  Unique
  * names are TIME.MusecPpidQn.HOST (n: a per-process counter), so two
  * processes or threads never pick the same one.
  */
@@ -9,6 +11,7 @@
 #include <sys/time.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,74 +43,117 @@ maildir_host(const char *hostname, char *out, size_t len)
 	out[j] = '\0';
 }
 
-static void
-fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-}
-
-/* mkdir -p with mode 0700, fsyncing the parent of each new directory. */
+/*
+ * A directory we may deliver through: owned by root or by us, and not
+ * writable by others unless sticky (as /tmp): anyone else could swap its
+ * entries under us.  The mailbox itself (last = true) must be ours.
+ */
 static int
-make_dirs(char *path)
+dir_trusted(int fd, bool last)
 {
 	struct stat st;
+	uid_t me = geteuid();
 
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
-	if (errno != ENOENT)
+	if (fstat(fd, &st) < 0)
 		return -1;
-	for (char *p = path + 1; ; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char saved = *p;
-
-		*p = '\0';
-		if (mkdir(path, 0700) == 0) {
-			char *slash = strrchr(path, '/');
-
-			if (slash != NULL && slash != path) {
-				*slash = '\0';
-				fsync_dir(path);
-				*slash = '/';
-			} else {
-				fsync_dir("/");
-			}
-		} else if (errno != EEXIST) {
-			*p = saved;
-			return -1;
-		}
-		*p = saved;
-		if (saved == '\0')
-			break;
-	}
+	if (!S_ISDIR(st.st_mode))
+		return errno = ENOTDIR, -1;
+	if (last ? st.st_uid != me : st.st_uid != 0 && st.st_uid != me)
+		return errno = EPERM, -1;
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+		return errno = EPERM, -1;
 	return 0;
 }
 
-/* Make sure DIR/{tmp,new,cur} exist. */
+/*
+ * open_dir_path - open the directory at an absolute path, making the
+ * missing components (0700, each new one's parent fsynced), one component
+ * at a time relative to the last: no symlink is followed (O_NOFOLLOW on
+ * every step) and every directory passed through must be trusted (see
+ * dir_trusted).  So a mailbox path cannot be redirected, by a link or by
+ * another user's directory, to a place the recipient did not mean.
+ * Returns the open directory or -1 with errno (EPERM: not trusted).
+ */
 static int
-make_maildir(const char *dir)
+open_dir_path(const char *path)
 {
-	static const char *const subs[] = { "tmp", "new", "cur" };
-	char p[MAILDIR_PATH_MAX];
+	char comp[256];
+	const char *p = path, *end;
+	int fd, next;
 
-	if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p))
-		return errno = ENAMETOOLONG, -1;
-	if (make_dirs(p) < 0)
+	if (path[0] != '/')
+		return errno = EINVAL, -1;
+	if ((fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
-	for (size_t i = 0; i < 3; i++) {
-		if (snprintf(p, sizeof(p), "%s/%s", dir, subs[i]) >= (int)sizeof(p))
-			return errno = ENAMETOOLONG, -1;
-		if (mkdir(p, 0700) == 0)
-			fsync_dir(dir);
-		else if (errno != EEXIST)
-			return -1;
+	while (*p == '/')
+		p++;
+	while (*p != '\0') {
+		size_t n;
+
+		for (end = p; *end != '\0' && *end != '/'; end++)
+			;
+		n = (size_t)(end - p);
+		if (n >= sizeof(comp) || (n == 2 && p[0] == '.' && p[1] == '.')) {
+			close(fd);
+			return errno = EINVAL, -1;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		while (*end == '/')
+			end++;
+		if (n == 0 || (n == 1 && comp[0] == '.')) {
+			p = end;
+			continue;
+		}
+		if (dir_trusted(fd, false) < 0)
+			goto fail;
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT) {
+			if (mkdirat(fd, comp, 0700) < 0 && errno != EEXIST)
+				goto fail;
+			(void)fsync(fd);
+			next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next < 0)
+			goto fail;
+		close(fd);
+		fd = next;
+		p = end;
 	}
-	return 0;
+	if (dir_trusted(fd, true) < 0)
+		goto fail;
+	return fd;
+fail:
+	{
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return -1;
+}
+
+/* DIR/sub (tmp, new or cur), made if missing; our own, no symlink. */
+static int
+open_sub(int dfd, const char *sub)
+{
+	int fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 && errno == ENOENT) {
+		if (mkdirat(dfd, sub, 0700) < 0 && errno != EEXIST)
+			return -1;
+		if (fsync(dfd) < 0)
+			return -1;
+		fd = openat(dfd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd >= 0 && dir_trusted(fd, true) < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 static int
@@ -120,51 +166,69 @@ int
 maildir_store(const char *dir, const char *host, const char *head, size_t hlen,
     const struct delivery_msg *msg, const char **step)
 {
-	char tmp[MAILDIR_PATH_MAX], new[MAILDIR_PATH_MAX], nd[MAILDIR_PATH_MAX];
 	char name[512];
 	struct timeval tv;
-	int fd, e;
+	int md = -1, tmpd = -1, newd = -1, curd = -1, fd = -1, e, rc = -1;
+	bool created = false;
 
-	*step = "create the Maildir";
-	if (make_maildir(dir) < 0)
+	*step = "open or create the Maildir";
+	if (strlen(dir) >= MAILDIR_PATH_MAX) {
+		errno = ENAMETOOLONG;
 		return -1;
+	}
+	if ((md = open_dir_path(dir)) < 0 || (tmpd = open_sub(md, "tmp")) < 0 ||
+	    (newd = open_sub(md, "new")) < 0 || (curd = open_sub(md, "cur")) < 0)
+		goto out;
 	gettimeofday(&tv, NULL);
 	snprintf(name, sizeof(name), "%lld.M%ldP%ldQ%u.%s", (long long)tv.tv_sec,
 	    (long)tv.tv_usec, (long)getpid(), atomic_fetch_add(&md_counter, 1),
 	    host);
-	if (snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >= (int)sizeof(tmp) ||
-	    snprintf(new, sizeof(new), "%s/new/%s", dir, name) >= (int)sizeof(new) ||
-	    snprintf(nd, sizeof(nd), "%s/new", dir) >= (int)sizeof(nd))
-		return errno = ENAMETOOLONG, -1;
 	*step = "create a file in tmp/";
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	    0600)) < 0)
-		return -1;
+	if ((fd = openat(tmpd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0)
+		goto out;
+	created = true;
 	*step = "write";
 	if (write_all(fd, head, hlen) < 0 ||
 	    delivery_copy_body(msg, DELIVERY_COPY_LF, write_out, &fd) < 0)
-		goto fail;
+		goto out;
 	*step = "fsync";
 	if (fsync(fd) < 0)
-		goto fail;
+		goto out;
 	*step = "close";
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
+	e = close(fd);
 	fd = -1;
+	if (e < 0)
+		goto out;
 	*step = "rename into new/";
-	if (rename(tmp, new) < 0)
-		goto fail;
-	fsync_dir(nd);
-	return 0;
-fail:
+	if (renameat(tmpd, name, newd, name) < 0)
+		goto out;
+	created = false;
+	*step = "fsync new/";
+	if (fsync(newd) < 0) {
+		/* not known to be durable: take it back and let it be retried */
+		e = errno;
+		(void)unlinkat(newd, name, 0);
+		errno = e;
+		goto out;
+	}
+	rc = 0;
+out:
 	e = errno;
 	if (fd >= 0)
 		close(fd);
-	unlink(tmp);
+	if (created)
+		(void)unlinkat(tmpd, name, 0);
+	if (curd >= 0)
+		close(curd);
+	if (newd >= 0)
+		close(newd);
+	if (tmpd >= 0)
+		close(tmpd);
+	if (md >= 0)
+		close(md);
 	errno = e;
-	return -1;
+	return rc;
 }
 
 void
@@ -173,6 +237,12 @@ maildir_verdict(struct delivery_rcpt *r, int err, const char *step,
 {
 	if (err == 0) {
 		delivery_set(r, DELIVERY_SENT, "2.0.0", "delivered to maildir");
+		return;
+	}
+	if (err == EPERM) {
+		delivery_set(r, DELIVERY_DEFER, "4.3.0", "cannot %s in %s: a "
+		    "directory on the path is a link, belongs to another user, or "
+		    "is writable by others without the sticky bit", step, dir);
 		return;
 	}
 	delivery_set(r, DELIVERY_DEFER, err == ENOSPC || err == EDQUOT ? "4.2.2" :

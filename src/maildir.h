@@ -27,9 +27,13 @@ void maildir_host(const char *hostname, char *out, size_t len);
 /*
  * maildir_store - deliver msg (CRLF -> LF) into the Maildir dir, head
  * (header lines ending in LF, e.g. Return-Path/Delivered-To) first.
- * Creates dir and dir/{tmp,new,cur} when missing.  Returns 0, or -1 with
- * errno and *step naming what failed ("create the Maildir", "write"...);
- * a failed delivery leaves nothing in tmp/ or new/.
+ * Creates dir and dir/{tmp,new,cur} when missing.  No symlink on the path
+ * is followed, every directory on it must belong to root or to the
+ * effective uid and not be writable by others unless sticky, and the
+ * Maildir and its subdirectories must belong to the effective uid
+ * (EPERM otherwise).  Returns 0, or -1 with errno and *step naming what
+ * failed ("open or create the Maildir", "write"...); a failed delivery
+ * leaves nothing in tmp/ or new/.
  */
 int maildir_store(const char *dir, const char *host, const char *head,
     size_t hlen, const struct delivery_msg *msg, const char **step);

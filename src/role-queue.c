@@ -65,6 +65,8 @@
 #define QREPLY_LOW        512     /* ...and resume below this */
 #define QREAD_BURST       256     /* packets read per callback */
 #define QSTOP_GRACE_SECS  60      /* SIGTERM: wait this long for clients */
+#define SYNCFS_SLOW_MS    100     /* a syncfs() slower than this... */
+#define SYNCFS_BACKOFF_MS 60000   /* ...means per-file syncs for this long */
 
 struct qconn;
 
@@ -119,6 +121,7 @@ struct qrole {
 	struct event *sigterm, *sigint, *sighup;
 	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
 	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch */
+	uint64_t fs_slow_until;      /* per-file syncs until then (worker only) */
 	struct qmgr *qmgr;           /* NULL: delivery not configured */
 	TAILQ_HEAD(, qconn) conns, dead_conns;
 	size_t n_conns;
@@ -301,21 +304,50 @@ check_synced(struct qent *e)
  * several files and queue_sync = "filesystem", one syncfs() writes them
  * all and issues one cache flush (the kernel reports any write-back error
  * on the filesystem since the previous call on the same descriptor, so an
- * error fails the whole batch: at worst a 452 too many, never a 250 too
- * many); otherwise one fdatasync() per file, after starting the write-back
- * of all of them so the disk sees them together.
+ * error fails the whole batch: at worst a 452 too many), and each file is
+ * then asked for a write-back error of its own, which syncfs() may have
+ * reported to an earlier batch; otherwise one fdatasync() per file, after
+ * starting the write-back of all of them so the disk sees them together.
  */
 static void
 sync_data(struct qrole *q, struct qent_list *batch, int n)
 {
 	struct qent *e;
 
-	if (n >= 2 && q->sync_fs) {
+	if (n >= 2 && q->sync_fs && now_ms() >= q->fs_slow_until) {
+		uint64_t t0 = now_ms();
 		int err = syncfs(q->q_dfd) < 0 ? errno : 0;
+		uint64_t took = now_ms() - t0;
+
+		/*
+		 * A slow syncfs() means other programs have much to write on
+		 * this filesystem: our 250s should not wait for them.  Go back
+		 * to one fdatasync() per message for a while.
+		 */
+		if (took > SYNCFS_SLOW_MS) {
+			q->fs_slow_until = now_ms() + SYNCFS_BACKOFF_MS;
+			log_warnx("queue: syncfs of state_dir's filesystem took %llu ms "
+			    "(other writers on it?): one fdatasync per message for "
+			    "the next %d s", (unsigned long long)took,
+			    SYNCFS_BACKOFF_MS / 1000);
+		}
 
 		TAILQ_FOREACH(e, batch, batch_link) {
 			e->err = err;
 			e->what = "syncfs";
+#ifdef SYNC_FILE_RANGE_WRITE
+			/*
+			 * syncfs() reports a write-back error once per
+			 * filesystem, maybe to another batch: ask each file for
+			 * its own (no flush: its pages are clean by now).
+			 */
+			if (err == 0 && sync_file_range(e->fd, 0, 0,
+			    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			    SYNC_FILE_RANGE_WAIT_AFTER) < 0) {
+				e->err = errno;
+				e->what = "write-back";
+			}
+#endif
 		}
 		return;
 	}

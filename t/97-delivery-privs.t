@@ -6,7 +6,8 @@
 #     files) owned by that uid/gid; uid given by name without gid takes the
 #     account's group; a PAM/system user gets its own uid; a user without
 #     uid stays with `user`; uid 0 and uids below relay.delivery.min_uid are
-#     deferred and nothing is written;
+#     deferred and nothing is written; a mailbox path through another
+#     user's directory (or a symlink) is deferred, nothing written;
 #   - alias commands run as relay.alias_user with the message on stdin
 #     (uid, gid, environment checked), exit 75 defers, exit 67 bounces with
 #     the command's output, the time limit defers and kills the command;
@@ -77,6 +78,7 @@ d = Daemon(start=False, backends=backends, passwd_lines=[
     "erin@example.test:{PLAIN}pw-erin:%s:::::" % UB,
     "root0@example.test:{PLAIN}pw-root:0:0::::",
     "low@example.test:{PLAIN}pw-low:1:1::::",
+    "frank@example.test:{PLAIN}pw-frank:%d:%d::::" % (pa.pw_uid, pa.pw_gid),
 ])
 T = d.dir
 mail = os.path.join(T, "mail")
@@ -205,6 +207,22 @@ ok(not os.path.exists(os.path.dirname(md("root0"))) and
    not os.path.exists(os.path.dirname(md("low"))), "nothing written for them")
 like(d.ctl("queue", "list").stdout, r"root0@example\.test\s+\(deferred.*uid 0",
      "queue list shows why")
+
+# -- another user got there first: in the shared (sticky) directory, a
+# directory for frank made beforehand by erin's account, holding a symlink
+# as Maildir: frank's mail is deferred, nothing is written through it
+squat = os.path.dirname(md("frank"))
+os.mkdir(squat, 0o777)
+os.chmod(squat, 0o777)
+os.chown(squat, pb.pw_uid, pb.pw_gid)
+os.symlink(os.path.join(T, "out"), md("frank"))
+send_mail(d, ["frank@example.test"], "to frank")
+ok(d.wait_log(r"to=<frank@example\.test> relay=maildir delay=\d+ status=deferred "
+              r"\(4\.3\.0 cannot open or create the Maildir in .*belongs to another user"),
+   "a mailbox path through another user's directory is refused (deferred 4.3.0)",
+   log()[-1500:])
+ok(not os.path.exists(os.path.join(T, "out", "new")),
+   "nothing was written through the other user's directory or its link")
 
 # -- a command, as alias_user, message on stdin
 send_mail(d, ["pipe@example.test"], "to a pipe")

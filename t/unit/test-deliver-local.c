@@ -307,8 +307,54 @@ main(void)
 		close(open(path, O_WRONLY | O_CREAT, 0600));
 		snprintf(md, sizeof(md), "%s/mail/x/file/Maildir", dir);
 		rc = maildir_store(md, "h", "", 0, &m, &step);
-		ok(rc < 0 && strcmp(step, "create the Maildir") == 0, "a file in the way: %s",
-		   step);
+		ok(rc < 0 && strcmp(step, "open or create the Maildir") == 0,
+		   "a file in the way: %s", step);
+
+		/* a symlink anywhere on the path is not followed */
+		snprintf(path, sizeof(path), "%s/elsewhere", dir);
+		mkdir(path, 0700);
+		snprintf(md, sizeof(md), "%s/mail/link", dir);
+		ok(symlink(path, md) == 0, "symlink made");
+		snprintf(md, sizeof(md), "%s/mail/link/Maildir", dir);
+		rc = maildir_store(md, "h", "", 0, &m, &step);
+		ok(rc < 0 && (errno == ELOOP || errno == ENOTDIR),
+		   "a symlinked directory on the path is refused (%s)", strerror(errno));
+		snprintf(path, sizeof(path), "%s/elsewhere/Maildir", dir);
+		ok(access(path, F_OK) != 0, "nothing was made behind the link");
+		/* tmp/ as a symlink into another directory */
+		snprintf(md, sizeof(md), "%s/mail/linked-tmp", dir);
+		mkdir(md, 0700);
+		snprintf(path, sizeof(path), "%s/mail/linked-tmp/tmp", dir);
+		{
+			char target[600];
+
+			snprintf(target, sizeof(target), "%s/elsewhere", dir);
+			ok(symlink(target, path) == 0, "tmp/ symlink made");
+		}
+		rc = maildir_store(md, "h", "", 0, &m, &step);
+		ok(rc < 0, "a Maildir whose tmp/ is a symlink is refused (%s)", strerror(errno));
+		/* a world-writable directory without the sticky bit */
+		snprintf(path, sizeof(path), "%s/open", dir);
+		mkdir(path, 0700);
+		chmod(path, 0777);
+		snprintf(md, sizeof(md), "%s/open/u/Maildir", dir);
+		rc = maildir_store(md, "h", "", 0, &m, &step);
+		ok(rc < 0 && errno == EPERM, "through a world-writable directory: refused (%s)",
+		   strerror(errno));
+		chmod(path, 01777);
+		rc = maildir_store(md, "h", "", 0, &m, &step);
+		ok(rc == 0, "through a sticky world-writable directory: delivered (%s)",
+		   rc ? strerror(errno) : "ok");
+		if (geteuid() == 0) {
+			/* another user's directory on the path (as root: chown it) */
+			snprintf(path, sizeof(path), "%s/theirs", dir);
+			mkdir(path, 0755);
+			ok(chown(path, 65534, 65534) == 0, "directory given to nobody");
+			snprintf(md, sizeof(md), "%s/theirs/Maildir", dir);
+			rc = maildir_store(md, "h", "", 0, &m, &step);
+			ok(rc < 0 && errno == EPERM, "a directory of another user on the path: "
+			   "refused (%s)", strerror(errno));
+		}
 	}
 
 	/* ---- files (mbox) */
