@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "aliases.h"
@@ -506,9 +507,11 @@ add_result(struct expand *x, const char *addr, enum alias_kind kind)
 }
 
 /*
- * May an include file be trusted?  Not when group or others may write it,
- * nor when they may write its directory (unless sticky, like /tmp): they
- * could then send mail anywhere, or to commands.  NULL or an error text.
+ * May an include file be trusted?  Not when it belongs to someone other
+ * than root or us (its commands and files would run as alias_user, not as
+ * its owner), nor when group or others may write it or its directory
+ * (unless sticky, like /tmp): they could then send mail anywhere, or to
+ * commands.  NULL or an error text.
  */
 static const char *
 include_unsafe(const char *path, const struct stat *st)
@@ -518,6 +521,8 @@ include_unsafe(const char *path, const struct stat *st)
 	struct stat ds;
 	size_t dl;
 
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return "owned by another user than root or the daemon's";
 	if (st->st_mode & (S_IWGRP | S_IWOTH))
 		return "writable by group or others";
 	dl = slash == NULL || slash == path ? 1 : (size_t)(slash - path);

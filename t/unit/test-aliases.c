@@ -261,6 +261,14 @@ main(void)
 		chmod(sub, 01777);
 		is_str(expand(a, &pol, "l6@example.test"), "carol@example.test",
 		       "... unless the directory is sticky");
+		if (geteuid() == 0) {
+			/* a list of another user: its commands would run as alias_user */
+			snprintf(text, sizeof(text), "%s/sub/inc4", dir);
+			ok(chown(text, 65534, 65534) == 0, "include file given to nobody");
+			ok(strstr(expand(a, &pol, "l6@example.test"), "owned by another user") != NULL,
+			   "include file of another user than root or us refused: %s",
+			   expand(a, &pol, "l6@example.test"));
+		}
 		aliases_free(a);
 		unlink(inc2);
 		unlink(inc3);
