@@ -111,7 +111,8 @@ open_dir_path(const char *path)
 		if (next < 0 && errno == ENOENT) {
 			if (mkdirat(fd, comp, 0700) < 0 && errno != EEXIST)
 				goto fail;
-			(void)fsync(fd);
+			if (fsync(fd) < 0)
+				goto fail;
 			next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
 		if (next < 0)

@@ -229,7 +229,9 @@ format_line(struct sbuf *b, char kind, size_t idx, const char *final,
 		sbuf_printf(b, "C\t%zu\n", idx);
 	} else {
 		sbuf_printf(b, "%c\t%zu\t", kind, idx);
-		field(b, final, 1000);
+		/* whole: a cut address would never match again (aliases allow
+		 * targets of 1024 bytes, plus "@domain") */
+		field(b, final, 1300);
 		sbuf_printf(b, "\t%lld\t", (long long)now);
 		field(b, dsn, 15);
 		sbuf_addstr(b, "\t");
