@@ -138,10 +138,20 @@ def proc_status(pid):
 
 # -- the delivery helper: `user` with only CAP_SETUID and CAP_SETGID
 ru = pwd.getpwnam(d.user)
-capable = {p: proc_status(p) for p in d.pids() if p != d.proc.pid}
-# (the pam backend's helpers in the auth role are root: not ours)
-capable = {p: st for p, st in capable.items() if int(st.get("CapEff", "0"), 16) != 0
-           and st.get("Uid", "0").split()[0] != "0"}
+
+
+def capable_now():
+    """Processes of the daemon with capabilities that do not run as root
+    (the pam backend's helpers in the auth role are root: not ours)."""
+    st = {p: proc_status(p) for p in d.pids() if p != d.proc.pid}
+    return {p: s for p, s in st.items() if int(s.get("CapEff", "0"), 16) != 0
+            and s.get("Uid", "0").split()[0] != "0"}
+
+
+# the helper may still be dropping to `user` just after start-up (slower
+# under the sanitizers): give it a moment
+wait_for(lambda: len(capable_now()) == 1, 10)
+capable = capable_now()
 is_(len(capable), 1, "one process not running as root has capabilities",
     {p: (st.get("Uid"), st.get("CapEff")) for p, st in capable.items()})
 for p, st in capable.items():
