@@ -74,11 +74,20 @@ def have(prog):
 
 
 # ---------------------------------------------------------------- helpers
+_ports_given = set()
+
+
 def free_port(addr="127.0.0.1"):
-    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
-    s.bind((addr, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port free now that this process has not handed out before (the
+    kernel may give the same ephemeral port to two binds in a row)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        s.bind((addr, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            break
+    _ports_given.add(port)
     return port
 
 
