@@ -230,9 +230,12 @@ mailbox_owner_refused(uid_t uid, gid_t gid, long long min_uid, char *buf,
 	 * primary group: a uid may not pick up any gid it likes.
 	 */
 	if ((long long)gid < min_uid) {
-		struct passwd *pw = getpwuid(uid);
+		/* _r: the queue role's delivery threads call this too */
+		struct passwd pw, *res = NULL;
+		char nss[OWNER_NSS_BUF];
 
-		if (pw == NULL || pw->pw_gid != gid) {
+		if (getpwuid_r(uid, &pw, nss, sizeof(nss), &res) != 0 ||
+		    res == NULL || pw.pw_gid != gid) {
 			snprintf(buf, len, "gid %lu is below relay.delivery.min_uid "
 			    "(%lld) and not the primary group of uid %lu",
 			    (unsigned long)gid, min_uid, (unsigned long)uid);
