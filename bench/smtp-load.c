@@ -77,6 +77,7 @@ struct client {
 	size_t		 wlen;
 	uint64_t	 t_start;	/* connect() */
 	uint64_t	 t_data_end;	/* end of DATA written */
+	uint64_t	 t_env;		/* MAIL queued for writing */
 	uint64_t	 deadline;	/* I/O timeout */
 	size_t		 rlen;
 	char		 rbuf[RBUF_SIZE];
@@ -129,7 +130,7 @@ static int phase_hold;		/* 1 while opening held sessions */
 static FILE *ids_fp;
 
 /* results */
-static struct samples lat_setup, lat_msg, lat_hold_setup;
+static struct samples lat_setup, lat_msg, lat_env, lat_hold_setup;
 static unsigned long long n_msgs, n_accepted, n_sessions, n_errors, n_resumed;
 static unsigned long long n_held, n_hold_failed;
 static unsigned long long e_connect, e_tls, e_reply, e_closed, e_timeout;
@@ -387,6 +388,7 @@ next_message(struct client *c)
 		c->state = ST_QUIT;
 		return;
 	}
+	c->t_env = now_ns();
 	if (o_pipelining) {
 		queue_write(c, s_pipe, strlen(s_pipe));
 		c->state = ST_PIPE;
@@ -479,6 +481,7 @@ on_reply(struct client *c, int code, const char *last, size_t lastlen)
 	case ST_DATA:
 		if (code != 354)
 			goto bad;
+		samples_add_ns(&lat_env, now_ns() - c->t_env);
 		queue_write(c, s_body, s_body_len);
 		c->state = ST_BODY;
 		c->t_data_end = 0;
@@ -495,6 +498,7 @@ on_reply(struct client *c, int code, const char *last, size_t lastlen)
 				code = c->pipe_bad;
 			goto bad;
 		}
+		samples_add_ns(&lat_env, now_ns() - c->t_env);
 		queue_write(c, s_body, s_body_len);
 		c->state = ST_BODY;
 		c->t_data_end = 0;
@@ -903,6 +907,7 @@ main(int argc, char **argv)
 	}
 	samples_init(&lat_setup, MAX_SAMPLES);
 	samples_init(&lat_msg, MAX_SAMPLES);
+	samples_init(&lat_env, MAX_SAMPLES);
 	samples_init(&lat_hold_setup, o_hold > 0 ? (size_t)o_hold : 1);
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		perror("epoll_create1");
@@ -1032,13 +1037,15 @@ main(int argc, char **argv)
 		    "err_closed=%llu err_timeout=%llu resumed=%llu "
 		    "setup_p50_ms=%.3f setup_p99_ms=%.3f setup_max_ms=%.3f "
 		    "msg_p50_ms=%.3f msg_p99_ms=%.3f msg_max_ms=%.3f "
+		    "env_p50_ms=%.3f env_p99_ms=%.3f "
 		    "server_cpu_ms=%.0f cpu_ms_per_msg=%.4f cpu_ms_per_session=%.4f "
 		    "client_cpu_ms=%.0f",
 		    mode, o_port, o_clients, o_msgs, o_size, o_pipelining, o_resume,
 		    elapsed, n_sessions, sps, n_msgs, mps, n_accepted, n_errors,
 		    e_connect, e_tls, e_reply, e_closed, e_timeout, n_resumed,
 		    s50, s99, samples_max_ms(&lat_setup), m50, m99,
-		    samples_max_ms(&lat_msg), cpu, n_msgs ? cpu / n_msgs : 0,
+		    samples_max_ms(&lat_msg), samples_pct_ms(&lat_env, 50),
+		    samples_pct_ms(&lat_env, 99), cpu, n_msgs ? cpu / n_msgs : 0,
 		    n_sessions ? cpu / n_sessions : 0, self1 - self0);
 		if (o_hold)
 			printf(" hold=%d held=%llu hold_failed=%llu hold_setup_p99_ms=%.3f "

@@ -3,7 +3,9 @@
  * queue-client.h), on libevent.
  *
  * One SOCK_SEQPACKET connection, made on first need and again after the
- * queue role restarted.  Requests are queued as packets and answered in
+ * queue role restarted.  A few files are kept opened ahead (QC_SPARES):
+ * queuec_open() answers from them without a round trip, which takes the
+ * queue role's loop out of the wait for DATA's 354.  Requests are queued as packets and answered in
  * order, so the replies are matched first-in first-out.  Every callback
  * runs from a deferred event, never from inside queuec_open/commit/abort.
  * When the connection breaks, every request still waiting completes with
@@ -32,8 +34,9 @@
 
 #define QC_PKT_MAX 256
 #define QC_UNAVAILABLE "queue unavailable"
+#define QC_SPARES  8                 /* files opened ahead of DATA */
 
-enum qc_kind { QC_OPEN, QC_COMMIT };
+enum qc_kind { QC_OPEN, QC_COMMIT, QC_SPARE };
 
 struct queuec_req {
 	TAILQ_ENTRY(queuec_req) link;
@@ -65,6 +68,9 @@ struct queuec {
 	struct qc_req_list waiting;  /* sent or queued, reply expected */
 	struct qc_req_list done;     /* callbacks to run */
 	TAILQ_HEAD(, qc_pkt) outq;
+	/* files opened ahead, so that DATA is answered without a round trip */
+	struct { int fd; char qid[QID_LEN + 1]; } spare[QC_SPARES];
+	unsigned n_spare, n_spare_asked;
 	bool dispatching, freed;
 	bool warned;                 /* "unavailable" logged since last success */
 };
@@ -104,13 +110,20 @@ qc_disconnect(struct queuec *q, const char *why)
 	q->rev = q->wev = NULL;
 	close(q->fd);
 	q->fd = -1;
+	/* the queue role removes a lost connection's files, spares too */
+	while (q->n_spare > 0)
+		close(q->spare[--q->n_spare].fd);
+	q->n_spare_asked = 0;
 	while ((p = TAILQ_FIRST(&q->outq)) != NULL) {
 		TAILQ_REMOVE(&q->outq, p, link);
 		free(p);
 	}
 	while ((r = TAILQ_FIRST(&q->waiting)) != NULL) {
 		TAILQ_REMOVE(&q->waiting, r, link);
-		qc_fail(q, r, QC_UNAVAILABLE);
+		if (r->kind == QC_SPARE)
+			free(r);
+		else
+			qc_fail(q, r, QC_UNAVAILABLE);
 	}
 }
 
@@ -249,7 +262,7 @@ qc_reply(struct queuec *q, char *text, int fd)
 		    text[3] ? text + 4 : "queue error");
 		r->ok = false;
 	} else if (strncmp(text, "OK ", 3) == 0 && qid_valid(text + 3)) {
-		if (r->kind == QC_OPEN) {
+		if (r->kind == QC_OPEN || r->kind == QC_SPARE) {
 			if (fd < 0) {
 				qc_fail(q, r, "queue sent no file");
 				qc_disconnect(q, "OPEN reply without a file");
@@ -273,6 +286,19 @@ qc_reply(struct queuec *q, char *text, int fd)
 			close(fd);
 		qc_fail(q, r, QC_UNAVAILABLE);
 		qc_disconnect(q, "malformed reply");
+		return;
+	}
+	if (r->kind == QC_SPARE) {
+		q->n_spare_asked--;
+		if (r->ok && q->n_spare < QC_SPARES) {
+			q->spare[q->n_spare].fd = r->fd;
+			memcpy(q->spare[q->n_spare].qid, r->qid, QID_LEN + 1);
+			q->n_spare++;
+		} else if (r->ok) {
+			close(r->fd);
+			qc_send(q, "ABORT", r->qid);
+		}
+		free(r);
 		return;
 	}
 	if (r->cancelled && r->kind == QC_OPEN && r->ok) {
@@ -342,7 +368,7 @@ qc_free_now(struct queuec *q)
 {
 	struct queuec_req *r;
 
-	qc_disconnect(q, NULL);      /* moves waiting requests to done */
+	qc_disconnect(q, NULL);      /* moves waiting requests to done, closes spares */
 	while ((r = TAILQ_FIRST(&q->done)) != NULL) {
 		TAILQ_REMOVE(&q->done, r, link);
 		if (r->fd >= 0)
@@ -426,6 +452,24 @@ qc_new_req(struct queuec *q, enum qc_kind kind, void *ctx)
 	return r;
 }
 
+/* Ask for files until QC_SPARES are at hand or on their way. */
+static void
+qc_refill(struct queuec *q)
+{
+	while (q->fd >= 0 && q->n_spare + q->n_spare_asked < QC_SPARES) {
+		struct queuec_req *r = qc_new_req(q, QC_SPARE, NULL);
+
+		TAILQ_INSERT_TAIL(&q->waiting, r, link);
+		q->n_spare_asked++;
+		qc_send(q, "OPEN", NULL);
+	}
+}
+
+/*
+ * A file from the spares when there is one (answered from the deferred
+ * event, without a round trip to the queue role), else an OPEN; either
+ * way the spares are topped up behind it.
+ */
 struct queuec_req *
 queuec_open(struct queuec *q, queuec_open_cb *cb, void *ctx)
 {
@@ -436,8 +480,17 @@ queuec_open(struct queuec *q, queuec_open_cb *cb, void *ctx)
 		qc_fail(q, r, QC_UNAVAILABLE);
 		return r;
 	}
-	TAILQ_INSERT_TAIL(&q->waiting, r, link);
-	qc_send(q, "OPEN", NULL);
+	if (q->n_spare > 0) {
+		q->n_spare--;
+		r->fd = q->spare[q->n_spare].fd;
+		memcpy(r->qid, q->spare[q->n_spare].qid, QID_LEN + 1);
+		r->ok = true;
+		qc_complete(q, r);
+	} else {
+		TAILQ_INSERT_TAIL(&q->waiting, r, link);
+		qc_send(q, "OPEN", NULL);
+	}
+	qc_refill(q);
 	return r;
 }
 
@@ -476,4 +529,10 @@ queuec_req_cancel(struct queuec_req *r)
 {
 	if (r != NULL)
 		r->cancelled = true;
+}
+
+unsigned
+queuec_spare_count(const struct queuec *q)
+{
+	return q->n_spare;
 }

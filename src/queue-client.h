@@ -8,6 +8,8 @@
  *                    queue/ and the directory fsynced; or "ERR <text>"
  *   "ABORT <qid>" -> no reply; the incoming file is removed
  * The queue role batches COMMITs that arrive together (group commit).
+ * The client keeps a few files opened ahead (spares, empty until used) so
+ * that DATA can be answered at once; they go with the connection.
  */
 #ifndef MSAGATE_QUEUE_CLIENT_H
 #define MSAGATE_QUEUE_CLIENT_H
@@ -31,5 +33,7 @@ struct queuec_req *queuec_commit(struct queuec *q, const char *qid,
 void queuec_abort(struct queuec *q, const char *qid);
 /* The caller no longer wants the answer (session gone). */
 void queuec_req_cancel(struct queuec_req *r);
+/* Files opened ahead and not handed out yet (tests, logs). */
+unsigned queuec_spare_count(const struct queuec *q);
 
 #endif

@@ -354,12 +354,25 @@ smtp = {
         except OSError:
             return []
 
-    def incoming_files(self):
+    def incoming_files(self, empty=False):
+        """Files in incoming/ holding (part of) a message being received.
+        Empty ones are left out unless empty=True: the SMTP role keeps a
+        few files opened ahead of DATA, which stay empty until used."""
         d = os.path.join(self.state_dir, "incoming")
         try:
-            return sorted(os.listdir(d))
+            names = sorted(os.listdir(d))
         except OSError:
             return []
+        if empty:
+            return names
+        out = []
+        for n in names:
+            try:
+                if os.stat(os.path.join(d, n)).st_size > 0:
+                    out.append(n)
+            except OSError:
+                pass
+        return out
 
     def queue_file(self, qid):
         with open(os.path.join(self.state_dir, "queue", qid), "rb") as f:
