@@ -104,21 +104,36 @@ send_all(int fd, const char *buf, size_t n, uint64_t deadline)
 	return 0;
 }
 
-/* Numeric id or NSS name -> uid; -1 when unknown. */
+/* Numeric id, or a user (group: a group) name from NSS; -1 when unknown. */
+static int
+parse_id(const char *s, bool group, unsigned long long *out)
+{
+	struct passwd pw, *pres = NULL;
+	struct group gr, *gres = NULL;
+	char buf[OWNER_NSS_BUF];
+
+	if (parse_uint(s, 0xfffffffeULL, out))
+		return 0;
+	if (group) {
+		if (getgrnam_r(s, &gr, buf, sizeof(buf), &gres) != 0 || gres == NULL)
+			return -1;
+		*out = gr.gr_gid;
+	} else {
+		if (getpwnam_r(s, &pw, buf, sizeof(buf), &pres) != 0 || pres == NULL)
+			return -1;
+		*out = pw.pw_uid;
+	}
+	return 0;
+}
+
 static int
 parse_uid(const char *s, uid_t *out)
 {
 	unsigned long long v;
-	struct passwd pw, *res = NULL;
-	char buf[OWNER_NSS_BUF];
 
-	if (parse_uint(s, 0xfffffffeULL, &v)) {
-		*out = (uid_t)v;
-		return 0;
-	}
-	if (getpwnam_r(s, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+	if (parse_id(s, false, &v) < 0)
 		return -1;
-	*out = pw.pw_uid;
+	*out = (uid_t)v;
 	return 0;
 }
 
@@ -126,16 +141,10 @@ static int
 parse_gid(const char *s, gid_t *out)
 {
 	unsigned long long v;
-	struct group gr, *res = NULL;
-	char buf[OWNER_NSS_BUF];
 
-	if (parse_uint(s, 0xfffffffeULL, &v)) {
-		*out = (gid_t)v;
-		return 0;
-	}
-	if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
+	if (parse_id(s, true, &v) < 0)
 		return -1;
-	*out = gr.gr_gid;
+	*out = (gid_t)v;
 	return 0;
 }
 

@@ -56,6 +56,8 @@ struct qmsg {
 	enum qmsg_state state;
 	unsigned tries;
 	time_t next_try;
+	bool no_status;              /* committed since start-up, no status file
+	                                written: nothing to read or remove */
 	/* set by the worker */
 	enum qmsg_outcome outcome;
 	char bounce_id[QID_LEN + 1];   /* a bounce it queued, or "" */
@@ -337,6 +339,7 @@ static int
 status_fd(struct attempt *a)
 {
 	if (a->sfd < 0 && !a->status_failed) {
+		a->qm->no_status = false;
 		a->sfd = qstatus_open(a->m->st_dfd, a->qm->id);
 		if (a->sfd < 0) {
 			log_warn("queue: %s: cannot open status file", a->qm->id);
@@ -728,7 +731,8 @@ remove_message(struct attempt *a)
 		a->qm->outcome = QO_DEFER;
 		return;
 	}
-	if (unlinkat(m->st_dfd, a->qm->id, 0) < 0 && errno != ENOENT)
+	if (!a->qm->no_status && unlinkat(m->st_dfd, a->qm->id, 0) < 0 &&
+	    errno != ENOENT)
 		log_warn("queue: %s: cannot remove status file", a->qm->id);
 	log_info("%s: removed", a->qm->id);
 	a->qm->outcome = QO_DONE;
@@ -775,7 +779,9 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		return;
 	}
 	fclose(fp);
-	if (qstatus_load(m->st_dfd, qm->id, &a.st) < 0) {
+	if (qm->no_status)
+		memset(&a.st, 0, sizeof(a.st));
+	else if (qstatus_load(m->st_dfd, qm->id, &a.st) < 0) {
 		log_warn("queue: %s: cannot read status file; will retry", qm->id);
 		goto out;
 	}
@@ -906,9 +912,11 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&m->mu);
 		attempt_message(m, qm);
 		pthread_mutex_lock(&m->mu);
+		/* a non-empty list means the loop was told already */
+		if (TAILQ_EMPTY(&m->done))
+			while (write(m->notify_w, "x", 1) < 0 && errno == EINTR)
+				;
 		TAILQ_INSERT_TAIL(&m->done, qm, link);
-		while (write(m->notify_w, "x", 1) < 0 && errno == EINTR)
-			;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return NULL;
@@ -920,7 +928,6 @@ static void
 dispatch(struct qmgr *m)
 {
 	struct qmsg *qm;
-	bool any = false;
 
 	if (m->stopping)
 		return;
@@ -931,10 +938,9 @@ dispatch(struct qmgr *m)
 		qm->state = QM_BUSY;
 		m->n_busy++;
 		TAILQ_INSERT_TAIL(&m->jobs, qm, link);
-		any = true;
+		/* one worker per job, not all of them for each */
+		pthread_cond_signal(&m->cv);
 	}
-	if (any)
-		pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -1045,6 +1051,7 @@ qmgr_add(struct qmgr *m, const char *qid)
 	struct qmsg *qm = xcalloc(1, sizeof(*qm));
 
 	memcpy(qm->id, qid, QID_LEN + 1);
+	qm->no_status = true;        /* a new id: no status file yet */
 	make_ready(m, qm);
 	dispatch(m);
 }

@@ -918,7 +918,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (e->err == 0) {
 			q->n_committed++;
-			log_info("queue: %s: committed, %lld bytes", e->qid, e->size);
+			log_debug("queue: %s: committed, %lld bytes", e->qid, e->size);
 			reply_set(e->reply, -1, "OK %s", e->qid);
 			qmgr_committed(q, e->qid);
 		} else {

@@ -15,6 +15,7 @@
 import os, re, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
+from dovecotauth import start_upstream
 
 ALICE, APW = "alice@example.test", "alice-secret-1"
 NEWPW = "alice-new-secret-2"
@@ -262,104 +263,28 @@ d0.stop()
 
 
 # ---------------------------------------------------------------- proxy mode
-def start_dovecot(users):
-    """A private Dovecot running only its auth service, or None."""
-    if not have("dovecot"):
-        return None
-    import getpass, pwd, shutil, tempfile
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("dovecot")
-            pwd.getpwnam("dovenull")
-        except KeyError:
-            return None
-        internal, login = "dovecot", "dovenull"
-    else:
-        internal = login = getpass.getuser()
-    dd = tempfile.mkdtemp(prefix="msagate-dvc-")
-    os.chmod(dd, 0o755)
-    up = {"dir": dd, "socket": os.path.join(dd, "run", "auth-client"),
-          "users": os.path.join(dd, "users")}
-    with open(up["users"], "w") as f:
-        for u, p in users.items():
-            f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
-    os.chmod(up["users"], 0o644)
-    conf = os.path.join(dd, "dovecot.conf")
-    with open(conf, "w") as f:
-        f.write("""base_dir = %(dir)s/run
-state_dir = %(dir)s/state
-log_path = %(dir)s/dovecot.log
-instance_name = msagate-test-%(tag)s
-protocols =
-ssl = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-default_internal_user = %(internal)s
-default_login_user = %(login)s
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT %(users)s
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}
-service auth {
-  unix_listener auth-client {
-    mode = 0666
-  }
-}
-""" % dict(dir=dd, tag=os.path.basename(dd), users=up["users"], internal=internal,
-           login=login))
-    up["proc"] = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def stop():
-        try:
-            os.killpg(up["proc"].pid, signal.SIGTERM)
-            up["proc"].wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(up["proc"].pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if not os.environ.get("MSAGATE_KEEP"):
-            shutil.rmtree(dd, ignore_errors=True)
-    import atexit
-    atexit.register(stop)
-    up["stop"] = stop
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if os.path.exists(up["socket"]):
-            return up
-        if up["proc"].poll() is not None:
-            return None
-        time.sleep(0.1)
-    return None
-
-
-up = start_dovecot({"dave": "dave-pw-1"})
+up, why = start_upstream({"dave": "dave-pw-1"}, mechanisms="plain login")
 
 
 def upstream_password(pw):
     """Change dave's password in the private Dovecot's passwd file."""
-    old = os.stat(up["users"])
-    with open(up["users"], "w") as f:
+    old = os.stat(up.users)
+    with open(up.users, "w") as f:
         f.write("dave:%s::::::\n" % sha512_crypt(pw))
     # Dovecot notices a change by mtime (whole seconds) and size; the size
     # stays the same, so make sure the mtime moves on
     t = max(time.time(), old.st_mtime + 2)
-    os.utime(up["users"], (t, t))
+    os.utime(up.users, (t, t))
     time.sleep(1.1)
 
 
 def dovecot_backends(with_passwd_file):
-    dv = '{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }' % up["socket"]
+    dv = '{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }' % up.socket
     return ('{ driver = "passwd-file"; path = "%(passwd)s"; }, ' + dv) if with_passwd_file else dv
 
 
 if up is None:
-    diag("no private Dovecot available: upstream verdicts not tested")
+    diag("no private Dovecot available (%s): upstream verdicts not tested" % why)
 else:
     # ------------------------------------------- proxy mode, verdicts off (default)
     dp = Daemon(backends=dovecot_backends(False))
@@ -469,5 +394,5 @@ else:
     a.close()
     ok("dave-pw-4" not in dp.read_log(), "proxy mode: no password in the log")
     dp.stop()
-    up["stop"]()
+    up.cleanup()
 done()

@@ -9,144 +9,21 @@
 # (the backend error reaches the client as code=temp_fail), a restarted
 # Dovecot is used again (kept connections replaced), and Dovecot's default
 # 2 s failure delay stays within our timeout.
-import atexit, os, pwd, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+import os, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
+from dovecotauth import start_upstream
 
 if not have("dovecot"):
     skip_all("dovecot (dovecot-core) is not installed")
 
 
-def user_exists(name):
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
-class Upstream:
-    """A private Dovecot instance that runs only its auth service."""
-
-    def __init__(self, users, raw_lines=()):
-        self.dir = tempfile.mkdtemp(prefix="msagate-dv-")
-        os.chmod(self.dir, 0o755)
-        atexit.register(self.cleanup)
-        self.base = os.path.join(self.dir, "run")
-        self.socket = os.path.join(self.base, "auth-client")
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        self.users = os.path.join(self.dir, "users")
-        with open(self.users, "w") as f:
-            for u, p in users.items():
-                f.write("%s:%s::::::\n" % (u, sha512_crypt(p)))
-            for line in raw_lines:
-                f.write(line + "\n")
-        os.chmod(self.users, 0o644)
-        self.proc = None
-
-    def write_conf(self, failure_delay):
-        if os.geteuid() == 0:
-            internal, login = "dovecot", "dovenull"
-        else:
-            import getpass
-            internal = login = getpass.getuser()
-        with open(self.conf, "w") as f:
-            f.write("""
-base_dir = %(base)s
-state_dir = %(dir)s/state
-log_path = %(dir)s/dovecot.log
-instance_name = msagate-test-%(tag)s
-protocols =
-ssl = no
-auth_mechanisms = plain login cram-md5
-auth_verbose = yes
-%(delay)s
-default_internal_user = %(internal)s
-default_login_user = %(login)s
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT %(users)s
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}
-service auth {
-  unix_listener auth-client {
-    mode = 0666
-  }
-}
-""" % dict(base=self.base, dir=self.dir, tag=os.path.basename(self.dir),
-           users=self.users, internal=internal, login=login,
-           delay="" if failure_delay is None else
-           "auth_failure_delay = %d" % failure_delay))
-
-    def start(self, failure_delay=0):
-        self.write_conf(failure_delay)
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
-                                     start_new_session=True)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.settimeout(2)
-                    s.connect(self.socket)
-                    if auth_handshake(s) is not None:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return False
-
-    def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.proc = None
-        # its children (auth, anvil, log) leave with the master; wait for the socket
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.socket)
-            except OSError:
-                return
-            time.sleep(0.1)
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        if not os.environ.get("MSAGATE_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-if os.geteuid() == 0 and not (user_exists("dovecot") and user_exists("dovenull")):
-    skip_all("the dovecot/dovenull users of the dovecot-core package are missing")
-
 DAVE, DPW = "dave", "dove-secret 1:x"
 ERIN, EPW = "erin@example.test", "erin-pw-2"
 CRAMU, CRAMPW = "fay@example.test", "fay-cram-3"
-up = Upstream({DAVE: DPW, ERIN: EPW}, ["%s:{PLAIN}%s::::::" % (CRAMU, CRAMPW)])
-if not up.start():
-    skip_all("cannot start a private Dovecot: " + up.log()[-500:])
+up, why = start_upstream({DAVE: DPW, ERIN: EPW}, ["%s:{PLAIN}%s::::::" % (CRAMU, CRAMPW)])
+if up is None:
+    skip_all(why)
 
 d = Daemon(backends='{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }'
            % up.socket, mechanisms=("PLAIN", "LOGIN", "CRAM-MD5"))

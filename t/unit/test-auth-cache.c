@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "log.h"
 #include "util.h"
+#include "fakeauth.h"
 #include "tap.h"
 
 static char dir[] = "/tmp/msagate-test-ac.XXXXXX";
@@ -455,22 +456,14 @@ fake_serve(int fd)
 
 	(void)send(fd, hs, sizeof(hs) - 1, MSG_NOSIGNAL);
 	for (;;) {
-		char *nl, line[8192], out[600], *resp;
+		char line[8192], out[600], *resp;
 		unsigned char raw[2048];
-		ssize_t n, rl;
+		ssize_t rl;
 		unsigned id;
 		bool good = false;
 
-		while ((nl = memchr(buf, '\n', len)) == NULL) {
-			n = recv(fd, buf + len, sizeof(buf) - len, 0);
-			if (n <= 0)
-				return;
-			len += (size_t)n;
-		}
-		*nl = '\0';
-		snprintf(line, sizeof(line), "%s", buf);
-		memmove(buf, nl + 1, len - (size_t)(nl + 1 - buf));
-		len -= (size_t)(nl + 1 - buf);
+		if (fake_read_line(fd, buf, &len, sizeof(buf), line, sizeof(line)) < 0)
+			return;
 		if (strncmp(line, "AUTH\t", 5) != 0)
 			continue;
 		id = (unsigned)strtoul(line + 5, NULL, 10);
@@ -495,16 +488,8 @@ static void *
 fake_main(void *arg)
 {
 	(void)arg;
-	for (;;) {
-		int fd = accept(fk.lfd, NULL, NULL);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return NULL;
-		}
-		fake_serve(fd);
-		close(fd);
-	}
+	fake_accept_loop(fk.lfd, fake_serve);
+	return NULL;
 }
 
 static int

@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "util.h"
+#include "fakeauth.h"
 #include "tap.h"
 
 #define HS_OK "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\n" \
@@ -57,24 +58,15 @@ serve(int fd)
 	pthread_mutex_unlock(&fk.lock);
 	(void)send(fd, hs, strlen(hs), MSG_NOSIGNAL);
 	for (;;) {
-		char *nl, line[8192], out[512];
+		char line[8192], out[512];
 		const char *pct;
 		const char *reply;
 		unsigned id = 0;
-		ssize_t n;
 		int delay;
 		bool keep;
 
-		while ((nl = memchr(buf, '\n', len)) == NULL) {
-			n = recv(fd, buf + len, sizeof(buf) - len, 0);
-			if (n <= 0)
-				return;
-			len += (size_t)n;
-		}
-		*nl = '\0';
-		snprintf(line, sizeof(line), "%s", buf);
-		memmove(buf, nl + 1, len - (size_t)(nl + 1 - buf));
-		len -= (size_t)(nl + 1 - buf);
+		if (fake_read_line(fd, buf, &len, sizeof(buf), line, sizeof(line)) < 0)
+			return;
 		if (strncmp(line, "AUTH\t", 5) != 0)
 			continue;            /* VERSION, CPID */
 		id = (unsigned)strtoul(line + 5, NULL, 10);
@@ -106,16 +98,8 @@ static void *
 server_main(void *arg)
 {
 	(void)arg;
-	for (;;) {
-		int fd = accept(fk.lfd, NULL, NULL);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return NULL;
-		}
-		serve(fd);
-		close(fd);
-	}
+	fake_accept_loop(fk.lfd, serve);
+	return NULL;
 }
 
 static enum backend_result
