@@ -5,8 +5,9 @@
  * One SOCK_SEQPACKET connection, made on first need and again after the
  * queue role restarted.  A few files are kept opened ahead (QC_SPARES):
  * queuec_open() answers from them without a round trip, which takes the
- * queue role's loop out of the wait for DATA's 354.  Requests are queued as packets and answered in
- * order, so the replies are matched first-in first-out.  Every callback
+ * queue role's loop out of the wait for DATA's 354.  Requests are queued
+ * as packets and answered in order, so the replies are matched first-in
+ * first-out.  Every callback
  * runs from a deferred event, never from inside queuec_open/commit/abort.
  * When the connection breaks, every request still waiting completes with
  * "queue unavailable" (the queue role removes the files it had handed
@@ -71,16 +72,25 @@ struct queuec {
 	/* files opened ahead, so that DATA is answered without a round trip */
 	struct { int fd; char qid[QID_LEN + 1]; } spare[QC_SPARES];
 	unsigned n_spare, n_spare_asked;
+	bool spare_failed;           /* no more asking ahead until an OPEN works */
 	bool dispatching, freed;
 	bool warned;                 /* "unavailable" logged since last success */
 };
 
 static void qc_read_cb(evutil_socket_t, short, void *);
+static void qc_refill(struct queuec *q);
 static void qc_write_cb(evutil_socket_t, short, void *);
 
 static void
 qc_complete(struct queuec *q, struct queuec_req *r)
 {
+	if (r->kind == QC_SPARE) {
+		/* failed on its way (the connection goes too): nobody to tell */
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+		return;
+	}
 	TAILQ_INSERT_TAIL(&q->done, r, link);
 	event_active(q->defer, EV_TIMEOUT, 0);
 }
@@ -114,6 +124,7 @@ qc_disconnect(struct queuec *q, const char *why)
 	while (q->n_spare > 0)
 		close(q->spare[--q->n_spare].fd);
 	q->n_spare_asked = 0;
+	q->spare_failed = false;
 	while ((p = TAILQ_FIRST(&q->outq)) != NULL) {
 		TAILQ_REMOVE(&q->outq, p, link);
 		free(p);
@@ -290,6 +301,8 @@ qc_reply(struct queuec *q, char *text, int fd)
 	}
 	if (r->kind == QC_SPARE) {
 		q->n_spare_asked--;
+		/* an error (disk full...) stops the asking ahead for now */
+		q->spare_failed = !r->ok;
 		if (r->ok && q->n_spare < QC_SPARES) {
 			q->spare[q->n_spare].fd = r->fd;
 			memcpy(q->spare[q->n_spare].qid, r->qid, QID_LEN + 1);
@@ -300,6 +313,11 @@ qc_reply(struct queuec *q, char *text, int fd)
 		}
 		free(r);
 		return;
+	}
+	if (r->kind == QC_OPEN && r->ok && q->spare_failed) {
+		/* the queue role hands out files again: ask ahead again */
+		q->spare_failed = false;
+		qc_refill(q);
 	}
 	if (r->cancelled && r->kind == QC_OPEN && r->ok) {
 		/* nobody wants this file any more */
@@ -456,7 +474,8 @@ qc_new_req(struct queuec *q, enum qc_kind kind, void *ctx)
 static void
 qc_refill(struct queuec *q)
 {
-	while (q->fd >= 0 && q->n_spare + q->n_spare_asked < QC_SPARES) {
+	while (q->fd >= 0 && !q->spare_failed &&
+	    q->n_spare + q->n_spare_asked < QC_SPARES) {
 		struct queuec_req *r = qc_new_req(q, QC_SPARE, NULL);
 
 		TAILQ_INSERT_TAIL(&q->waiting, r, link);

@@ -13,6 +13,8 @@
  * role killed with SIGKILL leaves its incoming/ files, which the next
  * start removes, while committed messages stay; the client reconnects to
  * a restarted role and reports "queue unavailable" while there is none.
+ * The client keeps files opened ahead (spares) and, against a fake role
+ * whose OPENs fail, stops asking ahead until an OPEN works again.
  * Started as root, the role really drops to "nobody".
  */
 #include <sys/types.h>
@@ -391,6 +393,112 @@ test_abort_cancel(struct queuec *q)
 	close(o2.fd);
 }
 
+/*
+ * fake_answer - the fake queue role's side: answer every OPEN waiting on
+ * sfd with ERR (ok == 0) or with OK and a descriptor; returns how many.
+ */
+static int
+fake_answer(int sfd, int ok_reply)
+{
+	static unsigned next_id = 1;
+	struct pollfd pfd = { .fd = sfd, .events = POLLIN };
+	char buf[256];
+	int n = 0;
+
+	while (poll(&pfd, 1, n == 0 ? 2000 : 100) > 0) {
+		ssize_t len = recv(sfd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+		if (len <= 0)
+			break;
+		buf[len] = '\0';
+		if (strcmp(buf, "OPEN") != 0)
+			continue;       /* ABORT */
+		n++;
+		if (!ok_reply) {
+			send(sfd, "ERR disk full", 13, MSG_NOSIGNAL);
+		} else {
+			union {
+				struct cmsghdr h;
+				char b[CMSG_SPACE(sizeof(int))];
+			} cm;
+			struct msghdr msg;
+			struct iovec iov;
+			char reply[64];
+			int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+			snprintf(reply, sizeof(reply), "OK %016X", next_id++);
+			iov.iov_base = reply;
+			iov.iov_len = strlen(reply);
+			memset(&msg, 0, sizeof(msg));
+			msg.msg_iov = &iov;
+			msg.msg_iovlen = 1;
+			msg.msg_control = cm.b;
+			msg.msg_controllen = sizeof(cm.b);
+			CMSG_FIRSTHDR(&msg)->cmsg_level = SOL_SOCKET;
+			CMSG_FIRSTHDR(&msg)->cmsg_type = SCM_RIGHTS;
+			CMSG_FIRSTHDR(&msg)->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(CMSG_FIRSTHDR(&msg)), &fd, sizeof(int));
+			sendmsg(sfd, &msg, MSG_NOSIGNAL);
+			close(fd);
+		}
+	}
+	return n;
+}
+
+/*
+ * The spares against a queue role whose OPENs fail (a fake one): the
+ * client asks ahead once, and after a failure only for what DATA needs,
+ * until an OPEN works again (no storm of OPENs on a full disk).
+ */
+static void
+test_spare_errors(void)
+{
+	struct sockaddr_un sun;
+	struct res o = { 0 };
+	struct queuec *q2;
+	const char *path = sun.sun_path;
+	int l, sfd, n;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/fake.sock", tmpdir);
+	l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    listen(l, 4) < 0) {
+		ok(0, "fake queue socket: %s", strerror(errno));
+		return;
+	}
+	q2 = queuec_new(base, path);
+	queuec_open(q2, open_cb, &o);
+	sfd = accept(l, NULL, NULL);
+	n = fake_answer(sfd, 0);
+	wait_done(&o.done);
+	ok(!o.ok && strstr(o.err, "disk full") != NULL,
+	    "an OPEN refused by the queue role reaches the caller: %s", o.err);
+	is_int(n, 9, "first DATA: its own OPEN and 8 asked ahead");
+	spin(50);
+	memset(&o, 0, sizeof(o));
+	queuec_open(q2, open_cb, &o);
+	n = fake_answer(sfd, 0);
+	wait_done(&o.done);
+	is_int(n, 1, "after failures: only the OPEN that DATA needs");
+	memset(&o, 0, sizeof(o));
+	queuec_open(q2, open_cb, &o);
+	n = fake_answer(sfd, 1);
+	wait_done(&o.done);
+	ok(o.ok, "an OPEN that works again");
+	spin(50);
+	n = fake_answer(sfd, 1);
+	is_int(n, 8, "and the spares are asked for again");
+	spin(50);
+	is_int((int)queuec_spare_count(q2), 8, "8 spares at hand");
+	close(o.fd);
+	queuec_free(q2);
+	close(sfd);
+	close(l);
+	unlink(path);
+}
+
 static void
 test_raw(void)
 {
@@ -504,6 +612,7 @@ main(void)
 	test_refusals(q);
 	test_abort_cancel(q);
 	test_raw();
+	test_spare_errors();
 
 	/* kill -9 with an open file: the leftover stays until the next start */
 	queuec_open(q, open_cb, &o);
