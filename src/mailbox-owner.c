@@ -126,28 +126,6 @@ parse_id(const char *s, bool group, unsigned long long *out)
 	return 0;
 }
 
-static int
-parse_uid(const char *s, uid_t *out)
-{
-	unsigned long long v;
-
-	if (parse_id(s, false, &v) < 0)
-		return -1;
-	*out = (uid_t)v;
-	return 0;
-}
-
-static int
-parse_gid(const char *s, gid_t *out)
-{
-	unsigned long long v;
-
-	if (parse_id(s, true, &v) < 0)
-		return -1;
-	*out = (gid_t)v;
-	return 0;
-}
-
 int
 mailbox_owner_fields(const char *fields, struct mailbox_owner *o, char *err,
     size_t errlen)
@@ -188,28 +166,31 @@ mailbox_owner_fields(const char *fields, struct mailbox_owner *o, char *err,
 		}
 	}
 	if (rc == 0 && uid_s != NULL && uid_s[0] != '\0') {
-		if (parse_uid(uid_s, &o->uid) < 0) {
+		unsigned long long uid = 0, gid = 0;
+		struct passwd pw, *res = NULL;
+		char buf[OWNER_NSS_BUF];
+
+		if (parse_id(uid_s, false, &uid) < 0) {
 			snprintf(err, errlen, "userdb: uid \"%.64s\" is unknown", uid_s);
 			rc = -1;
 		} else if (gid_s != NULL && gid_s[0] != '\0') {
-			if (parse_gid(gid_s, &o->gid) < 0) {
+			if (parse_id(gid_s, true, &gid) < 0) {
 				snprintf(err, errlen, "userdb: gid \"%.64s\" is unknown",
 				    gid_s);
 				rc = -1;
 			}
+		} else if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) != 0 ||
+		    res == NULL) {
+			/* no gid, and no account whose primary group it would be */
+			snprintf(err, errlen, "userdb: uid %llu without gid and "
+			    "without a passwd entry", uid);
+			rc = -1;
 		} else {
-			/* no gid: the account's primary group */
-			struct passwd pw, *res = NULL;
-			char buf[OWNER_NSS_BUF];
-
-			if (getpwuid_r(o->uid, &pw, buf, sizeof(buf), &res) != 0 ||
-			    res == NULL) {
-				snprintf(err, errlen, "userdb: uid %lu without gid and "
-				    "without a passwd entry", (unsigned long)o->uid);
-				rc = -1;
-			} else {
-				o->gid = pw.pw_gid;
-			}
+			gid = pw.pw_gid;
+		}
+		if (rc == 0) {
+			o->uid = (uid_t)uid;
+			o->gid = (gid_t)gid;
 		}
 		o->has_uid = rc == 0;
 	}

@@ -6,9 +6,10 @@
 # receives mail, a down LMTP defers and `msagatectl queue flush` delivers
 # once it is up; an LMTP 550 bounces (multipart/report) into the sender's
 # mailbox; kill -9 during deliveries loses nothing.
-import os, pwd, re, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+import os, pwd, re, smtplib, socket, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
+from dovecotauth import PrivateDovecot, user_exists
 
 
 # every recipient must exist for the relay policy (passwd file or aliases)
@@ -125,19 +126,16 @@ d.stop()
 
 
 # ------------------------------------------------------------ Dovecot LMTP
-class Lmtp:
+class Lmtp(PrivateDovecot):
     """A private Dovecot with only the lmtp service on a unix socket."""
 
     def __init__(self, users, run_user):
-        self.dir = tempfile.mkdtemp(prefix="msagate-lmtp-")
-        os.chmod(self.dir, 0o755)
-        atexit.register(self.cleanup)
+        PrivateDovecot.__init__(self, "msagate-lmtp-")
         self.socket = os.path.join(self.dir, "run", "lmtp")
         self.mail = os.path.join(self.dir, "mail")
         os.mkdir(self.mail, 0o755)
         pw = pwd.getpwnam(run_user)
         chown_run_user(self.mail, run_user)
-        self.conf = os.path.join(self.dir, "dovecot.conf")
         ufile = os.path.join(self.dir, "users")
         with open(ufile, "w") as f:
             for u in users:
@@ -174,51 +172,13 @@ service lmtp {
 }
 """ % dict(dir=self.dir, tag=os.path.basename(self.dir), internal=internal,
            login=login, mail=self.mail, users=ufile))
-        self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
-                                     start_new_session=True)
+        self.spawn()
         return wait_for(lambda: os.path.exists(self.socket), 15)
-
-    def stop(self):
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.proc = None
 
     def msgs(self, user):
         return maildir_msgs(os.path.join(self.mail, user))
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        if not os.environ.get("MSAGATE_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def user_exists(name):
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 if not have("dovecot") or not os.path.exists("/usr/lib/dovecot/lmtp"):

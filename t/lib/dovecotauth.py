@@ -1,6 +1,9 @@
-# dovecotauth.py - a private Dovecot 2.3 instance that runs only its auth
-# service (passwd-file passdb with SHA512-CRYPT hashes, static userdb), as
-# the upstream of msagate's `dovecot` backend in the tests (t/54, t/81).
+# dovecotauth.py - private Dovecot 2.3 instances for the tests: the common
+# part (a directory, `dovecot -F -c FILE` in its own session, stop, log,
+# clean-up) and one that runs only its auth service (passwd-file passdb
+# with SHA512-CRYPT hashes, static userdb), the upstream of msagate's
+# `dovecot` backend (t/54, t/81).  t/95 builds its LMTP instance on the
+# common part.
 import atexit, os, pwd, shutil, signal, socket, subprocess, tempfile, time
 
 from msagatetest import auth_handshake, have, sha512_crypt
@@ -14,16 +17,58 @@ def user_exists(name):
         return False
 
 
-class Upstream:
+class PrivateDovecot:
+    """A Dovecot master in a directory of its own; subclasses write
+    self.conf before spawn()."""
+
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        os.chmod(self.dir, 0o755)
+        atexit.register(self.cleanup)
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.proc = None
+
+    def spawn(self):
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
+                                     start_new_session=True)
+
+    def stop(self):
+        """SIGTERM to the whole session (SIGKILL if it lingers)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("MSAGATE_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Upstream(PrivateDovecot):
     """A private Dovecot instance that runs only its auth service."""
 
     def __init__(self, users, raw_lines=(), mechanisms="plain login cram-md5"):
-        self.dir = tempfile.mkdtemp(prefix="msagate-dv-")
-        os.chmod(self.dir, 0o755)
-        atexit.register(self.cleanup)
+        PrivateDovecot.__init__(self, "msagate-dv-")
         self.base = os.path.join(self.dir, "run")
         self.socket = os.path.join(self.base, "auth-client")
-        self.conf = os.path.join(self.dir, "dovecot.conf")
         self.users = os.path.join(self.dir, "users")
         with open(self.users, "w") as f:
             for u, p in users.items():
@@ -32,7 +77,6 @@ class Upstream:
                 f.write(line + "\n")
         os.chmod(self.users, 0o644)
         self.mechanisms = mechanisms
-        self.proc = None
 
     def write_conf(self, failure_delay):
         if os.geteuid() == 0:
@@ -73,10 +117,7 @@ service auth {
 
     def start(self, failure_delay=0):
         self.write_conf(failure_delay)
-        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(self.dir, "stderr"), "ab"),
-                                     start_new_session=True)
+        self.spawn()
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -95,16 +136,7 @@ service auth {
     def stop(self):
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-        self.proc = None
+        PrivateDovecot.stop(self)
         # its children (auth, anvil, log) leave with the master; wait for the socket
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -114,18 +146,6 @@ service auth {
             except OSError:
                 return
             time.sleep(0.1)
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def cleanup(self):
-        self.stop()
-        if not os.environ.get("MSAGATE_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_upstream(users, raw_lines=(), mechanisms="plain login cram-md5"):
