@@ -26,12 +26,11 @@
 #include <unistd.h>
 
 #include "delivery.h"
+#include "reply-reader.h"
 #include "util.h"
 
 #define LMTP_TIMEOUT_SECS  120    /* per read or write */
 #define LMTP_CONNECT_SECS  30
-#define LMTP_LINE_MAX      1024   /* longer reply lines are cut (RFC: 512) */
-#define LMTP_MAX_LINES     100    /* lines of one multi-line reply */
 
 struct lmtp_ctx {
 	char *target;                /* as configured */
@@ -45,10 +44,9 @@ struct lmtp_ctx {
 /* One connection. */
 struct lmtp_conn {
 	int fd;
-	char buf[4096];
-	size_t len, off;
+	struct reply_reader rd;
 	int code;                    /* last reply */
-	char text[LMTP_LINE_MAX];    /* last reply, its last line's text */
+	char text[REPLY_LINE_MAX];   /* last reply, its last line's text */
 };
 
 static void *
@@ -222,62 +220,25 @@ lmtp_connect(struct lmtp_ctx *c, char *why, size_t wlen)
 	return fd;
 }
 
-/* One line (CRLF or LF stripped, cut at LMTP_LINE_MAX); -1 on EOF/error. */
-static int
-read_line(struct lmtp_conn *k, char *line, size_t size)
+/* read(2) on the connection, for the reply reader */
+static ssize_t
+conn_read(void *arg, void *buf, size_t len)
 {
-	size_t n = 0;
+	int fd = *(int *)arg;
 
 	for (;;) {
-		if (k->off == k->len) {
-			ssize_t r = read(k->fd, k->buf, sizeof(k->buf));
+		ssize_t r = read(fd, buf, len);
 
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				if (r == 0)
-					errno = ECONNRESET;
-				return -1;
-			}
-			k->len = (size_t)r;
-			k->off = 0;
-		}
-		char ch = k->buf[k->off++];
-
-		if (ch == '\n')
-			break;
-		if (n + 1 < size)
-			line[n++] = ch;
+		if (r >= 0 || errno != EINTR)
+			return r;
 	}
-	if (n > 0 && line[n - 1] == '\r')
-		n--;
-	line[n] = '\0';
-	return 0;
 }
 
 /* Read one (multi-line) reply into k->code / k->text; -1 on error. */
 static int
 read_reply(struct lmtp_conn *k)
 {
-	char line[LMTP_LINE_MAX];
-
-	for (int i = 0; i < LMTP_MAX_LINES; i++) {
-		if (read_line(k, line, sizeof(line)) < 0)
-			return -1;
-		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
-		    (line[3] != '\0' && line[3] != ' ' && line[3] != '-')) {
-			errno = EPROTO;
-			return -1;
-		}
-		if (line[3] == '-')
-			continue;
-		k->code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-		delivery_printable(k->text, sizeof(k->text), line);
-		return 0;
-	}
-	errno = EPROTO;
-	return -1;
+	return reply_read(&k->rd, &k->code, k->text, sizeof(k->text), NULL, NULL);
 }
 
 static int
@@ -375,6 +336,7 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 	char why[512];
 	const char *stage = "greeting";
 
+	reply_reader_init(&k->rd, conn_read, &k->fd);
 	if ((k->fd = lmtp_connect(c, why, sizeof(why))) < 0) {
 		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 		goto out;

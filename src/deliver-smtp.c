@@ -49,12 +49,11 @@
 #include "delivery.h"
 #include "log.h"
 #include "mx.h"
+#include "reply-reader.h"
 #include "util.h"
 
 #define SMTP_TIMEOUT_SECS  300    /* per read or write (RFC 5321 4.5.3.2) */
 #define SMTP_CONNECT_SECS  30
-#define SMTP_LINE_MAX      1024   /* longer reply lines are cut (RFC: 512) */
-#define SMTP_MAX_LINES     100    /* lines of one multi-line reply */
 #define CRED_MAX           1024   /* the credentials line */
 
 enum tls_policy { TLS_NONE, TLS_MAY, TLS_REQUIRED };
@@ -97,10 +96,9 @@ struct dest {
 struct smtp_conn {
 	int fd;
 	SSL *ssl;
-	char buf[4096];
-	size_t len, off;
+	struct reply_reader rd;
 	int code;                    /* last reply */
-	char text[SMTP_LINE_MAX];    /* last reply, its last line */
+	char text[REPLY_LINE_MAX];   /* last reply, its last line */
 	/* EHLO keywords */
 	bool esmtp, starttls, size, eightbit, auth_plain, auth_login;
 };
@@ -304,8 +302,10 @@ smtp_connect(struct smtp_ctx *c, char *why, size_t wlen)
 }
 
 static ssize_t
-conn_read(struct smtp_conn *k, void *p, size_t n)
+conn_read(void *arg, void *p, size_t n)
 {
+	struct smtp_conn *k = arg;
+
 	if (k->ssl != NULL) {
 		int r = SSL_read(k->ssl, p, (int)(n > 65536 ? 65536 : n));
 
@@ -349,39 +349,6 @@ conn_write(struct smtp_conn *k, const char *p, size_t n)
 	return 0;
 }
 
-/* One line (CRLF or LF stripped, cut at size); -1 on EOF/error. */
-static int
-read_line(struct smtp_conn *k, char *line, size_t size)
-{
-	size_t n = 0;
-
-	for (;;) {
-		if (k->off == k->len) {
-			ssize_t r;
-
-			errno = 0;
-			r = conn_read(k, k->buf, sizeof(k->buf));
-			if (r <= 0) {
-				if (r == 0)
-					errno = ECONNRESET;
-				return -1;
-			}
-			k->len = (size_t)r;
-			k->off = 0;
-		}
-		char ch = k->buf[k->off++];
-
-		if (ch == '\n')
-			break;
-		if (n + 1 < size)
-			line[n++] = ch;
-	}
-	if (n > 0 && line[n - 1] == '\r')
-		n--;
-	line[n] = '\0';
-	return 0;
-}
-
 /* Note the EHLO keywords of one reply line ("250-STARTTLS"). */
 static void
 ehlo_keyword(struct smtp_conn *k, const char *kw)
@@ -393,7 +360,7 @@ ehlo_keyword(struct smtp_conn *k, const char *kw)
 	else if (strcasecmp(kw, "8BITMIME") == 0)
 		k->eightbit = true;
 	else if (strncasecmp(kw, "AUTH", 4) == 0 && (kw[4] == ' ' || kw[4] == '=')) {
-		char tmp[SMTP_LINE_MAX], *save = NULL, *w;
+		char tmp[REPLY_LINE_MAX], *save = NULL, *w;
 
 		snprintf(tmp, sizeof(tmp), "%s", kw + 5);
 		for (w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
@@ -405,31 +372,20 @@ ehlo_keyword(struct smtp_conn *k, const char *kw)
 	}
 }
 
+/* EHLO: the keywords of each line after the first ("250-STARTTLS"). */
+static void
+ehlo_line(void *arg, int idx, const char *line)
+{
+	if (idx > 0 && line[0] == '2' && line[3] != '\0')
+		ehlo_keyword(arg, line + 4);
+}
+
 /* Read one (multi-line) reply into k->code / k->text; -1 on error. */
 static int
 read_reply(struct smtp_conn *k, bool ehlo)
 {
-	char line[SMTP_LINE_MAX];
-
-	for (int i = 0; i < SMTP_MAX_LINES; i++) {
-		if (read_line(k, line, sizeof(line)) < 0)
-			return -1;
-		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' ||
-		    (line[3] != '\0' && line[3] != ' ' && line[3] != '-')) {
-			errno = EPROTO;
-			return -1;
-		}
-		if (ehlo && i > 0 && line[0] == '2' && line[3] != '\0')
-			ehlo_keyword(k, line + 4);
-		if (line[3] == '-')
-			continue;
-		k->code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-		delivery_printable(k->text, sizeof(k->text), line);
-		return 0;
-	}
-	errno = EPROTO;
-	return -1;
+	return reply_read(&k->rd, &k->code, k->text, sizeof(k->text),
+	    ehlo ? ehlo_line : NULL, k);
 }
 
 /* Send a command (not logged) and read its reply; -1 on a connection error. */
@@ -714,6 +670,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 	int r;
 
 	k->fd = fd;
+	reply_reader_init(&k->rd, conn_read, k);
 	user[0] = '\0';
 	if (read_reply(k, false) < 0)
 		goto ioerr;
@@ -731,6 +688,18 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		if (k->code != 220) {
 			if (d->tls == TLS_REQUIRED)
 				goto badreply;
+		} else if (reply_reader_pending(&k->rd) > 0) {
+			/*
+			 * Bytes after the 220 came in the clear and would be
+			 * read as if they came over TLS (STARTTLS response
+			 * injection by a man in the middle): no TLS session
+			 * with this peer, and nothing of it believed.
+			 */
+			snprintf(why, sizeof(why), "%s sent data after its 220 to "
+			    "STARTTLS (response injection?)", d->relay);
+			log_warnx("smtp delivery: %s", why);
+			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
+			goto out;
 		} else {
 			if (start_tls(c, d, k, why, sizeof(why)) < 0) {
 				all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);

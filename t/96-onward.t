@@ -5,14 +5,15 @@
 # sink and leaves the queue; a smarthost that is down defers and `queue
 # flush` delivers once it is up; a 5xx to RCPT bounces into the local
 # sender's Maildir; relayhost_tls = "required" against a sink without
-# STARTTLS defers with a clear error; a second msagated as the smarthost
-# receives the message over STARTTLS + AUTH (credentials file; a
-# group-readable one is refused); kill -9 during onward delivery, then a
-# restart: delivered at least once.  By MX (relay.mx_lookup, with dnsmasq
-# as the name server on loopback; root only, the MX listens on port 25):
-# preference order with fallback past a dead MX, A record without MX,
+# STARTTLS defers with a clear error; a peer that sends more after its 220
+# to STARTTLS (response injection) gets no TLS session and no MAIL; a
+# second msagated as the smarthost receives the message over STARTTLS +
+# AUTH (credentials file; a group-readable one is refused); kill -9
+# during onward delivery, then a restart: delivered at least once.  By MX
+# (relay.mx_lookup, with dnsmasq as the name server on loopback; root
+# only, the MX listens on port 25): preference order with fallback past a dead MX, A record without MX,
 # null MX and NXDOMAIN bounce, a failing DNS defers.
-import os, pwd, re, shutil, signal, smtplib, subprocess, sys, time
+import os, pwd, re, shutil, signal, smtplib, socket, subprocess, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -154,6 +155,51 @@ ok(d.wait_log(r"to=<tls@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \
               % sink_port, 10), "STARTTLS required but not offered: deferred", d.read_log()[-2000:])
 is_(sink.messages(), [], "nothing sent in clear text")
 is_(len(d.queue_files()), 1, "message stays queued")
+for q in d.queue_files():
+    d.ctl("queue", "delete", q)
+
+# ------------------------------------------------ STARTTLS response injection
+# A smarthost (or a man in the middle) that sends more after its 220 to
+# STARTTLS: those bytes came in the clear, so no TLS session is started
+# on top of them and the message waits.
+
+
+def injecting_smarthost(lsock, seen):
+    try:
+        c, _ = lsock.accept()
+    except OSError:
+        return
+    with c:
+        c.settimeout(10)
+        f = c.makefile("rb")
+        c.sendall(b"220 fake ESMTP\r\n")
+        for line in f:
+            cmd = line.strip().upper()
+            seen.append(cmd)
+            if cmd.startswith(b"EHLO"):
+                c.sendall(b"250-fake\r\n250 STARTTLS\r\n")
+            elif cmd == b"STARTTLS":
+                c.sendall(b"220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
+            elif cmd == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                return
+            else:
+                c.sendall(b"250 ok\r\n")
+
+
+inj = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+inj.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+inj.bind(("127.0.0.1", 0))
+inj.listen(4)
+inj_seen = []
+threading.Thread(target=injecting_smarthost, args=(inj, inj_seen), daemon=True).start()
+reconfigure('relayhost = "[127.0.0.1]:%d";' % inj.getsockname()[1])
+send_mail(d, ["inject@remote.test"], "starttls injection")
+ok(d.wait_log(r"to=<inject@remote\.test> relay=smtp:\S+ delay=\d+ status=deferred \(4\.7\.5 .*sent data after its 220 to STARTTLS", 15),
+   "plaintext after the 220 to STARTTLS: deferred 4.7.5", d.read_log()[-2000:])
+ok(b"STARTTLS" in inj_seen and not any(c.startswith(b"MAIL") for c in inj_seen),
+   "no MAIL FROM was sent to that peer", inj_seen)
+inj.close()
 for q in d.queue_files():
     d.ctl("queue", "delete", q)
 
