@@ -491,13 +491,23 @@ ent_discard(struct qrole *q, struct qent *e)
 	free(e);
 }
 
+/* Never written: one of the files a client opens ahead of DATA. */
+static bool
+ent_empty(const struct qent *e)
+{
+	struct stat st;
+
+	return !e->committing && e->fd >= 0 && fstat(e->fd, &st) == 0 &&
+	    st.st_size == 0;
+}
+
 static void
 conn_free(struct qconn *c)
 {
 	struct qrole *q = c->q;
 	struct qent *e;
 	struct qreply *r;
-	unsigned n_open = 0;
+	unsigned n_open = 0, n_empty = 0;
 
 	while ((e = TAILQ_FIRST(&c->files)) != NULL) {
 		TAILQ_REMOVE(&c->files, e, conn_link);
@@ -509,7 +519,10 @@ conn_free(struct qconn *c)
 		}
 		if (e->committing)
 			TAILQ_REMOVE(&q->pending, e, batch_link);
-		n_open++;
+		if (ent_empty(e))
+			n_empty++;
+		else
+			n_open++;
 		ent_discard(q, e);
 	}
 	while ((r = TAILQ_FIRST(&c->replies)) != NULL) {
@@ -518,6 +531,9 @@ conn_free(struct qconn *c)
 			close(r->fd);
 		free(r);
 	}
+	if (n_empty > 0)
+		log_debug("queue: connection %lu closed with %u empty file%s (removed)",
+		    c->id, n_empty, n_empty == 1 ? "" : "s");
 	if (n_open > 0)
 		log_info("queue: connection %lu closed with %u unfinished file%s (removed)",
 		    c->id, n_open, n_open == 1 ? "" : "s");
