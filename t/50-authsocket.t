@@ -12,12 +12,9 @@ d = Daemon(failure_delay=1)
 alice, apw = "alice@example.test", d.users["alice@example.test"]
 
 
-class Auth:
+class Auth(LineClient):
     def __init__(self, version=b"VERSION\t1\t0\n", cpid=b"CPID\t4242\n"):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(10)
-        self.s.connect(d.auth_socket)
-        self.buf = b""
+        LineClient.__init__(self, d.auth_socket, 10)
         # the server may hang up at once on a bad VERSION: that is the point
         try:
             if version:
@@ -26,15 +23,6 @@ class Auth:
                 self.s.sendall(cpid)
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def line(self):
-        while b"\n" not in self.buf:
-            x = self.s.recv(65536)
-            if not x:
-                raise EOFError(self.buf)
-            self.buf += x
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.decode()
 
     def handshake(self):
         lines = []
@@ -48,18 +36,6 @@ class Auth:
             self.s.sendall(text.encode() + b"\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def eof(self, timeout=5):
-        self.s.settimeout(timeout)
-        try:
-            while True:
-                x = self.s.recv(65536)
-                if not x:
-                    return True
-        except socket.timeout:
-            return False
-        except OSError:
-            return True
 
 
 a = Auth()
@@ -136,29 +112,29 @@ a.send("AUTH\t10\tPLAIN\tservice=sm\x01ttp\tfoo=bar\tflag\tresp=" + plain_b64(al
 is_(a.line(), "OK\t10\tuser=" + alice, "escaped fields and unknown parameters accepted")
 # protocol errors disconnect
 a.send("AUTH\t0\tPLAIN\tservice=smtp")
-ok(a.eof(), "request id 0: disconnected")
+ok(a.closed(), "request id 0: disconnected")
 
 b = Auth()
 b.handshake()
 b.send("AUTH\t1\tNOSUCHMECH\tservice=smtp")
-ok(b.eof(), "unknown mechanism: disconnected")
+ok(b.closed(), "unknown mechanism: disconnected")
 b = Auth()
 b.handshake()
 b.send("AUTH\t1\tPLAIN\trip=127.0.0.1")
-ok(b.eof(), "missing service=: disconnected")
+ok(b.closed(), "missing service=: disconnected")
 b = Auth()
 b.handshake()
 b.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=AAAA\tfoo")
-ok(b.eof(), "parameter after resp=: disconnected")
+ok(b.closed(), "parameter after resp=: disconnected")
 b = Auth(version=b"VERSION\t2\t0\n")
-ok(b.eof(), "major version 2: disconnected")
+ok(b.closed(), "major version 2: disconnected")
 b = Auth()
 b.handshake()
 try:
     b.s.sendall(b"X" * 20000)
 except (BrokenPipeError, ConnectionResetError):
     pass
-ok(b.eof(), "line over 16384 bytes: disconnected")
+ok(b.closed(), "line over 16384 bytes: disconnected")
 
 # many clients at once
 clients = [Auth(version=b"VERSION\t1\t2\n", cpid=b"CPID\t%d\n" % (1000 + i)) for i in range(20)]

@@ -21,27 +21,15 @@ ALICE, APW = "alice@example.test", "alice-secret-1"
 NEWPW = "alice-new-secret-2"
 
 
-class Auth:
+class Auth(LineClient):
     """A Dovecot auth protocol client on the daemon's socket."""
 
     def __init__(self, d):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(30)
-        self.s.connect(d.auth_socket)
-        self.buf = b""
+        LineClient.__init__(self, d.auth_socket, 30)
         self.next_id = 1
         self.s.sendall(b"VERSION\t1\t2\nCPID\t4343\n")
         while self.line() != "DONE":
             pass
-
-    def line(self):
-        while b"\n" not in self.buf:
-            x = self.s.recv(65536)
-            if not x:
-                raise EOFError(self.buf)
-            self.buf += x
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.decode()
 
     def plain(self, user, pw, rip="127.0.0.1", service="smtp"):
         """One AUTH PLAIN; (reply line with the id removed, seconds)."""
@@ -53,9 +41,6 @@ class Auth:
         l = self.line()
         dt = time.time() - t0
         return re.sub(r"^(\w+)\t%d" % i, r"\1", l), dt
-
-    def close(self):
-        self.s.close()
 
 
 def count(d, pattern):
@@ -278,6 +263,19 @@ def upstream_password(pw):
     time.sleep(1.1)
 
 
+def upstream_change(a, label, old, new):
+    """dave logs in twice with old, his password changes in Dovecot to
+    new: the old one fails at once, the new one works at once."""
+    for i in range(2):
+        r, dt = a.plain("dave", old)
+        like(r, r"^OK\tuser=dave", "%s: upstream OK (%d)" % (label, i + 1))
+    upstream_password(new)
+    r, dt = a.plain("dave", old)
+    is_(r, "FAIL\tuser=dave", "%s: password changed upstream, the old one fails at once" % label)
+    r, dt = a.plain("dave", new)
+    like(r, r"^OK\tuser=dave", "%s: the new one works at once" % label)
+
+
 def dovecot_backends(with_passwd_file):
     dv = '{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }' % up.socket
     return ('{ driver = "passwd-file"; path = "%(passwd)s"; }, ' + dv) if with_passwd_file else dv
@@ -289,15 +287,7 @@ else:
     # ------------------------------------------- proxy mode, verdicts off (default)
     dp = Daemon(backends=dovecot_backends(False))
     a = Auth(dp)
-    for i in range(2):
-        r, dt = a.plain("dave", "dave-pw-1")
-        like(r, r"^OK\tuser=dave", "proxy mode, default: upstream OK (%d)" % (i + 1))
-    upstream_password("dave-pw-2")
-    r, dt = a.plain("dave", "dave-pw-1")
-    is_(r, "FAIL\tuser=dave",
-        "proxy mode, default: password changed upstream, the old one fails at once")
-    r, dt = a.plain("dave", "dave-pw-2")
-    like(r, r"^OK\tuser=dave", "proxy mode, default: the new one works at once")
+    upstream_change(a, "proxy mode, default", "dave-pw-1", "dave-pw-2")
     a.close()
     log = dp.read_log()
     ok(count(dp, r"\(upstream, cached\)") == 0 and count(dp, r"auth cache") == 0,
@@ -314,15 +304,7 @@ else:
                    r"PAM and upstream Dovecot always asked\)"),
        "chain, default: the cache is on for the passwd file only")
     a = Auth(dc)
-    for i in range(2):
-        r, dt = a.plain("dave", "dave-pw-2")
-        like(r, r"^OK\tuser=dave", "chain, default: a Dovecot user logs in (%d)" % (i + 1))
-    upstream_password("dave-pw-3")
-    r, dt = a.plain("dave", "dave-pw-2")
-    is_(r, "FAIL\tuser=dave",
-        "chain, default: password changed upstream, the old one fails at once")
-    r, dt = a.plain("dave", "dave-pw-3")
-    like(r, r"^OK\tuser=dave", "chain, default: the new one works at once")
+    upstream_change(a, "chain, default", "dave-pw-2", "dave-pw-3")
     ok(count(dc, r"auth cache (hit|miss): user=dave") == 0,
        "chain, default: the Dovecot user's logins never touch the cache")
     h = hits(dc)

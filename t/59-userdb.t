@@ -23,12 +23,9 @@ st = os.stat(d.userdb_socket)
 is_(stat.S_IMODE(st.st_mode), 0o600, "userdb socket mode 0600")
 
 
-class U:
+class U(LineClient):
     def __init__(self, hello=True):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(5)
-        self.s.connect(d.userdb_socket)
-        self.buf = b""
+        LineClient.__init__(self, d.userdb_socket, 5)
         if hello:
             self.send("VERSION\t1\t0\n")
             self.line()         # VERSION
@@ -36,27 +33,6 @@ class U:
 
     def send(self, text):
         self.s.sendall(text.encode() if isinstance(text, str) else text)
-
-    def line(self):
-        while b"\n" not in self.buf:
-            x = self.s.recv(65536)
-            if not x:
-                raise EOFError(self.buf)
-            self.buf += x
-        l, self.buf = self.buf.split(b"\n", 1)
-        return l.decode()
-
-    def closed(self, timeout=5):
-        self.s.settimeout(timeout)
-        try:
-            while True:
-                x = self.s.recv(4096)
-                if not x:
-                    return True
-        except (socket.timeout, TimeoutError):
-            return False
-        except ConnectionResetError:
-            return True
 
     def ask(self, text):
         self.send(text)

@@ -141,6 +141,42 @@ def auth_handshake(s, cpid=1):
     return buf.split(b"DONE\n", 1)[1]
 
 
+class LineClient:
+    """A line protocol client on a UNIX socket (the auth and userdb
+    sockets): line() reads one LF-terminated line, closed() waits for the
+    server to hang up."""
+
+    def __init__(self, path, timeout=10):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+
+    def line(self):
+        while b"\n" not in self.buf:
+            x = self.s.recv(65536)
+            if not x:
+                raise EOFError(self.buf)
+            self.buf += x
+        l, self.buf = self.buf.split(b"\n", 1)
+        return l.decode()
+
+    def closed(self, timeout=5):
+        """True once the server closes the connection within timeout."""
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                if not self.s.recv(65536):
+                    return True
+        except (socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
 class Daemon:
     """One msagated instance with its own directory, ports and users."""
 
