@@ -693,7 +693,8 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 	nets = get_strlist(L, r, "mynetworks", &n);
 	if (nets == NULL && (r == NULL || config_setting_get_member(r, "mynetworks") == NULL)) {
 		nets = xcalloc(3, sizeof(char *));
-		nets[0] = xstrdup("127.0.0.0/8");
+		/* this host's loopback address only, not all of 127/8 */
+		nets[0] = xstrdup("127.0.0.1/32");
 		nets[1] = xstrdup("::1/128");
 		n = 2;
 	}

@@ -4,9 +4,10 @@
 # (127.0.0.9) on the relay listener (foreign recipients 554, tricks never
 # relay, nothing queued) and on the submission listener (no AUTH: 530);
 # local recipients from outside (user, bare PAM-style user, alias,
-# unknown 550 5.1.1); mynetworks (127.0.0.1) relaying via port 25; sender
-# ownership on submission (553 5.7.1, the sender map, the From: header);
-# a blocked address refused with 421 at connect.
+# unknown 550 5.1.1); mynetworks (127.0.0.1) relaying via port 25 (also
+# by default, without mynetworks in the file, where 127.0.0.9 may not);
+# sender ownership on submission (553 5.7.1, the sender map, the From:
+# header); a blocked address refused with 421 at connect.
 import os, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -233,6 +234,20 @@ like(s.greeting, r"^421 4\.7\.0", "on every listener")
 s = d.smtp("submission", source=OUTSIDE)
 like(s.greeting, r"^220 ", "other addresses are still served")
 s.close()
-
 d.stop()
+
+# -- without relay.mynetworks in the file: only this host's 127.0.0.1 relays --
+dd = Daemon(mynetworks=None)
+s = dd.smtp("relay", source=OUTSIDE)
+s.cmd("EHLO other.loopback")
+like(s.cmd("MAIL FROM:<x@foreign.test>"), r"^250 ", "default mynetworks: MAIL from %s" % OUTSIDE)
+like(s.cmd("RCPT TO:<user@foreign.test>"), r"^554 5\.7\.1",
+     "default mynetworks: %s (another loopback address) may not relay" % OUTSIDE)
+s.close()
+s = dd.smtp("relay")
+s.cmd("EHLO localhost")
+like(s.cmd("MAIL FROM:<app@example.test>"), r"^250 ", "default mynetworks: MAIL from 127.0.0.1")
+like(s.cmd("RCPT TO:<user@foreign.test>"), r"^250 ", "default mynetworks: 127.0.0.1 relays")
+s.close()
+dd.stop()
 done()

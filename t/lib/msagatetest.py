@@ -185,7 +185,7 @@ class Daemon:
     def __init__(self, extra_conf="", failure_delay=0, users=None, start=True,
                  smtp_extra="", auth_extra="", relay_extra="", backends=None,
                  mechanisms=("PLAIN", "LOGIN"), penalty=False, plain_users=None,
-                 passwd_lines=None):
+                 passwd_lines=None, mynetworks='[ "127.0.0.1/32", "::1/128" ]'):
         self.dir = tempfile.mkdtemp(prefix="msagate-t-")
         self.user = run_user()
         os.chmod(self.dir, 0o755)
@@ -216,6 +216,7 @@ class Daemon:
         self.auth_extra = auth_extra if penalty else (
             auth_extra + "\n  penalty = { enabled = false; };")
         self.relay_extra = relay_extra
+        self.mynetworks = mynetworks   # None: not in the file (the default applies)
         # the auth.backends list (libconfig text, "%(passwd)s" = our passwd
         # file); default: just the passwd file
         self.backends = backends
@@ -269,7 +270,7 @@ auth = {
   %(auth_extra)s
 };
 relay = {
-  mynetworks = [ "127.0.0.1/32", "::1/128" ];
+  %(mynetworks)s
   local_domains = [ "example.test" ];
   message_size_limit = 1048576;
   %(mx_off)s
@@ -285,6 +286,8 @@ smtp = {
                 delay=self.failure_delay, extra=self.extra_conf,
                 smtp_extra=self.smtp_extra, auth_extra=self.auth_extra,
                 relay_extra=self.relay_extra,
+                mynetworks="" if self.mynetworks is None else
+                "mynetworks = %s;" % self.mynetworks,
                 # tests never query real DNS: MX lookup only where a test sets it up
                 mx_off="" if "mx_lookup" in self.relay_extra else "mx_lookup = false;",
                 mechs=", ".join('"%s"' % m for m in self.mechanisms),
