@@ -185,7 +185,8 @@ class Daemon:
     def __init__(self, extra_conf="", failure_delay=0, users=None, start=True,
                  smtp_extra="", auth_extra="", relay_extra="", backends=None,
                  mechanisms=("PLAIN", "LOGIN"), penalty=False, plain_users=None,
-                 passwd_lines=None, mynetworks='[ "127.0.0.1/32", "::1/128" ]'):
+                 passwd_lines=None, mynetworks='[ "127.0.0.1/32", "::1/128" ]',
+                 listen_extra=()):
         self.dir = tempfile.mkdtemp(prefix="msagate-t-")
         self.user = run_user()
         os.chmod(self.dir, 0o755)
@@ -217,6 +218,7 @@ class Daemon:
             auth_extra + "\n  penalty = { enabled = false; };")
         self.relay_extra = relay_extra
         self.mynetworks = mynetworks   # None: not in the file (the default applies)
+        self.listen_extra = listen_extra   # more listeners, libconfig groups
         # the auth.backends list (libconfig text, "%(passwd)s" = our passwd
         # file); default: just the passwd file
         self.backends = backends
@@ -258,7 +260,7 @@ tls = { cert = "%(cert)s"; key = "%(key)s"; min_protocol = "TLSv1.2"; };
 listen = (
   { address = "127.0.0.1"; port = %(p587)d; role = "submission"; tls = "starttls"; },
   { address = "127.0.0.1"; port = %(p465)d; role = "submission"; tls = "implicit"; },
-  { address = "127.0.0.1"; port = %(p25)d; role = "relay"; tls = "starttls"; }
+  { address = "127.0.0.1"; port = %(p25)d; role = "relay"; tls = "starttls"; }%(listen_extra)s
 );
 auth = {
   socket = "%(run)s/auth";
@@ -286,6 +288,7 @@ smtp = {
                 delay=self.failure_delay, extra=self.extra_conf,
                 smtp_extra=self.smtp_extra, auth_extra=self.auth_extra,
                 relay_extra=self.relay_extra,
+                listen_extra="".join(",\n  " + l for l in self.listen_extra),
                 mynetworks="" if self.mynetworks is None else
                 "mynetworks = %s;" % self.mynetworks,
                 # tests never query real DNS: MX lookup only where a test sets it up
