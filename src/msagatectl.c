@@ -5,6 +5,7 @@
  * configuration error, 75 temporary failure (daemon not reachable).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,9 @@ usage(FILE *fp)
 	    "  pw [-s SCHEME]          hash a password read from the terminal or stdin\n"
 	    "  reload                  make the running daemon re-read its configuration\n"
 	    "options:\n"
-	    "  -c FILE  configuration file (default %s)\n"
-	    "  -V       print the version\n"
+	    "  -c FILE        configuration file (default %s)\n"
+	    "  -V, --version  print the version\n"
+	    "  -h, --help     this help\n"
 	    "exit status: 0 ok, 1 negative result, 2 usage/configuration error,\n"
 	    "75 temporary failure (daemon or socket not reachable)\n",
 	    MSAGATE_DEFAULT_CONFIG);
@@ -87,8 +89,14 @@ main(int argc, char **argv)
 	struct msagate_config *cfg;
 	int ch, rc;
 
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+
 	log_init("msagatectl", true, false, NULL);
-	while ((ch = getopt(argc, argv, "+c:Vh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:Vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': file = optarg; break;
 		case 'V': printf("msagatectl %s\n", MSAGATE_VERSION); return 0;

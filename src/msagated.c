@@ -80,8 +80,8 @@ usage(FILE *fp)
 	    "  -n       check the configuration, print every problem as FILE:LINE: message,\n"
 	    "           exit 0 if good, 1 if not\n"
 	    "  -d       debug logging\n"
-	    "  -V       print the version and exit\n"
-	    "  -h       this help\n"
+	    "  -V, --version  print the version and exit\n"
+	    "  -h, --help     this help\n"
 	    "Signals: SIGHUP re-reads the configuration, certificates and passwd files;\n"
 	    "SIGTERM stops accepting, lets sessions in DATA finish, exits 0.\n",
 	    MSAGATE_DEFAULT_CONFIG);
@@ -585,7 +585,13 @@ main(int argc, char **argv)
 	int ch;
 	size_t i;
 
-	while ((ch = getopt(argc, argv, "c:fndVh")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+
+	while ((ch = getopt_long(argc, argv, "c:fndVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': file = optarg; break;
 		case 'f': foreground = true; break;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # 00-config.t - `msagated -n` reports every configuration problem as
-# FILE:LINE: message and exits 1, exits 0 on a good file; -V and -h work.
+# FILE:LINE: message and exits 1, exits 0 on a good file; -V and -h work
+# (and --version, --help, for msagatectl too).
 import os, subprocess, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -25,6 +26,13 @@ r = subprocess.run([MSAGATED, "-V"], capture_output=True, text=True)
 like(r.stdout, r"^msagated \d+\.\d+", "-V prints the version")
 r = subprocess.run([MSAGATED, "-h"], capture_output=True, text=True)
 like(r.stdout, r"-n\s+check the configuration", "-h documents -n")
+for prog in (MSAGATED, MSAGATECTL):
+    name = os.path.basename(prog)
+    r = subprocess.run([prog, "--help"], capture_output=True, text=True)
+    ok(r.returncode == 0 and r.stdout.startswith("usage: " + name) and r.stderr == "",
+       "%s --help: usage on stdout, exit 0" % name, (r.returncode, r.stderr))
+    r = subprocess.run([prog, "--version"], capture_output=True, text=True)
+    like(r.stdout, r"^%s \d+\.\d+" % name, "%s --version" % name)
 
 
 def line_of(text, needle):
