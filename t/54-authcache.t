@@ -276,6 +276,18 @@ def upstream_change(a, label, old, new):
     like(r, r"^OK\tuser=dave", "%s: the new one works at once" % label)
 
 
+def sighup_flush(dx, a, label, old, new):
+    """SIGHUP flushes the cached verdicts: dave's old password, changed
+    upstream, fails from then on and the new one works."""
+    os.kill(dx.proc.pid, signal.SIGHUP)
+    ok(dx.wait_log(r"credential cache flushed"), "%s: SIGHUP flushes" % label)
+    time.sleep(0.5)
+    r, dt = a.plain("dave", old)
+    is_(r, "FAIL\tuser=dave", "%s: after SIGHUP the old password fails" % label)
+    r, dt = a.plain("dave", new)
+    like(r, r"^OK\tuser=dave", "%s: the new password works" % label)
+
+
 def dovecot_backends(with_passwd_file):
     dv = '{ driver = "dovecot"; socket = "%s"; timeout = 10; workers = 2; }' % up.socket
     return ('{ driver = "passwd-file"; path = "%(passwd)s"; }, ' + dv) if with_passwd_file else dv
@@ -334,13 +346,7 @@ else:
     r, dt = a.plain("dave", "dave-pw-3")
     like(r, r"^OK\tuser=dave",
          "chain, cache_verdicts: password changed upstream, the cached old one still works (ttl)")
-    os.kill(dv.proc.pid, signal.SIGHUP)
-    ok(dv.wait_log(r"credential cache flushed"), "chain, cache_verdicts: SIGHUP flushes")
-    time.sleep(0.5)
-    r, dt = a.plain("dave", "dave-pw-3")
-    is_(r, "FAIL\tuser=dave", "chain, cache_verdicts: after SIGHUP the old password fails")
-    r, dt = a.plain("dave", "dave-pw-4")
-    like(r, r"^OK\tuser=dave", "chain, cache_verdicts: the new password works")
+    sighup_flush(dv, a, "chain, cache_verdicts", "dave-pw-3", "dave-pw-4")
     a.close()
     dv.stop()
 
@@ -366,13 +372,7 @@ else:
     like(r, r"^OK\tuser=dave",
          "proxy mode, cache_verdicts: password changed upstream, the cached old one still works (ttl)")
     ok(count(dp, r"\(upstream, cached\)") == n_cached + 1, "... from the cache")
-    os.kill(dp.proc.pid, signal.SIGHUP)
-    ok(dp.wait_log(r"credential cache flushed"), "proxy mode, cache_verdicts: SIGHUP flushes")
-    time.sleep(0.5)
-    r, dt = a.plain("dave", "dave-pw-4")
-    is_(r, "FAIL\tuser=dave", "proxy mode, cache_verdicts: after SIGHUP the old password fails")
-    r, dt = a.plain("dave", "dave-pw-5")
-    like(r, r"^OK\tuser=dave", "proxy mode, cache_verdicts: the new password works")
+    sighup_flush(dp, a, "proxy mode, cache_verdicts", "dave-pw-4", "dave-pw-5")
     a.close()
     ok("dave-pw-4" not in dp.read_log(), "proxy mode: no password in the log")
     dp.stop()
