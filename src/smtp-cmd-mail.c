@@ -207,8 +207,16 @@ udb_cb(void *ctx, enum userdbc_result res)
 	/* the name asked is the last entry, added without an answer yet */
 	if (s->n_udb > 0)
 		s->udb[s->n_udb - 1].res = (int)u;
+	/*
+	 * The policy may want another name looked up (local@domain, then
+	 * local): then this RCPT is still undecided and the commands
+	 * pipelined behind it must wait too, or their replies would overtake
+	 * its reply (RFC 2920: replies in the order of the commands).
+	 */
+	s->flags &= ~SF_WAIT;
 	rcpt_decide(s);
-	smtp_session_resume(s);
+	if (!(s->flags & SF_WAIT))
+		smtp_session_resume(s);
 }
 
 /* Ask the policy about s->rcpt_to; answer, or start a lookup and wait. */

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 # 85-postfix.t - a real Postfix 3.7 smtpd with smtpd_sasl_type = dovecot and
 # smtpd_sasl_path pointing at msagate's auth socket authenticates swaks
-# users with PLAIN and LOGIN and refuses wrong passwords (root only: runs a
-# private Postfix instance).
+# users with PLAIN and LOGIN and refuses wrong passwords; and the same
+# Postfix, as an MTA, delivers mail for example.test to msagate's relay
+# listener (opportunistic STARTTLS from Postfix's smtp client), where it
+# lands in the recipient's Maildir (root only: runs a private Postfix
+# instance).
 import os, pwd, grp, shutil, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -25,6 +28,10 @@ os.makedirs(os.path.join(pf, "private"))
 pf_auth = os.path.join(pf, "private", "auth")
 d.auth_extra += ('\n  listeners = ( { path = "%s"; mode = 0600; user = "postfix"; '
                  'group = "postfix"; } );' % pf_auth)
+mail = os.path.join(d.dir, "mail")
+os.mkdir(mail, 0o700)
+chown_run_user(mail, d.user)
+d.relay_extra = 'delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };' % mail
 d.write_conf()
 d.start()
 alice, apw = "alice@example.test", d.users["alice@example.test"]
@@ -61,7 +68,10 @@ smtpd_sasl_path = {sock}
 smtpd_tls_security_level = none
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 default_transport = discard
-""".format(pf=pf, sock=pf_auth))
+transport_maps = inline:{{example.test=smtp:[127.0.0.1]:{p25}}}
+smtp_tls_security_level = may
+smtp_tls_loglevel = 1
+""".format(pf=pf, sock=pf_auth, p25=d.ports["relay"]))
 with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
     f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
     for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
@@ -71,6 +81,7 @@ with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
                  "proxymap unix - - n - - proxymap", "showq unix n - n - - showq",
                  "error unix - - n - - error", "retry unix - - n - - error",
                  "discard unix - - n - - discard", "anvil unix - - n - 1 anvil",
+                 "smtp unix - - n - - smtp", "tlsmgr unix - - n 1000? 1 tlsmgr",
                  "scache unix - - n - 1 scache", "postlog unix-dgram n - n - 1 postlogd"):
         f.write(line + "\n")
 os.chmod(pf, 0o755)
@@ -116,6 +127,25 @@ try:
        "msagate logged Postfix's PLAIN login with the client address")
     ok(re.search(r"sasl_method=LOGIN, sasl_username=alice@example\.test", pflog()),
        "Postfix logged the LOGIN user it got from msagate")
+
+    # Postfix as the sending MTA: mail for example.test goes to our relay listener
+    r = subprocess.run(["swaks", "-4", "--server", "127.0.0.1:%d" % port, "--auth", "PLAIN",
+                        "--auth-user", alice, "--auth-password", apw, "--from", alice,
+                        "--to", "bob@example.test", "--h-Subject", "via postfix",
+                        "--timeout", "20"], capture_output=True, text=True, timeout=60)
+    like(r.stdout, r"<-  250 2\.0\.0 Ok: queued", "Postfix takes a message for bob@example.test")
+    bob_box = os.path.join(mail, "example.test", "bob", "Maildir")
+    ok(wait_for(lambda: len(maildir_msgs(bob_box)) == 1, 30),
+       "Postfix delivered it to msagate's relay port, and it is in bob's Maildir",
+       pflog()[-2000:] + d.read_log()[-2000:])
+    m = (maildir_msgs(bob_box) or [""])[0]
+    like(m, r"Subject: via postfix", "the message itself")
+    like(m, r"Received: from pf\.example\.test \(\[127\.0\.0\.1\]\)\s+by mail\.example\.test \(msagate\) "
+            r"with ESMTPS", "msagate's Received: line: from Postfix, over TLS (ESMTPS)")
+    ok(re.search(r"TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:%d" % d.ports["relay"], pflog()),
+       "Postfix's smtp client used STARTTLS to msagate", pflog()[-2000:])
+    ok(re.search(r"to=<bob@example\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*status=sent" % d.ports["relay"], pflog()),
+       "Postfix logged status=sent to msagate", pflog()[-2000:])
 finally:
     subprocess.run(["postfix", "-c", os.path.join(pf, "conf"), "stop"], capture_output=True)
     time.sleep(0.5)

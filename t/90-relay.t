@@ -7,8 +7,9 @@
 # unknown 550 5.1.1); mynetworks (127.0.0.1) relaying via port 25 (also
 # by default, without mynetworks in the file, where 127.0.0.9 may not);
 # sender ownership on submission (553 5.7.1, the sender map, the From:
-# header); a blocked address refused with 421 at connect.
-import os, sys, tempfile, time
+# header); a blocked address refused with 421 at connect; pipelined RCPTs
+# that need two userdb lookups keep their replies in order (clear and TLS).
+import os, re, socket, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -235,6 +236,59 @@ s = d.smtp("submission", source=OUTSIDE)
 like(s.greeting, r"^220 ", "other addresses are still served")
 s.close()
 d.stop()
+
+# -- pipelined RCPTs that need two userdb lookups (local@domain, then local):
+# the replies keep the order of the commands (RFC 2920), in clear text and
+# after STARTTLS; a real MTA (Postfix, t/85) bounced mail when they did not
+dp = Daemon(users={"alice@example.test": "alice-pw-1", "bob": "bob-pw-2", "carl": "carl-pw-3"})
+for tls, bare in ((False, b"bob"), (True, b"carl")):
+    raw = socket.create_connection(("127.0.0.1", dp.ports["relay"]), timeout=10)
+    raw.recv(1000)
+    conn = raw
+    if tls:
+        raw.sendall(b"EHLO mta.example\r\n")
+        buf = b""
+        while not re.search(rb"(^|\n)250 [^\n]*\n", buf):
+            buf += raw.recv(4096)
+        raw.sendall(b"STARTTLS\r\n")
+        raw.recv(1000)
+        conn = client_ctx().wrap_socket(raw)
+    conn.sendall(b"EHLO mta.example\r\n")
+    buf = b""
+    while not re.search(rb"(^|\n)250 [^\n]*\n", buf):
+        buf += conn.recv(4096)
+    # bob/carl exist only without the domain: two lookups (none cached yet);
+    # nobody-*: two lookups, both unknown
+    conn.sendall(b"MAIL FROM:<x@foreign.test>\r\nRCPT TO:<" + bare + b"@example.test>\r\n"
+                 b"RCPT TO:<nobody-" + bare + b"@example.test>\r\n"
+                 b"RCPT TO:<alice@example.test>\r\nDATA\r\n")
+    buf = b""
+    conn.settimeout(5)
+    try:
+        while buf.count(b"\r\n") < 5:
+            d = conn.recv(4096)
+            if not d:
+                break
+            buf += d
+    except socket.timeout:
+        pass                # a reply missing: the check below says so
+    codes = [l[:3].decode() for l in buf.split(b"\r\n") if l]
+    is_(codes, ["250", "250", "550", "250", "354"],
+        "pipelined MAIL, RCPT x3, DATA%s: replies in order" % (" after STARTTLS" if tls else ""),
+        buf)
+    conn.sendall(b"Subject: pipelined\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    buf = b""
+    try:
+        while b"221" not in buf:
+            d = conn.recv(4096)
+            if not d:
+                break
+            buf += d
+    except socket.timeout:
+        pass
+    like(buf.decode(), r"^250 2\.0\.0 Ok: queued as", "and the message is queued")
+    conn.close()
+dp.stop()
 
 # -- without relay.mynetworks in the file: only this host's 127.0.0.1 relays --
 dd = Daemon(mynetworks=None)
