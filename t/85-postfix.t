@@ -4,8 +4,9 @@
 # users with PLAIN and LOGIN and refuses wrong passwords; and the same
 # Postfix, as an MTA, delivers mail for example.test to msagate's relay
 # listener (opportunistic STARTTLS from Postfix's smtp client), where it
-# lands in the recipient's Maildir (root only: runs a private Postfix
-# instance).
+# lands in the recipient's Maildir, and relays other mail through msagate's
+# submission port with STARTTLS + AUTH as a satellite would (root only:
+# runs a private Postfix instance).
 import os, pwd, grp, shutil, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -68,10 +69,15 @@ smtpd_sasl_path = {sock}
 smtpd_tls_security_level = none
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 default_transport = discard
-transport_maps = inline:{{example.test=smtp:[127.0.0.1]:{p25}}}
+transport_maps = inline:{{example.test=smtp:[127.0.0.1]:{p25}, remote.test=smtp:[127.0.0.1]:{p587}}}
 smtp_tls_security_level = may
 smtp_tls_loglevel = 1
-""".format(pf=pf, sock=pf_auth, p25=d.ports["relay"]))
+smtp_sasl_auth_enable = yes
+smtp_sasl_password_maps = inline:{{[127.0.0.1]:{p587}={user}:{pw}}}
+smtp_sasl_security_options = noanonymous
+smtp_sasl_tls_security_options = noanonymous
+""".format(pf=pf, sock=pf_auth, p25=d.ports["relay"], p587=d.ports["submission"],
+           user="alice@example.test", pw=d.users["alice@example.test"]))
 with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
     f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
     for line in ("pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
@@ -146,6 +152,21 @@ try:
        "Postfix's smtp client used STARTTLS to msagate", pflog()[-2000:])
     ok(re.search(r"to=<bob@example\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*status=sent" % d.ports["relay"], pflog()),
        "Postfix logged status=sent to msagate", pflog()[-2000:])
+
+    # Postfix as a satellite relaying through our submission port: STARTTLS,
+    # AUTH (its Cyrus SASL client) as alice, then pipelined MAIL/RCPT/DATA
+    r = subprocess.run(["swaks", "-4", "--server", "127.0.0.1:%d" % port, "--auth", "PLAIN",
+                        "--auth-user", alice, "--auth-password", apw, "--from", alice,
+                        "--to", "someone@remote.test", "--h-Subject", "satellite",
+                        "--timeout", "20"], capture_output=True, text=True, timeout=60)
+    like(r.stdout, r"<-  250 2\.0\.0 Ok: queued", "Postfix takes a message for someone@remote.test")
+    ok(wait_for(lambda: re.search(r"to=<someone@remote\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, "
+                                  r".*status=sent \(250 2\.0\.0 Ok: queued as" % d.ports["submission"],
+                                  pflog()), 30),
+       "Postfix relayed it through msagate's submission port (status=sent)", pflog()[-2000:])
+    ok(d.wait_log(r"queued: qid=[0-9A-F]+ from=<alice@example\.test> nrcpt=1 size=\d+ "
+                  r"user=alice@example\.test"),
+       "msagate queued it for the authenticated user alice", d.read_log()[-2000:])
 finally:
     subprocess.run(["postfix", "-c", os.path.join(pf, "conf"), "stop"], capture_output=True)
     time.sleep(0.5)
