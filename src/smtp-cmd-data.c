@@ -35,6 +35,7 @@
 #define HDR_MAX      (1024 * 1024)   /* header section kept for fix-ups */
 #define FEED_CHUNK   16384
 #define DEF_DATA_TIMEOUT 600         /* smtp.data_timeout default, seconds */
+#define SMTP_MAX_HOPS 100            /* Received: fields meaning a loop (RFC 5321 6.3) */
 
 static void open_cb(void *ctx, int fd, const char *qid, const char *err);
 static void commit_cb(void *ctx, int ok, const char *err);
@@ -409,6 +410,16 @@ data_end(struct smtp_session *s)
 	if (tx->filter.too_big) {
 		tx_discard(s);
 		smtp_session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		tx_done(s);
+		return;
+	}
+	if (tx->filter.received >= SMTP_MAX_HOPS) {
+		/* RFC 5321 6.3: a mail loop; refuse it rather than pass it on */
+		log_info("%s: reject: message from [%s] has %u Received: fields "
+		         "(mail loop?)", s->id, s->rip, tx->filter.received);
+		tx_discard(s);
+		smtp_session_reply(s, "554 5.4.6 Error: too many hops (%u Received: "
+		                   "fields; mail loop?)", tx->filter.received);
 		tx_done(s);
 		return;
 	}

@@ -52,6 +52,9 @@ header_name(struct smtp_data *d)
 		d->have_msgid = true;
 	else if (d->hlen == 4 && memcmp(d->hname, "date", 4) == 0)
 		d->have_date = true;
+	else if (d->hlen == 8 && memcmp(d->hname, "received", 8) == 0 &&
+	    d->received < 65535)
+		d->received++;
 }
 
 /* Track the header section over one produced octet at offset off. */

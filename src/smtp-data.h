@@ -33,6 +33,7 @@ struct smtp_data {
 	                            after the header fields (the empty line or
 	                            the first non-header line, or the end) */
 	bool have_msgid, have_date;
+	unsigned received;       /* Received: fields in the header section */
 
 	/* private state */
 	unsigned char st;        /* input state */

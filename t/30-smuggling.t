@@ -2,7 +2,8 @@
 # 30-smuggling.t - SMTP smuggling (bare LF / bare CR end-of-data variants,
 # the CVE-2023-51764 class) queues nothing and never executes the smuggled
 # commands; STARTTLS command injection (the CVE-2011-0411 class) is thrown
-# away; oversize messages get 552 5.3.4 and queue nothing.
+# away; oversize messages get 552 5.3.4 and queue nothing; a message with
+# 100 Received: fields (a mail loop) gets 554 5.4.6 and queues nothing.
 import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -109,6 +110,21 @@ like(s.reply(), r"^552 5\.3\.4", "message over message_size_limit: 552 5.3.4")
 like(s.cmd("NOOP"), r"^250", "session continues after the 552")
 is_(len(set(d.queue_files()) - before), 0, "oversize message not queued")
 is_(d.incoming_files(), [], "no half-written file left in incoming/")
+
+# --- a mail loop: 100 Received: fields are refused (RFC 5321 6.3), 99 pass
+for n, want in ((100, r"^554 5\.4\.6 "), (99, r"^250 2\.0\.0 Ok: queued")):
+    before = set(d.queue_files())
+    s.cmd("MAIL FROM:<%s>" % alice)
+    s.cmd("RCPT TO:<loop@example.org>")
+    like(s.cmd("DATA"), r"^354", "DATA (%d Received: fields)" % n)
+    hops = "".join("Received: from hop%d.example.org by hop%d.example.org; "
+                   "Mon, 23 Nov 2026 12:00:00 +0000\r\n" % (i, i + 1) for i in range(n))
+    s.send((hops + "Subject: loop\r\n\r\nround and round\r\n.\r\n").encode())
+    like(s.reply(), want, "%d Received: fields: %s" % (n, "refused as a loop" if n == 100 else "accepted"))
+    is_(len(set(d.queue_files()) - before), 0 if n == 100 else 1,
+        "%d Received: fields: %s" % (n, "nothing queued" if n == 100 else "queued"))
+ok(d.wait_log(r"reject: message from \[127\.0\.0\.1\] has 100 Received: fields \(mail loop\?\)"),
+   "the loop is logged")
 s.close()
 d.stop()
 done()

@@ -5,8 +5,9 @@
 # Postfix, as an MTA, delivers mail for example.test to msagate's relay
 # listener (opportunistic STARTTLS from Postfix's smtp client), where it
 # lands in the recipient's Maildir, and relays other mail through msagate's
-# submission port with STARTTLS + AUTH as a satellite would (root only:
-# runs a private Postfix instance).
+# submission port with STARTTLS + AUTH as a satellite would; and Postfix
+# as msagate's smarthost (relayhost with STARTTLS required and AUTH)
+# (root only: runs a private Postfix instance).
 import os, pwd, grp, shutil, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -66,7 +67,10 @@ maillog_file = {pf}/postfix.log
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = {sock}
-smtpd_tls_security_level = none
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_loglevel = 1
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 default_transport = discard
 transport_maps = inline:{{example.test=smtp:[127.0.0.1]:{p25}, remote.test=smtp:[127.0.0.1]:{p587}}}
@@ -77,6 +81,7 @@ smtp_sasl_password_maps = inline:{{[127.0.0.1]:{p587}={user}:{pw}}}
 smtp_sasl_security_options = noanonymous
 smtp_sasl_tls_security_options = noanonymous
 """.format(pf=pf, sock=pf_auth, p25=d.ports["relay"], p587=d.ports["submission"],
+           cert=d.cert, key=d.key,
            user="alice@example.test", pw=d.users["alice@example.test"]))
 with open(os.path.join(pf, "conf", "master.cf"), "w") as f:
     f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
@@ -167,6 +172,36 @@ try:
     ok(d.wait_log(r"queued: qid=[0-9A-F]+ from=<alice@example\.test> nrcpt=1 size=\d+ "
                   r"user=alice@example\.test"),
        "msagate queued it for the authenticated user alice", d.read_log()[-2000:])
+
+    # Postfix as msagate's smarthost: msagate's onward client with STARTTLS
+    # required and AUTH (alice, checked by Postfix through our own socket)
+    # (the satellite's message for remote.test is still queued here, with no
+    # route: it would loop through Postfix back to us; take it out first)
+    for q in d.queue_files():
+        d.ctl("queue", "delete", q)
+    plain_login = r"sasl_method=PLAIN, sasl_username=alice@example\.test"
+    n_plain = len(re.findall(plain_login, pflog()))
+    cred = os.path.join(d.dir, "relay-credentials")
+    with open(cred, "w") as f:
+        f.write("%s:%s\n" % (alice, apw))
+    chown_run_user(cred, d.user)
+    os.chmod(cred, 0o600)
+    d.stop()
+    d.relay_extra += ('\n  relayhost = "[127.0.0.1]:%d";\n  relayhost_tls = "required";'
+                      '\n  relayhost_credentials = "%s";' % (port, cred))
+    d.write_conf()
+    d.start()
+    send_mail(d, ["far@far.test"], "to the smarthost")
+    ok(d.wait_log(r"to=<far@far\.test> relay=smtp:\[127\.0\.0\.1\]:%d delay=\d+ status=sent "
+                  r"\(2\.0\.0 250 2\.0\.0 Ok: queued as" % port, 30),
+       "msagate relayed through Postfix as its smarthost (STARTTLS, AUTH)", d.read_log()[-2000:])
+    ok(re.search(r"Anonymous TLS connection established from localhost\[127\.0\.0\.1\]", pflog()),
+       "over TLS", pflog()[-2000:])
+    ok(len(re.findall(plain_login, pflog())) == n_plain + 1,
+       "Postfix saw msagate's AUTH PLAIN as alice", pflog()[-2000:])
+    ok(wait_for(lambda: re.search(r"to=<far@far\.test>, relay=none, .*status=sent",
+                                  pflog()), 20),
+       "and Postfix took it (discarded there)", pflog()[-2000:])
 finally:
     subprocess.run(["postfix", "-c", os.path.join(pf, "conf"), "stop"], capture_output=True)
     time.sleep(0.5)
