@@ -168,6 +168,27 @@ test_headers(void)
 	headers("header starting with space", " x: y\r\n.\r\n", 0, 0, 0);
 }
 
+/* Received: fields counted for the hop limit: only real ones, header section only. */
+static void
+test_received(void)
+{
+	static const char in[] =
+	    "Received: from a by b\r\n"
+	    "RECEIVED: from b\r\n by c\r\n"
+	    "Received-SPF: pass\r\n"
+	    "X-Received: x\r\n"
+	    "Received : from c by d\r\n"
+	    "Subject: Received: no\r\n"
+	    "\r\n"
+	    "Received: in the body\r\n.\r\n";
+	struct result r;
+
+	for (unsigned k = 0; k < 4; k++) {
+		run(in, sizeof(in) - 1, k == 0 ? 100000 : k == 1 ? 1 : 0, 0, k, &r);
+		is_int((int)r.d.received, 3, "Received: fields counted (%u)", k);
+	}
+}
+
 int
 main(void)
 {
@@ -175,5 +196,6 @@ main(void)
 	test_smuggling();
 	test_size();
 	test_headers();
+	test_received();
 	return done_testing();
 }
