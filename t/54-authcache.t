@@ -77,6 +77,18 @@ def wait_count(d, fn, want, timeout=5):
     return False
 
 
+def miss_then_hit(dx, a, label):
+    """alice logs in twice: the first login runs the hash (a miss), the
+    second is answered from the cache (a hit)."""
+    h0, m0 = hits(dx), misses(dx)
+    r, dt = a.plain(ALICE, APW)
+    like(r, r"^OK\tuser=alice@example\.test", "%sfirst login OK" % label)
+    ok(wait_count(dx, misses, m0 + 1), "%sfirst login a cache miss (the hash ran)" % label)
+    r, dt = a.plain(ALICE, APW)
+    like(r, r"^OK\tuser=alice@example\.test", "%ssecond login OK" % label)
+    ok(wait_count(dx, hits, h0 + 1), "%ssecond login a cache hit" % label, dx.read_log()[-1500:])
+
+
 # ---------------------------------------------------------------- default
 dd = Daemon(users={ALICE: APW})
 ok(dd.wait_log(r"credential cache on: 10000 entries of at most 60 s \(passwd-file hashes; "
@@ -84,13 +96,7 @@ ok(dd.wait_log(r"credential cache on: 10000 entries of at most 60 s \(passwd-fil
    "by default the cache is on: 10000 entries, 60 s, passwd-file only",
    dd.read_log()[-1500:])
 a = Auth(dd)
-h0, m0 = hits(dd), misses(dd)
-r, dt = a.plain(ALICE, APW)
-like(r, r"^OK\tuser=alice@example\.test", "default: first login OK")
-ok(wait_count(dd, misses, m0 + 1), "default: first login a miss (the hash ran)")
-r, dt = a.plain(ALICE, APW)
-like(r, r"^OK\tuser=alice@example\.test", "default: second login OK")
-ok(wait_count(dd, hits, h0 + 1), "default: second login a cache hit")
+miss_then_hit(dd, a, "default: ")
 r, dt = a.plain(ALICE, "wrong")
 is_(r, "FAIL\tuser=alice@example.test", "default: a wrong password still fails")
 # a changed passwd file is seen at once (its generation is in every key)
@@ -110,13 +116,7 @@ d = Daemon(users={ALICE: APW, "bob": "b0b pass:word"}, failure_delay=0.5, penalt
 ok(d.wait_log(r"credential cache on: 100 entries of at most 60 s"),
    "the auth role says the cache is on", d.read_log()[-1500:])
 a = Auth(d)
-h0, m0 = hits(d), misses(d)
-r, dt = a.plain(ALICE, APW)
-like(r, r"^OK\tuser=alice@example\.test", "first login: OK")
-ok(wait_count(d, misses, m0 + 1), "first login: a cache miss (the hash ran)")
-r, dt = a.plain(ALICE, APW)
-like(r, r"^OK\tuser=alice@example\.test", "second login: OK")
-ok(wait_count(d, hits, h0 + 1), "second login: a cache hit", d.read_log()[-1500:])
+miss_then_hit(d, a, "")
 like(d.read_log(), r"auth cache hit: user=alice@example\.test \(passwd-file; hits=\d+",
      "debug line names user and backend")
 
