@@ -118,6 +118,19 @@ put_rcpt_state(const struct qstatus *st, size_t idx)
 }
 
 /*
+ * true if queue/id is still the file we opened: after its delivery the
+ * queue role renames a message's file away and reuses it (qspare.h).
+ */
+static bool
+still_there(int dfd, const char *id, const struct stat *opened)
+{
+	struct stat now;
+
+	return fstatat(dfd, id, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_ino == opened->st_ino && now.st_dev == opened->st_dev;
+}
+
+/*
  * Open and parse one queue file.  Returns the FILE (positioned at the
  * message) or NULL with errno set (ENOENT: gone; EINVAL: bad format).
  */
@@ -139,7 +152,14 @@ open_qfile(int dfd, const char *id, struct qenvelope *env, long long *size)
 	}
 	if (qfile_read_header(fp, env) < 0) {
 		fclose(fp);
-		errno = EINVAL;
+		errno = still_there(dfd, id, &st) ? EINVAL : ENOENT;
+		return NULL;
+	}
+	if (strcmp(env->id, id) != 0 || !still_there(dfd, id, &st)) {
+		/* delivered meanwhile: its file was recycled for a new message */
+		qenvelope_free(env);
+		fclose(fp);
+		errno = ENOENT;
 		return NULL;
 	}
 	*size = (long long)st.st_size - env->body_offset;

@@ -31,6 +31,8 @@ void
 qid_new(char out[QID_LEN + 1])
 {
 	static uint64_t last;       /* seconds * 1000000 + usec of the last id */
+	static unsigned char pool[64];
+	static size_t pool_left;
 	static const char hex[] = "0123456789ABCDEF";
 	struct timeval tv;
 	uint64_t t;
@@ -45,7 +47,13 @@ qid_new(char out[QID_LEN + 1])
 	last = t;
 	sec = (uint32_t)(t / 1000000u);
 	usec = (uint32_t)(t % 1000000u);
-	random_bytes(rnd, sizeof(rnd));
+	/* random bits for 32 ids per getrandom() */
+	if (pool_left < sizeof(rnd)) {
+		random_bytes(pool, sizeof(pool));
+		pool_left = sizeof(pool);
+	}
+	pool_left -= sizeof(rnd);
+	memcpy(rnd, pool + pool_left, sizeof(rnd));
 	r = ((unsigned)rnd[0] << 8 | rnd[1]) & 0xfff;
 
 	for (int i = 7; i >= 0; i--, sec >>= 4)

@@ -5,6 +5,8 @@
  *
  * Layout under state_dir:
  *   incoming/ID   being written; removed at queue start-up if left over
+ *   incoming/spare.N  an empty file kept for reuse (qspare.h); removed at
+ *                 start-up and at a clean stop
  *   queue/ID      committed (fsynced, renamed, directory fsynced)
  *
  * Queue file header: "MSAGATE-QUEUE 1\n" then "key=value\n" lines, values

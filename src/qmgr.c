@@ -21,6 +21,7 @@
  * never lose one.
  */
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -40,10 +41,12 @@
 #include "dsn.h"
 #include "log.h"
 #include "qmgr.h"
+#include "qspare.h"
 #include "qstatus.h"
 #include "util.h"
 
 #define ALIASES_RECHECK_SECS 1
+#define QMGR_WORKER_NICE     10  /* delivery threads, see worker_lower_priority */
 /* without relay.relayhost and with relay.mx_lookup off; t/95 matches it */
 #define ONWARD_DETAIL "no relayhost and MX lookup is off (relay.mx_lookup)"
 
@@ -69,6 +72,7 @@ struct qmgr {
 	const struct msagate_config *cfg;
 	struct event_base *base;
 	int in_dfd, q_dfd, st_dfd;
+	struct qspare *spares;       /* delivered files recycled here, or NULL */
 	const struct delivery_method *method;
 	void *mctx;
 	/* onward relay of foreign recipients (NULL: no relayhost) */
@@ -725,8 +729,14 @@ static void
 remove_message(struct attempt *a)
 {
 	struct qmgr *m = a->m;
+	int r = 1;
 
-	if (unlinkat(m->q_dfd, a->qm->id, 0) < 0 && errno != ENOENT) {
+	/* the file becomes a spare for a new message if the pool has room */
+	if (m->spares != NULL)
+		r = qspare_put(m->spares, m->q_dfd, a->qm->id);
+	if (r < 0 && errno == ENOENT)
+		r = 0;                   /* deleted with msagatectl meanwhile */
+	if (r != 0 && unlinkat(m->q_dfd, a->qm->id, 0) < 0 && errno != ENOENT) {
 		log_warn("queue: %s: cannot remove", a->qm->id);
 		a->qm->outcome = QO_DEFER;
 		return;
@@ -738,14 +748,43 @@ remove_message(struct attempt *a)
 	a->qm->outcome = QO_DONE;
 }
 
+/*
+ * Parse a queue file's header: from one pread() when it fits in the
+ * buffer (all but messages with very many recipients), through stdio on
+ * a duplicate of the descriptor otherwise.  0, or -1 if it is unreadable.
+ */
+static int
+read_qheader(int qfd, struct qenvelope *env)
+{
+	char buf[8192];
+	ssize_t n = pread(qfd, buf, sizeof(buf), 0);
+	FILE *fp;
+	int dfd, r;
+
+	if (n > 0 && (fp = fmemopen(buf, (size_t)n, "r")) != NULL) {
+		r = qfile_read_header(fp, env);
+		fclose(fp);
+		if (r == 0 || n < (ssize_t)sizeof(buf))
+			return r;        /* parsed, or the whole file is bad */
+	}
+	if ((dfd = dup(qfd)) < 0)
+		return -1;
+	if ((fp = fdopen(dfd, "r")) == NULL) {
+		close(dfd);
+		return -1;
+	}
+	r = qfile_read_header(fp, env);
+	fclose(fp);
+	return r;
+}
+
 static void
 attempt_message(struct qmgr *m, struct qmsg *qm)
 {
 	struct attempt a;
 	struct delivery_msg dm;
 	struct stat sb;
-	FILE *fp = NULL;
-	int qfd, dfd;
+	int qfd;
 	bool all_done = true;
 
 	memset(&a, 0, sizeof(a));
@@ -768,17 +807,11 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		}
 		return;
 	}
-	if ((dfd = dup(qfd)) < 0 || (fp = fdopen(dfd, "r")) == NULL ||
-	    qfile_read_header(fp, &a.env) < 0 || fstat(qfd, &sb) < 0) {
+	if (read_qheader(qfd, &a.env) < 0 || fstat(qfd, &sb) < 0) {
 		log_warnx("queue: %s: unreadable queue file; left in the queue", qm->id);
-		if (fp != NULL)
-			fclose(fp);
-		else if (dfd >= 0)
-			close(dfd);
 		close(qfd);
 		return;
 	}
-	fclose(fp);
 	if (qm->no_status)
 		memset(&a.st, 0, sizeof(a.st));
 	else if (qstatus_load(m->st_dfd, qm->id, &a.st) < 0) {
@@ -895,12 +928,28 @@ out:
 	qenvelope_free(&a.env);
 }
 
+/*
+ * Deliveries run behind the work a client is waiting for (accepting and
+ * committing mail): on a busy machine a worker yields the CPU to the
+ * SMTP role and the commit first, and catches up in the idle moments
+ * (Linux: the nice value of this thread alone).
+ */
+static void
+worker_lower_priority(void)
+{
+#ifdef __linux__
+	(void)setpriority(PRIO_PROCESS, (id_t)gettid(), QMGR_WORKER_NICE);
+#endif
+	(void)pthread_setname_np(pthread_self(), "queue-deliver");
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct qmgr *m = arg;
 	struct qmsg *qm;
 
+	worker_lower_priority();
 	pthread_mutex_lock(&m->mu);
 	for (;;) {
 		while (TAILQ_EMPTY(&m->jobs) && !m->quit)
@@ -1119,6 +1168,12 @@ qmgr_scan(struct qmgr *m)
 	free(ids);
 	log_info("queue: %zu message%s in the queue", n, n == 1 ? "" : "s");
 	dispatch(m);
+}
+
+void
+qmgr_set_spares(struct qmgr *m, struct qspare *sp)
+{
+	m->spares = sp;
 }
 
 struct qmgr *

@@ -44,6 +44,13 @@ struct qmgr;
  */
 struct qmgr *qmgr_new(const struct msagate_config *cfg, struct event_base *base,
     int in_dfd, int q_dfd, int st_dfd);
+/*
+ * qmgr_set_spares - delivered messages' files go to this pool of spares
+ * (qspare.h) instead of being unlinked, while it has room.  Call before
+ * qmgr_scan(); the pool must outlive the qmgr.
+ */
+struct qspare;
+void qmgr_set_spares(struct qmgr *m, struct qspare *sp);
 /* Schedule every message in queue/ now; remove orphaned status files. */
 void qmgr_scan(struct qmgr *m);
 /* A new message was committed: deliver it now. */

@@ -54,6 +54,7 @@
 #include "log.h"
 #include "qfile.h"
 #include "qmgr.h"
+#include "qspare.h"
 #include "qstatus.h"
 #include "roles.h"
 #include "util.h"
@@ -65,7 +66,8 @@
 #define QREPLY_LOW        512     /* ...and resume below this */
 #define QREAD_BURST       256     /* packets read per callback */
 #define QSTOP_GRACE_SECS  60      /* SIGTERM: wait this long for clients */
-#define SYNCFS_SLOW_MS    100     /* a syncfs() slower than this... */
+#define SYNCFS_SLOW_MS    100     /* SYNCFS_SLOW_RUN syncfs() calls in a row */
+#define SYNCFS_SLOW_RUN   3       /* slower than this... */
 #define SYNCFS_BACKOFF_MS 60000   /* ...means per-file syncs for this long */
 
 struct qconn;
@@ -82,13 +84,13 @@ struct qreply {
 /* One file handed out by OPEN. */
 struct qent {
 	TAILQ_ENTRY(qent) conn_link; /* in conn->files */
-	TAILQ_ENTRY(qent) batch_link;/* in role->pending or role->batch */
+	TAILQ_ENTRY(qent) batch_link;/* in role->pending, ->batch or ->done */
 	struct qconn *conn;          /* NULL once the client is gone */
 	struct qreply *reply;        /* the COMMIT's reply slot */
 	char qid[QID_LEN + 1];
 	int fd;                      /* O_RDWR, ours */
 	bool committing;             /* COMMIT received */
-	bool in_worker;              /* handed to the worker thread */
+	bool in_worker;              /* taken by the worker thread (under mu) */
 	/* written by the worker: */
 	bool renamed;
 	int err;                     /* errno of the failed step, 0 = ok */
@@ -122,19 +124,26 @@ struct qrole {
 	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
 	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch */
 	uint64_t fs_slow_until;      /* per-file syncs until then (worker only) */
+	int fs_slow_run;             /* slow syncfs() calls in a row (worker only) */
 	struct qmgr *qmgr;           /* NULL: delivery not configured */
+	struct qspare *spares;       /* delivered files, emptied for reuse */
 	TAILQ_HEAD(, qconn) conns, dead_conns;
 	size_t n_conns;
 	unsigned long next_conn_id;
-	struct qent_list pending;    /* COMMITs waiting for the next batch */
-
-	/* worker thread: owns `batch` while has_work is set */
+	/*
+	 * The worker thread.  Under mu: pending (COMMITs waiting for the
+	 * next batch), done (synced, waiting for the loop to answer),
+	 * has_work (the worker is to take pending), busy (it is syncing or
+	 * about to), quit.  batch is the worker's own.  When a batch is
+	 * done the worker takes what is pending at once, without waiting
+	 * for the loop to answer the last one.
+	 */
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct qent_list batch;
+	struct qent_list pending, batch, done;
 	bool has_work, quit;
-	bool busy;                   /* main side: a batch is out */
+	bool busy;
 	int notify_r, notify_w;
 
 	bool stopping, draining, grace_over, hard_stop;
@@ -234,7 +243,7 @@ clean_incoming(struct qrole *q)
 {
 	DIR *d;
 	struct dirent *de;
-	int fd, n = 0;
+	int fd, n = 0, n_spare = 0;
 
 	if ((fd = dup(q->in_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
 		fatal("queue: cannot read incoming/");
@@ -243,16 +252,20 @@ clean_incoming(struct qrole *q)
 			continue;
 		if (unlinkat(q->in_dfd, de->d_name, 0) < 0)
 			log_warn("queue: cannot remove incoming/%s", de->d_name);
+		else if (qspare_is_spare(de->d_name))
+			n_spare++;
 		else
 			n++;
 	}
 	closedir(d);
-	if (n > 0) {
-		if (fsync(q->in_dfd) < 0)
-			log_warn("queue: fsync incoming/");
+	if (n + n_spare > 0 && fsync(q->in_dfd) < 0)
+		log_warn("queue: fsync incoming/");
+	if (n > 0)
 		log_info("queue: removed %d unfinished file%s from incoming/",
 		    n, n == 1 ? "" : "s");
-	}
+	if (n_spare > 0)
+		log_debug("queue: removed %d spare file%s from incoming/",
+		    n_spare, n_spare == 1 ? "" : "s");
 }
 
 static void
@@ -320,16 +333,21 @@ sync_data(struct qrole *q, struct qent_list *batch, int n)
 		uint64_t took = now_ms() - t0;
 
 		/*
-		 * A slow syncfs() means other programs have much to write on
-		 * this filesystem: our 250s should not wait for them.  Go back
-		 * to one fdatasync() per message for a while.
+		 * Slow syncfs() calls in a row mean other programs have much
+		 * to write on this filesystem: our 250s should not wait for
+		 * them.  Go back to one fdatasync() per message for a while.
+		 * One slow call alone is usually the backlog of dirty data
+		 * the first batch after a quiet spell writes out.
 		 */
-		if (took > SYNCFS_SLOW_MS) {
+		if (took <= SYNCFS_SLOW_MS)
+			q->fs_slow_run = 0;
+		else if (++q->fs_slow_run >= SYNCFS_SLOW_RUN) {
+			q->fs_slow_run = 0;
 			q->fs_slow_until = now_ms() + SYNCFS_BACKOFF_MS;
-			log_warnx("queue: syncfs of state_dir's filesystem took %llu ms "
-			    "(other writers on it?): one fdatasync per message for "
-			    "the next %d s", (unsigned long long)took,
-			    SYNCFS_BACKOFF_MS / 1000);
+			log_warnx("queue: syncfs of state_dir's filesystem took %llu ms, "
+			    "%d times in a row (other writers on it?): one fdatasync "
+			    "per message for the next %d s", (unsigned long long)took,
+			    SYNCFS_SLOW_RUN, SYNCFS_BACKOFF_MS / 1000);
 		}
 
 		TAILQ_FOREACH(e, batch, batch_link) {
@@ -413,19 +431,38 @@ static void *
 worker_main(void *arg)
 {
 	struct qrole *q = arg;
+	struct qent *e;
+	bool wake;
+	unsigned n;
 
+	(void)pthread_setname_np(pthread_self(), "queue-commit");
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		while (!q->has_work && !q->quit)
 			pthread_cond_wait(&q->cv, &q->mu);
 		if (!q->has_work)
 			break;
+		/* everything pending is this batch */
+		TAILQ_INIT(&q->batch);
+		n = 0;
+		while ((e = TAILQ_FIRST(&q->pending)) != NULL) {
+			TAILQ_REMOVE(&q->pending, e, batch_link);
+			e->in_worker = true;
+			TAILQ_INSERT_TAIL(&q->batch, e, batch_link);
+			n++;
+		}
 		pthread_mutex_unlock(&q->mu);
+		log_debug("queue: syncing a batch of %u", n);
 		sync_batch(q, &q->batch);
 		pthread_mutex_lock(&q->mu);
-		q->has_work = false;
-		while (write(q->notify_w, "x", 1) < 0 && errno == EINTR)
-			;
+		wake = TAILQ_EMPTY(&q->done);    /* else a wake-up is on its way */
+		TAILQ_CONCAT(&q->done, &q->batch, batch_link);
+		/* what arrived meanwhile is the next batch, started now */
+		q->has_work = !TAILQ_EMPTY(&q->pending);
+		q->busy = q->has_work;
+		if (wake)
+			while (write(q->notify_w, "x", 1) < 0 && errno == EINTR)
+				;
 	}
 	pthread_mutex_unlock(&q->mu);
 	return NULL;
@@ -510,15 +547,20 @@ conn_free(struct qconn *c)
 	unsigned n_open = 0, n_empty = 0;
 
 	while ((e = TAILQ_FIRST(&c->files)) != NULL) {
+		bool taken;
+
 		TAILQ_REMOVE(&c->files, e, conn_link);
-		if (e->committing && e->in_worker) {
+		pthread_mutex_lock(&q->mu);
+		taken = e->committing && e->in_worker;
+		if (e->committing && !taken)
+			TAILQ_REMOVE(&q->pending, e, batch_link);
+		pthread_mutex_unlock(&q->mu);
+		if (taken) {
 			/* the worker has it; completion sees conn == NULL */
 			e->conn = NULL;
 			e->reply = NULL;
 			continue;
 		}
-		if (e->committing)
-			TAILQ_REMOVE(&q->pending, e, batch_link);
 		if (ent_empty(e))
 			n_empty++;
 		else
@@ -572,6 +614,30 @@ conn_find(struct qconn *c, const char *qid)
 	return NULL;
 }
 
+/*
+ * A spare (a delivered message's file, emptied) renamed to incoming/qid
+ * and opened: no inode created.  -1 if there is none or it fails (the
+ * caller creates a file then).
+ */
+static int
+open_recycled(struct qrole *q, const char *qid)
+{
+	struct stat st;
+	int fd;
+
+	if (q->spares == NULL || qspare_take(q->spares, qid) < 0)
+		return -1;
+	fd = openat(q->in_dfd, qid, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (st.st_size == 0 || ftruncate(fd, 0) == 0))
+		return fd;
+	log_warn("queue: cannot reuse a spare queue file as incoming/%s", qid);
+	if (fd >= 0)
+		close(fd);
+	(void)unlinkat(q->in_dfd, qid, 0);
+	return -1;
+}
+
 static void
 do_open(struct qconn *c)
 {
@@ -587,6 +653,9 @@ do_open(struct qconn *c)
 	}
 	for (tries = 0; tries < 10; tries++) {
 		qmgr_qid_new(qid);
+		fd = open_recycled(q, qid);
+		if (fd >= 0)
+			break;
 		fd = openat(q->in_dfd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC |
 		    O_NOFOLLOW, 0600);
 		if (fd >= 0 || errno != EEXIST)
@@ -626,6 +695,7 @@ do_commit(struct qconn *c, const char *qid)
 {
 	struct qrole *q = c->q;
 	struct qent *e;
+	bool idle;
 
 	if (!qid_valid(qid) || (e = conn_find(c, qid)) == NULL) {
 		reply_set(reply_slot(c), -1, "ERR %s", "unknown queue id");
@@ -637,8 +707,11 @@ do_commit(struct qconn *c, const char *qid)
 	}
 	e->committing = true;
 	e->reply = reply_slot(c);
+	pthread_mutex_lock(&q->mu);
 	TAILQ_INSERT_TAIL(&q->pending, e, batch_link);
-	if (!q->busy) {
+	idle = !q->busy;
+	pthread_mutex_unlock(&q->mu);
+	if (idle) {
 		/* let the loop read what else is ready, then start the batch */
 		struct timeval zero = { 0, 0 };
 		evtimer_add(q->kick, &zero);
@@ -875,23 +948,12 @@ kick_cb(evutil_socket_t fd, short what, void *arg)
 static void
 start_batch(struct qrole *q)
 {
-	struct qent *e;
-	unsigned n = 0;
-
-	if (q->busy || TAILQ_EMPTY(&q->pending))
-		return;
 	pthread_mutex_lock(&q->mu);
-	TAILQ_INIT(&q->batch);
-	while ((e = TAILQ_FIRST(&q->pending)) != NULL) {
-		TAILQ_REMOVE(&q->pending, e, batch_link);
-		n++;
-		e->in_worker = true;
-		TAILQ_INSERT_TAIL(&q->batch, e, batch_link);
+	if (!q->busy && !TAILQ_EMPTY(&q->pending)) {
+		q->has_work = true;
+		q->busy = true;
+		pthread_cond_signal(&q->cv);
 	}
-	q->has_work = true;
-	q->busy = true;
-	log_debug("queue: syncing a batch of %u", n);
-	pthread_cond_signal(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -902,21 +964,20 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 	struct qrole *q = arg;
 	char buf[64];
 	struct qent *e;
-	bool done;
+	struct qent_list done;
 
 	(void)what;
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
+	TAILQ_INIT(&done);
 	pthread_mutex_lock(&q->mu);
-	done = q->busy && !q->has_work;
+	TAILQ_CONCAT(&done, &q->done, batch_link);
 	pthread_mutex_unlock(&q->mu);
-	if (!done)
-		return;
 
-	while ((e = TAILQ_FIRST(&q->batch)) != NULL) {
+	while ((e = TAILQ_FIRST(&done)) != NULL) {
 		struct qconn *c = e->conn;
 
-		TAILQ_REMOVE(&q->batch, e, batch_link);
+		TAILQ_REMOVE(&done, e, batch_link);
 		if (c != NULL) {
 			TAILQ_REMOVE(&c->files, e, conn_link);
 			c->n_files--;
@@ -948,9 +1009,6 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		free(e);
 		conn_flush(c);
 	}
-	q->busy = false;
-	/* what arrived meanwhile is the next group */
-	start_batch(q);
 	check_exit(q);
 }
 
@@ -969,8 +1027,15 @@ check_exit(struct qrole *q)
 			event_del(c->rev);
 		start_batch(q);
 	}
-	if (q->draining && !q->busy && TAILQ_EMPTY(&q->pending))
-		event_base_loopbreak(q->base);
+	if (q->draining) {
+		bool idle;
+
+		pthread_mutex_lock(&q->mu);
+		idle = !q->busy && TAILQ_EMPTY(&q->pending) && TAILQ_EMPTY(&q->done);
+		pthread_mutex_unlock(&q->mu);
+		if (idle)
+			event_base_loopbreak(q->base);
+	}
 }
 
 static void
@@ -1050,6 +1115,7 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	TAILQ_INIT(&q->dead_conns);
 	TAILQ_INIT(&q->pending);
 	TAILQ_INIT(&q->batch);
+	TAILQ_INIT(&q->done);
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
@@ -1101,9 +1167,12 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_add(q->sigint, NULL);
 	event_add(q->sighup, NULL);
 
+	q->spares = qspare_new(q->in_dfd, QSPARE_MAX);
 	q->qmgr = qmgr_new(cfg, q->base, q->in_dfd, q->q_dfd, q->st_dfd);
-	if (q->qmgr != NULL)
+	if (q->qmgr != NULL) {
+		qmgr_set_spares(q->qmgr, q->spares);
 		qmgr_scan(q->qmgr);
+	}
 	else
 		count_queue(q);
 
@@ -1129,6 +1198,8 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	pthread_mutex_unlock(&q->mu);
 	pthread_join(q->th, NULL);
 	qmgr_free(q->qmgr);
+	qspare_clear(q->spares);
+	qspare_free(q->spares);
 
 	log_info("queue: stopped, %lu message%s committed", q->n_committed,
 	    q->n_committed == 1 ? "" : "s");

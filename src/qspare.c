@@ -1,0 +1,184 @@
+/*
+ * qspare.c - recycled queue files (see qspare.h): a delivered message's
+ * file becomes an empty spare in incoming/, and OPEN hands spares out
+ * before it creates anything.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qspare.h"
+#include "util.h"
+
+#define SPARE_NAME_MAX 40
+
+struct qspare {
+	pthread_mutex_t mu;
+	int in_dfd;
+	size_t max, n;
+	size_t reserved;             /* puts between their check and their push */
+	uint64_t next;               /* the next spare's number */
+	uint64_t *nums;              /* the pool: spare.<num> in incoming/ */
+};
+
+static void
+spare_name(char *buf, size_t len, uint64_t num)
+{
+	snprintf(buf, len, QSPARE_PREFIX "%llu", (unsigned long long)num);
+}
+
+struct qspare *
+qspare_new(int in_dfd, size_t max)
+{
+	struct qspare *sp = xcalloc(1, sizeof(*sp));
+
+	pthread_mutex_init(&sp->mu, NULL);
+	sp->in_dfd = in_dfd;
+	sp->max = max;
+	sp->nums = xcalloc(max ? max : 1, sizeof(*sp->nums));
+	return sp;
+}
+
+void
+qspare_free(struct qspare *sp)
+{
+	if (sp == NULL)
+		return;
+	pthread_mutex_destroy(&sp->mu);
+	free(sp->nums);
+	free(sp);
+}
+
+/* rename without replacing anything: a name clash must never lose a file */
+static int
+rename_noreplace(int odfd, const char *old, int ndfd, const char *new)
+{
+#ifdef RENAME_NOREPLACE
+	if (renameat2(odfd, old, ndfd, new, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+#endif
+	/* no renameat2 here: the names are ours, check and rename */
+	if (faccessat(ndfd, new, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return renameat(odfd, old, ndfd, new);
+}
+
+/*
+ * The rename comes first, then the truncation: if a crash falls between
+ * the two, the message's data is in incoming/ (removed at start-up), never
+ * an empty file under a queue id.
+ */
+int
+qspare_put(struct qspare *sp, int dfd, const char *name)
+{
+	char sname[SPARE_NAME_MAX];
+	uint64_t num;
+	int fd, err;
+
+	pthread_mutex_lock(&sp->mu);
+	if (sp->n + sp->reserved >= sp->max) {
+		pthread_mutex_unlock(&sp->mu);
+		return 1;
+	}
+	sp->reserved++;
+	num = sp->next++;
+	pthread_mutex_unlock(&sp->mu);
+
+	spare_name(sname, sizeof(sname), num);
+	if (rename_noreplace(dfd, name, sp->in_dfd, sname) < 0) {
+		err = errno;
+		pthread_mutex_lock(&sp->mu);
+		sp->reserved--;
+		pthread_mutex_unlock(&sp->mu);
+		errno = err;
+		return -1;
+	}
+	fd = openat(sp->in_dfd, sname, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
+	pthread_mutex_lock(&sp->mu);
+	sp->reserved--;
+	if (fd >= 0)
+		sp->nums[sp->n++] = num;
+	pthread_mutex_unlock(&sp->mu);
+	if (fd < 0) {
+		/* taken out of queue/ all the same: only the pool misses it */
+		(void)unlinkat(sp->in_dfd, sname, 0);
+		return 0;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+qspare_take(struct qspare *sp, const char *name)
+{
+	char sname[SPARE_NAME_MAX];
+	uint64_t num;
+	int err;
+
+	pthread_mutex_lock(&sp->mu);
+	if (sp->n == 0) {
+		pthread_mutex_unlock(&sp->mu);
+		errno = ENOENT;
+		return -1;
+	}
+	num = sp->nums[--sp->n];
+	pthread_mutex_unlock(&sp->mu);
+
+	spare_name(sname, sizeof(sname), num);
+	if (rename_noreplace(sp->in_dfd, sname, sp->in_dfd, name) == 0)
+		return 0;
+	err = errno;
+	if (err == EEXIST) {
+		/* the new name is taken: keep the spare for the next one */
+		pthread_mutex_lock(&sp->mu);
+		if (sp->n < sp->max)
+			sp->nums[sp->n++] = num;
+		pthread_mutex_unlock(&sp->mu);
+	}
+	errno = err;
+	return -1;
+}
+
+void
+qspare_clear(struct qspare *sp)
+{
+	char sname[SPARE_NAME_MAX];
+
+	if (sp == NULL)
+		return;
+	pthread_mutex_lock(&sp->mu);
+	while (sp->n > 0) {
+		spare_name(sname, sizeof(sname), sp->nums[--sp->n]);
+		(void)unlinkat(sp->in_dfd, sname, 0);
+	}
+	pthread_mutex_unlock(&sp->mu);
+}
+
+size_t
+qspare_count(struct qspare *sp)
+{
+	size_t n;
+
+	pthread_mutex_lock(&sp->mu);
+	n = sp->n;
+	pthread_mutex_unlock(&sp->mu);
+	return n;
+}
+
+bool
+qspare_is_spare(const char *name)
+{
+	return strncmp(name, QSPARE_PREFIX, sizeof(QSPARE_PREFIX) - 1) == 0;
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+# 42-queue-recycle.t - a delivered message's queue file is emptied and kept
+# in incoming/ as a spare ("spare.N"), and a later message is written into
+# it: no old content survives in it, none reaches the new message, and
+# `msagatectl queue` shows the right messages.  Spares are removed at a
+# clean stop and after a kill -9 at start-up.  The queue role's delivery
+# threads run at a lower priority (nice 10) than its loop and commit thread.
+import os, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from msagatetest import *
+
+d = Daemon(start=False)
+mail = os.path.join(d.dir, "mail")
+os.mkdir(mail, 0o700)
+chown_run_user(mail, d.user)
+d.relay_extra = 'delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };' % mail
+d.write_conf()
+d.start()
+box = os.path.join(mail, "example.test", "bob", "Maildir")
+incoming = os.path.join(d.state_dir, "incoming")
+
+
+def spares():
+    """name -> (inode, size) of the spares in incoming/"""
+    out = {}
+    for n in d.incoming_files(empty=True):
+        if n.startswith("spare."):
+            try:
+                st = os.stat(os.path.join(incoming, n))
+                out[n] = (st.st_ino, st.st_size)
+            except OSError:
+                pass
+    return out
+
+
+# --- a delivered message's file becomes an empty spare
+first = "".join("FIRSTMSG line %05d of the first, long message\r\n" % i for i in range(2000))
+send_mail(d, ["bob@example.test"], "first", body=first)
+ok(wait_for(lambda: len(maildir_msgs(box)) == 1 and d.queue_files() == []),
+   "the first message is delivered and leaves queue/", d.read_log()[-3000:])
+sp = spares()
+is_(len(sp), 1, "its file is kept in incoming/ as one spare", sp)
+ok(all(size == 0 for _, size in sp.values()), "the spare is empty: nothing of the message is left in it",
+   sp)
+spare_inodes = {ino for ino, _ in sp.values()}
+like(d.read_log(), r"[0-9A-F]{16}: removed", "the message is logged as removed as before")
+
+# --- new messages are written into it; foreign recipients stay in queue/
+# (no relayhost, MX lookups off), so their files can be looked at
+ids = []
+for i in range(3):
+    r = d.smtp()
+    r.login("alice@example.test", d.users["alice@example.test"])
+    is_(r.code("MAIL FROM:<alice@example.test>"), "250", "MAIL %d" % i)
+    is_(r.code("RCPT TO:<someone@elsewhere.example>"), "250", "RCPT (relayed) %d" % i)
+    is_(r.code("DATA"), "354", "DATA %d" % i)
+    r.send(message("reuse %d" % i, body="short body %d\r\nbye\r\n" % i).encode() + b".\r\n")
+    text = r.reply()
+    is_(text[:3], "250", "message %d queued" % i, text)
+    ids.append(queued_id(text))
+    r.cmd("QUIT")
+    r.close()
+ok(wait_for(lambda: sorted(d.queue_files()) == sorted(ids)), "the three messages are in queue/",
+   d.queue_files())
+inodes = {}
+for qid in ids:
+    inodes[qid] = os.stat(os.path.join(d.state_dir, "queue", qid)).st_ino
+ok(spare_inodes & set(inodes.values()),
+   "the spare's file holds one of the new messages (no inode created for it)",
+   (spare_inodes, inodes))
+for i, qid in enumerate(ids):
+    data = d.queue_file(qid)
+    ok(b"FIRSTMSG" not in data, "%s: nothing of the delivered message in it" % qid)
+    ok(data.startswith(b"MSAGATE-QUEUE 1\n") and (b"\nid=%s\n" % qid.encode()) in data,
+       "%s: its own header" % qid, data[:200])
+    ok(data.endswith(b"short body %d\r\nbye\r\n" % i), "%s: ends where its message ends" % qid,
+       data[-80:])
+out = d.ctl("queue", "list")
+is_(out.returncode, 0, "msagatectl queue list", out.stderr)
+ok(all(qid in out.stdout for qid in ids) and "FIRSTMSG" not in out.stdout,
+   "it lists the three messages", out.stdout)
+
+# --- a clean stop removes the spares; so does a start after kill -9
+send_mail(d, ["bob@example.test"], "second")
+ok(wait_for(lambda: len(maildir_msgs(box)) == 2 and len(spares()) >= 1),
+   "another delivery leaves a spare", spares())
+d.stop()
+is_(spares(), {}, "no spare left in incoming/ after a clean stop")
+d.start()
+send_mail(d, ["bob@example.test"], "third")
+ok(wait_for(lambda: len(maildir_msgs(box)) == 3 and len(spares()) >= 1),
+   "a delivery after the restart leaves a spare", spares())
+before = set(spares())
+d.kill9_all()
+ok(before and set(spares()) == before, "kill -9 leaves the spares behind", spares())
+d.start()
+ok(not (set(spares()) & before), "the start-up removes them", spares())
+is_(sorted(d.queue_files()), sorted(ids), "the queued messages are untouched")
+
+# --- priorities of the queue role's threads (Linux: per-thread nice)
+def threads(pid):
+    out = []
+    try:
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                nice = int(f.read().rsplit(")", 1)[1].split()[16])
+            out.append((comm, nice))
+    except OSError:
+        pass
+    return out
+
+
+qthreads = []
+for p in d.pids():
+    th = threads(p)
+    if any(c == "queue-commit" for c, _ in th):
+        qthreads = th
+ok(qthreads, "the queue role's commit thread is named queue-commit", [threads(p) for p in d.pids()])
+deliver = [n for c, n in qthreads if c == "queue-deliver"]
+ok(len(deliver) >= 1 and all(n == 10 for n in deliver), "delivery threads run at nice 10", qthreads)
+ok(all(n == 0 for c, n in qthreads if c != "queue-deliver"),
+   "the loop and the commit thread at nice 0", qthreads)
+
+d.stop()
+done()
