@@ -10,11 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from msagatetest import *
 
 d = Daemon(start=False)
-mail = os.path.join(d.dir, "mail")
-os.mkdir(mail, 0o700)
-chown_run_user(mail, d.user)
-d.relay_extra = 'delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };' % mail
-d.write_conf()
+mail = d.deliver_to_maildirs()
 d.start()
 box = os.path.join(mail, "example.test", "bob", "Maildir")
 incoming = os.path.join(d.state_dir, "incoming")

@@ -30,11 +30,7 @@ os.makedirs(os.path.join(pf, "private"))
 pf_auth = os.path.join(pf, "private", "auth")
 d.auth_extra += ('\n  listeners = ( { path = "%s"; mode = 0600; user = "postfix"; '
                  'group = "postfix"; } );' % pf_auth)
-mail = os.path.join(d.dir, "mail")
-os.mkdir(mail, 0o700)
-chown_run_user(mail, d.user)
-d.relay_extra = 'delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };' % mail
-d.write_conf()
+mail = d.deliver_to_maildirs()
 d.start()
 alice, apw = "alice@example.test", d.users["alice@example.test"]
 st = os.stat(d.auth_socket)

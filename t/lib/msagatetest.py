@@ -388,6 +388,18 @@ smtp = {
             time.sleep(0.05)
         return False
 
+    def deliver_to_maildirs(self):
+        """Local mail to DIR/mail/DOMAIN/USER/Maildir (the directory made
+        here for the run user); rewrites the configuration, call before
+        start().  Returns DIR/mail."""
+        mail = os.path.join(self.dir, "mail")
+        os.mkdir(mail, 0o700)
+        chown_run_user(mail, self.user)
+        self.relay_extra = ('delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };'
+                            % mail)
+        self.write_conf()
+        return mail
+
     # -- queue
     def queue_files(self):
         d = os.path.join(self.state_dir, "queue")
