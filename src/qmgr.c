@@ -807,8 +807,14 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		}
 		return;
 	}
-	if (read_qheader(qfd, &a.env) < 0 || fstat(qfd, &sb) < 0) {
+	if (read_qheader(qfd, &a.env) < 0) {
 		log_warnx("queue: %s: unreadable queue file; left in the queue", qm->id);
+		close(qfd);
+		return;
+	}
+	if (fstat(qfd, &sb) < 0) {
+		log_warn("queue: %s: fstat", qm->id);
+		qenvelope_free(&a.env);
 		close(qfd);
 		return;
 	}

@@ -125,6 +125,7 @@ qspare_take(struct qspare *sp, const char *name)
 {
 	char sname[SPARE_NAME_MAX];
 	uint64_t num;
+	bool kept;
 	int err;
 
 	pthread_mutex_lock(&sp->mu);
@@ -140,13 +141,18 @@ qspare_take(struct qspare *sp, const char *name)
 	if (rename_noreplace(sp->in_dfd, sname, sp->in_dfd, name) == 0)
 		return 0;
 	err = errno;
+	kept = false;
 	if (err == EEXIST) {
 		/* the new name is taken: keep the spare for the next one */
 		pthread_mutex_lock(&sp->mu);
-		if (sp->n < sp->max)
+		if (sp->n + sp->reserved < sp->max) {   /* puts on their way count */
 			sp->nums[sp->n++] = num;
+			kept = true;
+		}
 		pthread_mutex_unlock(&sp->mu);
 	}
+	if (!kept)
+		(void)unlinkat(sp->in_dfd, sname, 0);
 	errno = err;
 	return -1;
 }

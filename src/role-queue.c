@@ -66,9 +66,9 @@
 #define QREPLY_LOW        512     /* ...and resume below this */
 #define QREAD_BURST       256     /* packets read per callback */
 #define QSTOP_GRACE_SECS  60      /* SIGTERM: wait this long for clients */
-#define SYNCFS_SLOW_MS    100     /* SYNCFS_SLOW_RUN syncfs() calls in a row */
-#define SYNCFS_SLOW_RUN   3       /* slower than this... */
-#define SYNCFS_BACKOFF_MS 60000   /* ...means per-file syncs for this long */
+#define SYNCFS_SLOW_MS    100     /* syncfs() calls slower than this... */
+#define SYNCFS_SLOW_RUN   3       /* ...this many times in a row... */
+#define SYNCFS_BACKOFF_MS 60000   /* ...mean per-file syncs for this long */
 
 struct qconn;
 

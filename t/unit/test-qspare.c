@@ -1,0 +1,138 @@
+/*
+ * test-qspare.c - the pool of recycled queue files (src/qspare.c): a put
+ * moves a file into incoming/ as an empty spare, a take renames a spare
+ * to a new name, the pool never holds more than its size (also with a
+ * take that gives its spare back), a name that exists is never replaced,
+ * and a clean stop unlinks what is left.
+ */
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "../../src/qspare.h"
+
+static char tmpdir[] = "/tmp/test-qspare.XXXXXX";
+static int in_dfd, q_dfd;
+
+static void
+write_file(int dfd, const char *name, const char *text)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		printf("# cannot write %s: %s\n", name, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* size of dfd/name, or -1 if it is not there */
+static long long
+file_size(int dfd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ?
+	    (long long)st.st_size : -1;
+}
+
+static int
+count_spares(void)
+{
+	DIR *d;
+	struct dirent *de;
+	int n = 0, fd = dup(in_dfd);
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL)
+		return -1;
+	rewinddir(d);            /* the dup shares in_dfd's offset */
+	while ((de = readdir(d)) != NULL)
+		if (qspare_is_spare(de->d_name))
+			n++;
+	closedir(d);
+	return n;
+}
+
+int
+main(void)
+{
+	struct qspare *sp;
+	char path[256], name[32];
+	struct stat st;
+	ino_t ino;
+	int i;
+
+	if (mkdtemp(tmpdir) == NULL)
+		return 1;
+	snprintf(path, sizeof(path), "%s/incoming", tmpdir);
+	mkdir(path, 0700);
+	in_dfd = open(path, O_RDONLY | O_DIRECTORY);
+	snprintf(path, sizeof(path), "%s/queue", tmpdir);
+	mkdir(path, 0700);
+	q_dfd = open(path, O_RDONLY | O_DIRECTORY);
+
+	sp = qspare_new(in_dfd, 3);
+	ok(qspare_take(sp, "NEW1") < 0 && errno == ENOENT, "an empty pool has nothing to give");
+
+	/* put: out of queue/, into incoming/, emptied */
+	write_file(q_dfd, "MSG1", "MSAGATE-QUEUE 1\nid=MSG1\n\na delivered message\n");
+	fstatat(q_dfd, "MSG1", &st, 0);
+	ino = st.st_ino;
+	is_int(qspare_put(sp, q_dfd, "MSG1"), 0, "a delivered file is taken");
+	is_int(file_size(q_dfd, "MSG1"), -1, "it is no longer in queue/");
+	is_int(count_spares(), 1, "it is a spare in incoming/");
+	is_int((long long)qspare_count(sp), 1, "the pool counts it");
+	ok(qspare_put(sp, q_dfd, "GONE") < 0 && errno == ENOENT,
+	    "a name that is gone: ENOENT (deleted meanwhile)");
+	is_int((long long)qspare_count(sp), 1, "and the pool is unchanged");
+
+	/* take: renamed to the new name, empty, the same inode */
+	is_int(qspare_take(sp, "NEW1"), 0, "a take renames the spare");
+	ok(fstatat(in_dfd, "NEW1", &st, 0) == 0 && st.st_ino == ino,
+	    "incoming/NEW1 is the delivered message's file");
+	is_int((long long)st.st_size, 0, "and it is empty: nothing of the old message");
+	is_int(count_spares(), 0, "no spare left");
+
+	/* a take never replaces an existing name; the spare stays in the pool */
+	write_file(q_dfd, "MSG2", "old");
+	qspare_put(sp, q_dfd, "MSG2");
+	write_file(in_dfd, "TAKEN", "someone else's file");
+	ok(qspare_take(sp, "TAKEN") < 0 && errno == EEXIST, "a take onto an existing name: EEXIST");
+	is_int(file_size(in_dfd, "TAKEN"), 19, "the existing file is untouched");
+	is_int((long long)qspare_count(sp), 1, "the spare is kept for the next take");
+
+	/* the pool is bounded: past its size the caller unlinks as before */
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "FILL%d", i);
+		write_file(q_dfd, name, "x");
+	}
+	is_int(qspare_put(sp, q_dfd, "FILL0"), 0, "second spare");
+	is_int(qspare_put(sp, q_dfd, "FILL1"), 0, "third spare");
+	is_int(qspare_put(sp, q_dfd, "FILL2"), 1, "a full pool refuses (1)");
+	is_int(file_size(q_dfd, "FILL2"), 1, "and leaves the file where it was");
+	is_int((long long)qspare_count(sp), 3, "3 spares, the pool's size");
+	is_int(count_spares(), 3, "3 spare files in incoming/");
+
+	/* a take that gives its spare back does not overfill the pool */
+	ok(qspare_take(sp, "TAKEN") < 0 && errno == EEXIST, "a take that fails on a full pool");
+	is_int((long long)qspare_count(sp), 3, "gives its spare back: still 3");
+	is_int(count_spares(), 3, "still 3 spare files");
+
+	qspare_clear(sp);
+	is_int((long long)qspare_count(sp), 0, "a clean stop empties the pool");
+	is_int(count_spares(), 0, "and unlinks the spare files");
+	ok(qspare_is_spare("spare.12") && !qspare_is_spare("6B04D7A156DEE09F"),
+	    "spare names are not queue ids");
+	qspare_free(sp);
+
+	snprintf(path, sizeof(path), "rm -rf %s", tmpdir);
+	if (system(path) != 0)
+		printf("# cannot remove %s\n", tmpdir);
+	return done_testing();
+}
