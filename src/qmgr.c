@@ -18,7 +18,10 @@
  * next commit batch or the kernel's write-back does it): a kill -9 cannot
  * undo an unlink, and a power loss just after a delivery may bring the
  * message back for one more delivery (at least once, as in Postfix),
- * never lose one.
+ * never lose one.  A delivered message's file is reused for a new one
+ * (qspare.h): a queue file that is empty or names another message in its
+ * header is such a file under an old name a crash brought back, and only
+ * the name is removed (forget_stale_name).
  */
 #include <sys/queue.h>
 #include <sys/resource.h>
@@ -749,6 +752,24 @@ remove_message(struct attempt *a)
 }
 
 /*
+ * queue/ID is empty or holds another message: a file reused for a new
+ * message (qspare.h) whose old name a crash brought back (on a filesystem
+ * without a journal a power loss can keep a directory entry that was
+ * renamed away).  It was delivered before its file was reused, and what
+ * the file holds now is either acknowledged under its own name or was
+ * never acknowledged: only the stale name goes.
+ */
+static void
+forget_stale_name(struct qmgr *m, struct qmsg *qm, const char *what)
+{
+	log_warnx("queue: %s: the queue file %s (a name left by a crash); "
+	    "name removed", qm->id, what);
+	(void)unlinkat(m->q_dfd, qm->id, 0);
+	(void)unlinkat(m->st_dfd, qm->id, 0);
+	qm->outcome = QO_GONE;
+}
+
+/*
  * Parse a queue file's header: from one pread() when it fits in the
  * buffer (all but messages with very many recipients), through stdio on
  * a duplicate of the descriptor otherwise.  0, or -1 if it is unreadable.
@@ -808,12 +829,27 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		return;
 	}
 	if (read_qheader(qfd, &a.env) < 0) {
-		log_warnx("queue: %s: unreadable queue file; left in the queue", qm->id);
+		if (fstat(qfd, &sb) == 0 && sb.st_size == 0) {
+			/* never a committed message (those have a header) */
+			forget_stale_name(m, qm, "is empty");
+		} else {
+			log_warnx("queue: %s: unreadable queue file; left in the queue",
+			    qm->id);
+		}
 		close(qfd);
 		return;
 	}
 	if (fstat(qfd, &sb) < 0) {
 		log_warn("queue: %s: fstat", qm->id);
+		qenvelope_free(&a.env);
+		close(qfd);
+		return;
+	}
+	if (strcmp(a.env.id, qm->id) != 0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "holds message %s", a.env.id);
+		forget_stale_name(m, qm, what);
 		qenvelope_free(&a.env);
 		close(qfd);
 		return;

@@ -3,9 +3,11 @@
 # in incoming/ as a spare ("spare.N"), and a later message is written into
 # it: no old content survives in it, none reaches the new message, and
 # `msagatectl queue` shows the right messages.  Spares are removed at a
-# clean stop and after a kill -9 at start-up.  The queue role's delivery
-# threads run at a lower priority (nice 10) than its loop and commit thread.
-import os, sys
+# clean stop and after a kill -9 at start-up.  A queue file name a crash
+# brought back (empty, or holding another message) is removed, not
+# delivered.  The queue role's delivery threads run at a lower priority
+# (nice 10) than its loop and commit thread.
+import os, re, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -92,6 +94,27 @@ ok(before and set(spares()) == before, "kill -9 leaves the spares behind", spare
 d.start()
 ok(not (set(spares()) & before), "the start-up removes them", spares())
 is_(sorted(d.queue_files()), sorted(ids), "the queued messages are untouched")
+
+# --- a name a crash brought back: on ext4 without a journal a power loss
+# can keep queue/ID of a delivered message whose file was then reused.
+# Such a file is empty or holds another message: only the name goes.
+d.stop()
+qdir = os.path.join(d.state_dir, "queue")
+stale_empty, stale_other = "6B0000000000E001", "6B0000000000E002"
+open(os.path.join(qdir, stale_empty), "wb").close()
+with open(os.path.join(qdir, stale_other), "wb") as f:
+    f.write(d.queue_file(ids[0]))           # header says id=ids[0]
+for n in (stale_empty, stale_other):
+    chown_run_user(os.path.join(qdir, n), d.user)
+d.start()
+ok(wait_for(lambda: stale_empty not in d.queue_files() and stale_other not in d.queue_files()),
+   "the stale names are removed", d.queue_files())
+like(d.read_log(), r"%s: the queue file is empty \(a name left by a crash\); name removed" % stale_empty,
+     "the empty one is logged")
+like(d.read_log(), r"%s: the queue file holds message %s \(a name left by a crash\); name removed"
+     % (stale_other, ids[0]), "the one holding another message is logged")
+is_(sorted(d.queue_files()), sorted(ids), "the messages under their own names stay")
+ok(not re.search(r"%s: to=" % stale_other, d.read_log()), "nothing was delivered under the stale name")
 
 # --- priorities of the queue role's threads (Linux: per-thread nice)
 def threads(pid):
