@@ -243,29 +243,36 @@ clean_incoming(struct qrole *q)
 {
 	DIR *d;
 	struct dirent *de;
-	int fd, n = 0, n_spare = 0;
+	struct stat st;
+	int fd, n = 0, n_empty = 0;
 
 	if ((fd = dup(q->in_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
 		fatal("queue: cannot read incoming/");
 	while ((de = readdir(d)) != NULL) {
+		bool empty;
+
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
+		/* spares and files opened ahead of DATA were never written */
+		empty = qspare_is_spare(de->d_name) ||
+		    (fstatat(q->in_dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_size == 0);
 		if (unlinkat(q->in_dfd, de->d_name, 0) < 0)
 			log_warn("queue: cannot remove incoming/%s", de->d_name);
-		else if (qspare_is_spare(de->d_name))
-			n_spare++;
+		else if (empty)
+			n_empty++;
 		else
 			n++;
 	}
 	closedir(d);
-	if (n + n_spare > 0 && fsync(q->in_dfd) < 0)
+	if (n + n_empty > 0 && fsync(q->in_dfd) < 0)
 		log_warn("queue: fsync incoming/");
 	if (n > 0)
-		log_info("queue: removed %d unfinished file%s from incoming/",
-		    n, n == 1 ? "" : "s");
-	if (n_spare > 0)
-		log_debug("queue: removed %d spare file%s from incoming/",
-		    n_spare, n_spare == 1 ? "" : "s");
+		log_info("queue: removed %d unfinished message%s from incoming/ "
+		    "(never acknowledged)", n, n == 1 ? "" : "s");
+	if (n_empty > 0)
+		log_debug("queue: removed %d empty file%s from incoming/",
+		    n_empty, n_empty == 1 ? "" : "s");
 }
 
 static void
