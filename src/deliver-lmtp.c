@@ -269,39 +269,6 @@ command(struct lmtp_conn *k, const char *fmt, ...)
 	return read_reply(k);
 }
 
-/* "5.1.1" from the reply text, or a default from the code. */
-static void
-reply_dsn(const struct lmtp_conn *k, char *out, size_t len)
-{
-	const char *t = k->text + 4;
-	int cls = k->code / 100;
-
-	if (strlen(k->text) > 4 && t[0] == '0' + cls && t[1] == '.' &&
-	    strspn(t, "0123456789.") >= 5) {
-		size_t n = strspn(t, "0123456789.");
-
-		if (n < len) {
-			memcpy(out, t, n);
-			out[n] = '\0';
-			return;
-		}
-	}
-	snprintf(out, len, "%d.0.0", cls);
-}
-
-/* Every recipient still undecided gets this verdict. */
-static void
-all_rcpts(struct delivery_rcpt *r, size_t n, const bool *decided,
-    enum delivery_status st, const char *dsn, const char *why, bool remote)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (decided != NULL && decided[i])
-			continue;
-		delivery_set(&r[i], st, dsn, "%s", why);
-		r[i].remote_reply = remote;
-	}
-}
-
 /* The reply as a verdict for recipient r. */
 static void
 set_from_reply(struct delivery_rcpt *r, const struct lmtp_conn *k,
@@ -309,7 +276,7 @@ set_from_reply(struct delivery_rcpt *r, const struct lmtp_conn *k,
 {
 	char dsn[16];
 
-	reply_dsn(k, dsn, sizeof(dsn));
+	reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 	if (k->code / 100 == 2)
 		delivery_set(r, DELIVERY_SENT, dsn, "%s (%s)", k->text, relay);
 	else
@@ -338,7 +305,7 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 
 	reply_reader_init(&k->rd, conn_read, &k->fd);
 	if ((k->fd = lmtp_connect(c, why, sizeof(why))) < 0) {
-		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
+		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 		goto out;
 	}
 	if (read_reply(k) < 0)
@@ -392,17 +359,17 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 ioerr:
 	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
 	    c->relay, stage, strerror(errno));
-	all_rcpts(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
+	delivery_set_all(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
 	goto out;
 badreply:
 	/* a whole-transaction failure: the reply decides for everyone */
 	{
 		char dsn[16];
 
-		reply_dsn(k, dsn, sizeof(dsn));
+		reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 		snprintf(why, sizeof(why), "%.250s (in reply to %s from %.200s)", k->text,
 		    stage, c->relay);
-		all_rcpts(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
+		delivery_set_all(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
 		    DELIVERY_DEFER, k->code / 100 == 5 || k->code / 100 == 4 ? dsn :
 		    "4.5.0", why, true);
 		(void)command(k, "QUIT");

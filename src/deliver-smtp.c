@@ -411,43 +411,13 @@ command(struct smtp_conn *k, bool ehlo, const char *fmt, ...)
 	return rc;
 }
 
-/* "5.1.1" from the reply text, or a default from the code. */
-static void
-reply_dsn(const struct smtp_conn *k, char *out, size_t len)
-{
-	const char *t = k->text + 4;
-	int cls = k->code / 100;
-
-	if (strlen(k->text) > 4 && t[0] == '0' + cls && t[1] == '.' &&
-	    strspn(t, "0123456789.") >= 5 && strspn(t, "0123456789.") < len) {
-		size_t n = strspn(t, "0123456789.");
-
-		memcpy(out, t, n);
-		out[n] = '\0';
-		return;
-	}
-	snprintf(out, len, "%d.0.0", cls == 2 ? 2 : cls);
-}
-
-static void
-all_rcpts(struct delivery_rcpt *r, size_t n, const bool *decided,
-    enum delivery_status st, const char *dsn, const char *why, bool remote)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (decided != NULL && decided[i])
-			continue;
-		delivery_set(&r[i], st, dsn, "%s", why);
-		r[i].remote_reply = remote;
-	}
-}
-
 static void
 set_from_reply(struct delivery_rcpt *r, const struct smtp_conn *k,
     const char *relay, const char *stage)
 {
 	char dsn[16];
 
-	reply_dsn(k, dsn, sizeof(dsn));
+	reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 	if (k->code / 100 == 2)
 		delivery_set(r, DELIVERY_SENT, dsn, "%s (%s)", k->text, relay);
 	else
@@ -698,11 +668,11 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 			snprintf(why, sizeof(why), "%s sent data after its 220 to "
 			    "STARTTLS (response injection?)", d->relay);
 			log_warnx("smtp delivery: %s", why);
-			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
+			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
 			goto out;
 		} else {
 			if (start_tls(c, d, k, why, sizeof(why)) < 0) {
-				all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
+				delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.5", why, false);
 				goto out;
 			}
 			stage = "EHLO";
@@ -714,7 +684,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 	} else if (d->tls == TLS_REQUIRED) {
 		snprintf(why, sizeof(why), "TLS is required, but %s did not offer "
 		    "STARTTLS", d->relay);
-		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.4", why, false);
+		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.4", why, false);
 		(void)command(k, false, "QUIT");
 		goto out;
 	}
@@ -723,7 +693,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		if (smtp_read_credentials(d->cred_file, user, sizeof(user), pass,
 		    sizeof(pass), why, sizeof(why)) < 0) {
 			log_warnx("queue: %s", why);
-			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
+			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
 			(void)command(k, false, "QUIT");
 			goto out;
 		}
@@ -732,7 +702,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 			snprintf(why, sizeof(why), "%s does not offer AUTH PLAIN or "
 			    "LOGIN%s", d->relay, k->ssl ? "" : " over TLS; credentials "
 			    "are only sent over TLS");
-			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
+			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
 			(void)command(k, false, "QUIT");
 			goto out;
 		}
@@ -744,10 +714,10 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 			/* an authentication failure is ours to fix: never bounce */
 			char dsn[16];
 
-			reply_dsn(k, dsn, sizeof(dsn));
+			reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 			snprintf(why, sizeof(why), "authentication failed: %.250s (in "
 			    "reply to AUTH from %.200s)", k->text, d->relay);
-			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, true);
+			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, true);
 			(void)command(k, false, "QUIT");
 			goto out;
 		}
@@ -797,17 +767,17 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 ioerr:
 	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
 	    d->relay, stage, strerror(errno));
-	all_rcpts(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
+	delivery_set_all(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
 	goto out;
 badreply:
 	/* a whole-transaction failure: the reply decides for everyone */
 	{
 		char dsn[16];
 
-		reply_dsn(k, dsn, sizeof(dsn));
+		reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 		snprintf(why, sizeof(why), "%.250s (in reply to %s from %.200s)",
 		    k->text, stage, d->relay);
-		all_rcpts(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
+		delivery_set_all(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
 		    DELIVERY_DEFER, k->code / 100 == 5 || k->code / 100 == 4 ? dsn :
 		    "4.5.0", why, true);
 		(void)command(k, false, "QUIT");
@@ -861,12 +831,12 @@ deliver_domain(struct smtp_ctx *c, const char *domain,
 
 	res = mx_lookup(domain, &c->srv, hosts, &nh, why, sizeof(why));
 	if (res == MX_NXDOMAIN || res == MX_NULL) {
-		all_rcpts(rcpts, n, NULL, DELIVERY_BOUNCE, res == MX_NULL ? "5.1.10" :
+		delivery_set_all(rcpts, n, NULL, DELIVERY_BOUNCE, res == MX_NULL ? "5.1.10" :
 		    "5.1.2", why, false);
 		goto out;
 	}
 	if (res != MX_OK) {
-		all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.3", why, false);
+		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.3", why, false);
 		goto out;
 	}
 	slot_get(c, domain);
@@ -901,7 +871,7 @@ deliver_domain(struct smtp_ctx *c, const char *domain,
 		goto out;
 	}
 	slot_put(c, domain);
-	all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
+	delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 out:
 	free(hosts);
 	free(addrs);
@@ -929,7 +899,7 @@ smtp_deliver(void *ctx, const struct delivery_msg *msg,
 		d.cred_file = c->cred_file;
 		slot_get(c, c->relay);
 		if ((fd = smtp_connect(c, why, sizeof(why))) < 0)
-			all_rcpts(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
+			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 		else
 			session(c, &d, fd, msg, rcpts, n);
 		slot_put(c, c->relay);

@@ -60,6 +60,18 @@ delivery_set(struct delivery_rcpt *r, enum delivery_status st,
 	delivery_printable(r->dsn, sizeof(r->dsn), dsn);
 }
 
+void
+delivery_set_all(struct delivery_rcpt *r, size_t n, const bool *decided,
+    enum delivery_status st, const char *dsn, const char *why, bool remote)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (decided != NULL && decided[i])
+			continue;
+		delivery_set(&r[i], st, dsn, "%s", why);
+		r[i].remote_reply = remote;
+	}
+}
+
 /* Output buffer of delivery_copy_body(). */
 struct obuf {
 	char buf[COPY_CHUNK + 8];

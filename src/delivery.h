@@ -73,6 +73,14 @@ const struct delivery_method *delivery_method_find(const char *name);
 void delivery_set(struct delivery_rcpt *r, enum delivery_status st,
     const char *dsn, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * delivery_set_all - the same verdict for every recipient of r[0..n) not
+ * yet decided (decided may be NULL: all of them); remote says whether it
+ * is the peer's reply.
+ */
+void delivery_set_all(struct delivery_rcpt *r, size_t n, const bool *decided,
+    enum delivery_status st, const char *dsn, const char *why, bool remote);
+
 /* Copy s into dst (size len) with control characters and TAB as '?'. */
 void delivery_printable(char *dst, size_t len, const char *s);
 

@@ -41,4 +41,11 @@ int reply_read_line(struct reply_reader *r, char *line, size_t size);
 int reply_read(struct reply_reader *r, int *code, char *text, size_t textlen,
     reply_line_fn *each, void *arg);
 
+/*
+ * The enhanced status code ("5.1.1", RFC 3463) at the start of a reply's
+ * text (the line after the code, "250 2.1.5 Ok" -> "2.1.5"), or
+ * "<class>.0.0" from the code if it has none or it does not fit in out.
+ */
+void reply_dsn(int code, const char *text, char *out, size_t len);
+
 #endif
