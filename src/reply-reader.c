@@ -85,11 +85,11 @@ reply_read(struct reply_reader *r, int *code, char *text, size_t textlen,
 void
 reply_dsn(int code, const char *text, char *out, size_t len)
 {
-	const char *t = text + 4;
+	const char *t = strlen(text) > 4 ? text + 4 : "";
 	int cls = code / 100;
 	size_t n;
 
-	if (strlen(text) > 4 && t[0] == '0' + cls && t[1] == '.' &&
+	if (t[0] == '0' + cls && t[1] == '.' &&
 	    (n = strspn(t, "0123456789.")) >= 5 && n < len) {
 		memcpy(out, t, n);
 		out[n] = '\0';

@@ -2,7 +2,7 @@
  * reply-reader.h - the client side of SMTP and LMTP replies, shared by the
  * smtp and lmtp delivery methods: a buffer over a read function (plain
  * read(2) or TLS), bounded lines, multi-line replies with their code and
- * last line.
+ * last line, and the enhanced status code in a reply's text.
  */
 #ifndef MSAGATE_REPLY_READER_H
 #define MSAGATE_REPLY_READER_H
