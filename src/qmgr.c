@@ -1015,6 +1015,13 @@ worker_main(void *arg)
 
 /* ---- the scheduler (event loop) ------------------------------------- */
 
+/*
+ * Hand ready messages to the delivery threads, a few per thread: a
+ * thread that finishes one takes the next without a round trip through
+ * the loop (one wake-up per batch, not per message, when mail arrives
+ * fast).  At most n_threads deliveries run at once all the same.
+ */
+#define QMGR_JOBS_PER_THREAD 4
 static void
 dispatch(struct qmgr *m)
 {
@@ -1023,7 +1030,8 @@ dispatch(struct qmgr *m)
 	if (m->stopping)
 		return;
 	pthread_mutex_lock(&m->mu);
-	while (m->n_busy < m->n_threads && (qm = TAILQ_FIRST(&m->ready)) != NULL) {
+	while (m->n_busy < m->n_threads * QMGR_JOBS_PER_THREAD &&
+	    (qm = TAILQ_FIRST(&m->ready)) != NULL) {
 		TAILQ_REMOVE(&m->ready, qm, link);
 		m->n_ready--;
 		qm->state = QM_BUSY;
