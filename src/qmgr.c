@@ -483,55 +483,78 @@ read_headers(int fd, long long off, size_t *len)
 	return buf;
 }
 
+/* The recipients in state 'status', for a DSN; *n is how many (may be 0). */
+static struct dsn_rcpt *
+dsn_rcpts(const struct attempt *a, enum delivery_status status, size_t *n)
+{
+	struct dsn_rcpt *dr = xcalloc(a->n_items ? a->n_items : 1, sizeof(*dr));
+
+	*n = 0;
+	for (size_t i = 0; i < a->n_items; i++) {
+		const struct item *it = &a->items[i];
+
+		if (it->r.status != status)
+			continue;
+		/* a command or file is not an address: report the recipient */
+		dr[*n].final = it->kind == ALIAS_ADDRESS ? it->final : it->r.orig;
+		dr[*n].orig = it->r.orig;
+		dr[*n].status = it->r.dsn;
+		dr[*n].detail = it->r.detail;
+		dr[*n].remote = it->r.remote_reply;
+		(*n)++;
+	}
+	return dr;
+}
+
+/*
+ * Queue a notification (a bounce or a delay warning: 'noun', logged as a
+ * sender 'what' notification) to the message's sender, from the null
+ * sender; its queue id goes to id_out.  -1 (logged) if it was not queued.
+ */
+static int
+queue_notice(struct attempt *a, const struct sbuf *msg, const char *noun,
+    const char *what, char *id_out, size_t id_len)
+{
+	struct qenvelope nenv;
+	char *rcpt = a->env.sender, s[300];
+
+	memset(&nenv, 0, sizeof(nenv));
+	nenv.arrival = a->now;
+	nenv.sender = "";
+	nenv.rcpts = &rcpt;
+	nenv.n_rcpts = 1;
+	nenv.client = "";
+	nenv.helo = "";
+	nenv.listener = "bounce";
+	if (qmgr_queue_file(a->m->in_dfd, a->m->q_dfd, &nenv, msg->s,
+	    msg->len) < 0) {
+		log_warn("queue: %s: cannot queue the %s", a->qm->id, noun);
+		return -1;
+	}
+	delivery_printable(s, sizeof(s), a->env.sender);
+	log_info("%s: sender %s notification: %s (to <%s>)", a->qm->id, what,
+	    nenv.id, s);
+	snprintf(id_out, id_len, "%s", nenv.id);
+	return 0;
+}
+
 /* Queue one bounce for every bounced item; false if that failed. */
 static bool
 send_bounce(struct attempt *a, int qfd, long long body_offset)
 {
 	struct qmgr *m = a->m;
-	struct dsn_rcpt *dr = xcalloc(a->n_items, sizeof(*dr));
-	struct qenvelope benv;
+	size_t n, hlen;
+	struct dsn_rcpt *dr = dsn_rcpts(a, DELIVERY_BOUNCE, &n);
 	struct sbuf msg;
-	char *headers, *rcpt;
-	size_t n = 0, hlen;
+	char *headers;
 	bool ok;
 
-	for (size_t i = 0; i < a->n_items; i++) {
-		struct item *it = &a->items[i];
-
-		if (it->r.status != DELIVERY_BOUNCE)
-			continue;
-		/* a command or file is not an address: report the recipient */
-		dr[n].final = it->kind == ALIAS_ADDRESS ? it->final : it->r.orig;
-		dr[n].orig = it->r.orig;
-		dr[n].status = it->r.dsn;
-		dr[n].detail = it->r.detail;
-		dr[n].remote = it->r.remote_reply;
-		n++;
-	}
 	headers = read_headers(qfd, body_offset, &hlen);
 	sbuf_init(&msg, 0);
 	dsn_build(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost", &a->env,
 	    dr, n, headers, hlen, a->now);
-	memset(&benv, 0, sizeof(benv));
-	benv.arrival = a->now;
-	benv.sender = "";
-	rcpt = a->env.sender;
-	benv.rcpts = &rcpt;
-	benv.n_rcpts = 1;
-	benv.client = "";
-	benv.helo = "";
-	benv.listener = "bounce";
-	ok = qmgr_queue_file(m->in_dfd, m->q_dfd, &benv, msg.s, msg.len) == 0;
-	if (ok) {
-		char s[300];
-
-		delivery_printable(s, sizeof(s), a->env.sender);
-		log_info("%s: sender non-delivery notification: %s (to <%s>)",
-		    a->qm->id, benv.id, s);
-		memcpy(a->qm->bounce_id, benv.id, sizeof(benv.id));
-	} else {
-		log_warn("queue: %s: cannot queue the bounce", a->qm->id);
-	}
+	ok = queue_notice(a, &msg, "bounce", "non-delivery", a->qm->bounce_id,
+	    sizeof(a->qm->bounce_id)) == 0;
 	sbuf_free(&msg);
 	free(headers);
 	free(dr);
@@ -583,29 +606,15 @@ maybe_warn(struct attempt *a, int qfd, long long body_offset)
 {
 	struct qmgr *m = a->m;
 	struct dsn_rcpt *dr;
-	struct qenvelope wenv;
 	struct sbuf msg;
-	char *headers, *rcpt, s[300];
-	size_t n = 0, hlen;
+	char *headers;
+	size_t n, hlen;
 	int fd;
 
 	if (m->delay_warning <= 0 || a->st.warned || a->env.sender[0] == '\0' ||
 	    a->now - a->env.arrival < m->delay_warning || a->status_failed)
 		return;
-	dr = xcalloc(a->n_items ? a->n_items : 1, sizeof(*dr));
-	for (size_t i = 0; i < a->n_items; i++) {
-		struct item *it = &a->items[i];
-
-		if (it->r.status != DELIVERY_DEFER)
-			continue;
-		/* a command or file is not an address: report the recipient */
-		dr[n].final = it->kind == ALIAS_ADDRESS ? it->final : it->r.orig;
-		dr[n].orig = it->r.orig;
-		dr[n].status = it->r.dsn;
-		dr[n].detail = it->r.detail;
-		dr[n].remote = it->r.remote_reply;
-		n++;
-	}
+	dr = dsn_rcpts(a, DELIVERY_DEFER, &n);
 	if (n == 0) {
 		free(dr);
 		return;
@@ -614,25 +623,12 @@ maybe_warn(struct attempt *a, int qfd, long long body_offset)
 	sbuf_init(&msg, 0);
 	dsn_build_delay(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost",
 	    &a->env, dr, n, headers, hlen, a->now, a->env.arrival + m->lifetime);
-	memset(&wenv, 0, sizeof(wenv));
-	wenv.arrival = a->now;
-	wenv.sender = "";
-	rcpt = a->env.sender;
-	wenv.rcpts = &rcpt;
-	wenv.n_rcpts = 1;
-	wenv.client = "";
-	wenv.helo = "";
-	wenv.listener = "bounce";
-	if (qmgr_queue_file(m->in_dfd, m->q_dfd, &wenv, msg.s, msg.len) < 0) {
-		log_warn("queue: %s: cannot queue the delay warning", a->qm->id);
+	if (queue_notice(a, &msg, "delay warning", "delay", a->qm->warn_id,
+	    sizeof(a->qm->warn_id)) < 0)
 		goto out;
-	}
-	delivery_printable(s, sizeof(s), a->env.sender);
-	log_info("%s: sender delay notification: %s (to <%s>)", a->qm->id,
-	    wenv.id, s);
-	memcpy(a->qm->warn_id, wenv.id, sizeof(wenv.id));
 	if ((fd = status_fd(a)) < 0 ||
-	    qstatus_append_warned(fd, &a->st, wenv.id) < 0 || fdatasync(fd) < 0) {
+	    qstatus_append_warned(fd, &a->st, a->qm->warn_id) < 0 ||
+	    fdatasync(fd) < 0) {
 		log_warn("queue: %s: cannot record the delay warning", a->qm->id);
 		a->status_failed = true;
 	}
