@@ -76,6 +76,23 @@ open_queue_dir(const struct msagate_config *cfg, int *dfd)
 	return CTL_TEMPFAIL;
 }
 
+/*
+ * The queue ids in the open queue directory dfd; on failure print why,
+ * close dfd and return the exit code.
+ */
+static int
+list_queue_ids(int dfd, char ***ids, size_t *n)
+{
+	int err;
+
+	if (qfile_list_ids(dfd, ids, n) == 0)
+		return CTL_OK;
+	err = errno;
+	fprintf(stderr, "msagatectl: cannot read the queue: %s\n", strerror(err));
+	close(dfd);
+	return err == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
+}
+
 /* state_dir/status, or -1 (then no per-recipient state is shown). */
 static int
 open_status_dir(const struct msagate_config *cfg)
@@ -176,12 +193,8 @@ queue_list(const struct msagate_config *cfg)
 
 	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
 		return rc;
-	if (qfile_list_ids(dfd, &ids, &n) < 0) {
-		fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
-		    strerror(errno));
-		close(dfd);
-		return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
-	}
+	if ((rc = list_queue_ids(dfd, &ids, &n)) != CTL_OK)
+		return rc;
 	sdfd = open_status_dir(cfg);
 	for (i = 0; i < n; i++) {
 		struct qenvelope env;
@@ -367,12 +380,8 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 	if ((rc = open_queue_dir(cfg, &dfd)) != CTL_OK)
 		return rc;
 	if (strcmp(arg, "ALL") == 0) {
-		if (qfile_list_ids(dfd, &ids, &n) < 0) {
-			fprintf(stderr, "msagatectl: cannot read the queue: %s\n",
-			    strerror(errno));
-			close(dfd);
-			return errno == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
-		}
+		if ((rc = list_queue_ids(dfd, &ids, &n)) != CTL_OK)
+			return rc;
 		sdfd = open_status_dir(cfg);
 		for (i = 0; i < n; i++) {
 			if (sdfd >= 0)
