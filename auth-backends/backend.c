@@ -65,6 +65,58 @@ backend_result_str(enum backend_result r)
 	return "?";
 }
 
+/* ---- checks and settings shared by the drivers (see backend.h) ---- */
+
+bool
+backend_name_ok(const char *s, size_t len, const char *forbid)
+{
+	size_t i;
+
+	if (len == 0 || len > BACKEND_MAX_USER)
+		return false;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f || strchr(forbid, c) != NULL)
+			return false;
+	}
+	return true;
+}
+
+bool
+backend_token_ok(const char *s, size_t max, const char *punct)
+{
+	size_t i, len = s ? strlen(s) : 0;
+
+	if (len == 0 || len > max)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		    (c >= 'A' && c <= 'Z') || strchr(punct, c) != NULL))
+			return false;
+	}
+	return true;
+}
+
+int
+backend_check_workers(const struct backend_cfg *cfg, const char *driver,
+    char **error)
+{
+	if (cfg->workers < 1 || cfg->workers > 64) {
+		*error = xasprintf("%s backend: workers must be 1..64", driver);
+		return -1;
+	}
+	return 0;
+}
+
+void
+backend_pool_settings(const struct backend_cfg *cfg, int *timeout_ms,
+    size_t *workers)
+{
+	*timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
+	*workers = cfg->workers > 0 ? (size_t)cfg->workers : 4;
+}
+
 /* driver_usable - known and implemented; *error otherwise. */
 static const struct auth_backend_ops *
 driver_usable(const struct backend_cfg *b, char **error)
@@ -336,19 +388,32 @@ backend_chain_verify_plain(struct backend_chain *c, const char *user,
 	return backend_chain_verify_plain_req(c, user, password, NULL, r);
 }
 
-enum backend_result
-backend_chain_lookup_plain_req(struct backend_chain *c, const char *user,
-    char **plain, const struct backend_request *req, struct backend_reply *r)
+/*
+ * chain_lookup - the credential walk of lookup_plain_req (secret NULL)
+ * and lookup_scram_req (secret set: backends with lookup_scram_req are
+ * asked for mech's stored secret too, the others for their plaintext).
+ * The first backend that knows the user decides; one that cannot hand
+ * out credentials at all stops the walk with TEMPFAIL.
+ */
+static enum backend_result
+chain_lookup(struct backend_chain *c, const char *user, const char *mech,
+    char **plain, char **secret, const struct backend_request *req,
+    struct backend_reply *r)
 {
 	size_t i;
 
 	*plain = NULL;
+	if (secret != NULL)
+		*secret = NULL;
 	reply_init(r, user);
 	for (i = 0; i < c->n; i++) {
 		const struct auth_backend_ops *ops = c->b[i].ops;
 		enum backend_result res;
 
-		if (ops->lookup_plain_req != NULL)
+		if (secret != NULL && ops->lookup_scram_req != NULL)
+			res = ops->lookup_scram_req(c->b[i].state, user, mech, plain,
+			    secret, req, r);
+		else if (ops->lookup_plain_req != NULL)
 			res = ops->lookup_plain_req(c->b[i].state, user, plain, req, r);
 		else if (ops->lookup_plain != NULL)
 			res = ops->lookup_plain(c->b[i].state, user, plain, r);
@@ -358,6 +423,13 @@ backend_chain_lookup_plain_req(struct backend_chain *c, const char *user,
 			return res;
 	}
 	return BACKEND_UNKNOWN_USER;
+}
+
+enum backend_result
+backend_chain_lookup_plain_req(struct backend_chain *c, const char *user,
+    char **plain, const struct backend_request *req, struct backend_reply *r)
+{
+	return chain_lookup(c, user, NULL, plain, NULL, req, r);
 }
 
 enum backend_result
@@ -372,27 +444,7 @@ backend_chain_lookup_scram_req(struct backend_chain *c, const char *user,
     const char *mech, char **plain, char **secret,
     const struct backend_request *req, struct backend_reply *r)
 {
-	size_t i;
-
-	*plain = *secret = NULL;
-	reply_init(r, user);
-	for (i = 0; i < c->n; i++) {
-		const struct auth_backend_ops *ops = c->b[i].ops;
-		enum backend_result res;
-
-		if (ops->lookup_scram_req != NULL)
-			res = ops->lookup_scram_req(c->b[i].state, user, mech, plain,
-			    secret, req, r);
-		else if (ops->lookup_plain_req != NULL)
-			res = ops->lookup_plain_req(c->b[i].state, user, plain, req, r);
-		else if (ops->lookup_plain != NULL)
-			res = ops->lookup_plain(c->b[i].state, user, plain, r);
-		else
-			return BACKEND_TEMPFAIL;   /* cannot answer for this user */
-		if (res != BACKEND_UNKNOWN_USER)
-			return res;
-	}
-	return BACKEND_UNKNOWN_USER;
+	return chain_lookup(c, user, mech, plain, secret, req, r);
 }
 
 /*
@@ -427,33 +479,33 @@ backend_chain_lookup_user(struct backend_chain *c, const char *user,
 	return BACKEND_UNKNOWN_USER;
 }
 
-bool
-backend_chain_can_lookup_plain(const struct backend_chain *c)
+/* chain_can_lookup - can every backend (at least one) answer
+ * chain_lookup: hand out its plaintext, or with scram a stored secret? */
+static bool
+chain_can_lookup(const struct backend_chain *c, bool scram)
 {
 	size_t i;
 
 	if (c->n == 0)
 		return false;
 	for (i = 0; i < c->n; i++)
-		if (c->b[i].ops->lookup_plain == NULL &&
+		if ((!scram || c->b[i].ops->lookup_scram_req == NULL) &&
+		    c->b[i].ops->lookup_plain == NULL &&
 		    c->b[i].ops->lookup_plain_req == NULL)
 			return false;
 	return true;
 }
 
 bool
+backend_chain_can_lookup_plain(const struct backend_chain *c)
+{
+	return chain_can_lookup(c, false);
+}
+
+bool
 backend_chain_can_lookup_scram(const struct backend_chain *c)
 {
-	size_t i;
-
-	if (c->n == 0)
-		return false;
-	for (i = 0; i < c->n; i++)
-		if (c->b[i].ops->lookup_scram_req == NULL &&
-		    c->b[i].ops->lookup_plain == NULL &&
-		    c->b[i].ops->lookup_plain_req == NULL)
-			return false;
-	return true;
+	return chain_can_lookup(c, true);
 }
 
 size_t

@@ -226,6 +226,32 @@ int backend_chain_reload(struct backend_chain *c);
 
 const char *backend_result_str(enum backend_result r);
 
+/* ---- small checks and settings shared by the drivers ---- */
+
+/*
+ * backend_name_ok - a user name of len bytes (1..BACKEND_MAX_USER) without
+ * control bytes (below 0x20, 0x7f) and without any byte of forbid (a
+ * driver's own exclusions, e.g. " " or " :"; "" for none).
+ */
+bool backend_name_ok(const char *s, size_t len, const char *forbid);
+/*
+ * backend_token_ok - s (NULL is not) has 1..max bytes, each an ASCII
+ * letter, a digit or one of punct: a service name or an address that can
+ * be handed on as is.
+ */
+bool backend_token_ok(const char *s, size_t max, const char *punct);
+/*
+ * backend_check_workers - the pool size of a driver with helper processes
+ * or connections (pam, dovecot) is 1..64; else -1 with *error (malloc'd,
+ * "DRIVER backend: workers must be 1..64").
+ */
+int backend_check_workers(const struct backend_cfg *cfg, const char *driver,
+    char **error);
+/* backend_pool_settings - such a driver's timeout (default 10 s) and pool
+ * size (default 4), for settings left at 0. */
+void backend_pool_settings(const struct backend_cfg *cfg, int *timeout_ms,
+    size_t *workers);
+
 /* The passwd-file driver (auth-backends/passwd-file.c). */
 extern const struct auth_backend_ops backend_passwd_file;
 #ifdef HAVE_PAM

@@ -317,16 +317,7 @@ fail:
 static bool
 dc_user_ok(const char *s, size_t len)
 {
-	size_t i;
-
-	if (len == 0 || len > BACKEND_MAX_USER)
-		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f)
-			return false;
-	}
-	return true;
+	return backend_name_ok(s, len, "");
 }
 
 /*
@@ -390,28 +381,17 @@ dc_reply(struct dc_state *s, char **argv, size_t argc, const char *user,
 	return BACKEND_MISMATCH;
 }
 
-/*
- * dc_exchange - send the AUTH on c and wait for its answer.  DC_IO_OK
- * with *res set, or what went wrong (the connection is closed then).
- */
 /* dc_token_ok - a service name or address we can put on the wire as is. */
 static bool
 dc_token_ok(const char *s, size_t max)
 {
-	size_t i, len = s ? strlen(s) : 0;
-
-	if (len == 0 || len > max)
-		return false;
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		    (c >= 'A' && c <= 'Z') || c == '.' || c == ':' || c == '-' ||
-		    c == '_'))
-			return false;
-	}
-	return true;
+	return backend_token_ok(s, max, ".:-_");
 }
 
+/*
+ * dc_exchange - send the AUTH on c and wait for its answer.  DC_IO_OK
+ * with *res set, or what went wrong (the connection is closed then).
+ */
 static enum dc_io
 dc_exchange(struct dc_state *s, struct dc_conn *c, const char *user,
     const char *b64, const struct backend_request *req, uint64_t deadline,
@@ -564,11 +544,7 @@ dc_check(const struct backend_cfg *cfg, char **error)
 		    sizeof(sun.sun_path) - 1);
 		return -1;
 	}
-	if (cfg->workers < 1 || cfg->workers > 64) {
-		*error = xstrdup("dovecot backend: workers must be 1..64");
-		return -1;
-	}
-	return 0;
+	return backend_check_workers(cfg, "dovecot", error);
 }
 
 static int
@@ -581,8 +557,7 @@ dc_init(const struct backend_cfg *cfg, void **state, char **error)
 		return -1;
 	s = xcalloc(1, sizeof(*s));
 	s->socket = xstrdup(cfg->socket);
-	s->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
-	s->n = cfg->workers > 0 ? (size_t)cfg->workers : 4;
+	backend_pool_settings(cfg, &s->timeout_ms, &s->n);
 	s->c = xcalloc(s->n, sizeof(*s->c));
 	for (i = 0; i < s->n; i++)
 		s->c[i].fd = -1;

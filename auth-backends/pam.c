@@ -129,51 +129,22 @@ struct pam_state {
 static bool
 pam_name_ok(const char *s, size_t len)
 {
-	size_t i;
-
-	if (len == 0 || len > BACKEND_MAX_USER)
-		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= ' ' || c == 0x7f)
-			return false;
-	}
-	return true;
+	return backend_name_ok(s, len, " ");
 }
 
 /* pam_rhost_ok - an address as text (IPv4, IPv6, maybe with a %scope). */
 static bool
-pam_rhost_ok(const char *s, size_t len)
+pam_rhost_ok(const char *s)
 {
-	size_t i;
-
-	if (len == 0 || len > PAM_MAX_RHOST)
-		return false;
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-		    (c >= 'A' && c <= 'Z') || c == '.' || c == ':' || c == '%' ||
-		    c == '-' || c == '_'))
-			return false;
-	}
-	return true;
+	return backend_token_ok(s, PAM_MAX_RHOST, ".:%-_");
 }
 
+/* pam_service_ok - a service name that is a file name in /etc/pam.d. */
 static bool
 pam_service_ok(const char *s)
 {
-	size_t i, len = s ? strlen(s) : 0;
-
-	if (len == 0 || len > 64 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-		return false;
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-		    c == '+'))
-			return false;
-	}
-	return true;
+	return backend_token_ok(s, 64, "-_.+") && strcmp(s, ".") != 0 &&
+	    strcmp(s, "..") != 0;
 }
 
 /*
@@ -453,7 +424,7 @@ helper_main(const char *service)
 		memcpy(rhost, buf + sizeof(hdr) + hdr.userlen + hdr.passlen, hdr.riplen);
 		rhost[hdr.riplen] = '\0';
 		secure_zero(buf, (size_t)n);
-		if (!pam_rhost_ok(rhost, strlen(rhost)))
+		if (!pam_rhost_ok(rhost))
 			rhost[0] = '\0';
 
 		memset(&rep, 0, sizeof(rep));
@@ -523,10 +494,8 @@ pam_check(const struct backend_cfg *cfg, char **error)
 		    cfg->service ? cfg->service : "");
 		return -1;
 	}
-	if (cfg->workers < 1 || cfg->workers > 64) {
-		*error = xasprintf("pam backend: workers must be 1..64");
+	if (backend_check_workers(cfg, "pam", error) != 0)
 		return -1;
-	}
 	if (stat("/etc/pam.d", &st) == 0 && S_ISDIR(st.st_mode)) {
 		for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 			char path[256];
@@ -555,8 +524,7 @@ pam_init(const struct backend_cfg *cfg, void **state, char **error)
 	}
 	s = xcalloc(1, sizeof(*s));
 	s->service = xstrdup(cfg->service);
-	s->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
-	s->n = cfg->workers > 0 ? (size_t)cfg->workers : 4;
+	backend_pool_settings(cfg, &s->timeout_ms, &s->n);
 	s->h = xcalloc(s->n, sizeof(*s->h));
 	for (i = 0; i < s->n; i++)
 		s->h[i].fd = -1;
@@ -742,7 +710,7 @@ pam_verify_plain_req(void *state, const char *user, const char *password,
 	const char *rhost = "";
 	size_t tries;
 
-	if (req != NULL && req->rip != NULL && pam_rhost_ok(req->rip, strlen(req->rip)))
+	if (req != NULL && pam_rhost_ok(req->rip))
 		rhost = req->rip;
 
 	if (!pam_name_ok(user, strlen(user)))

@@ -128,16 +128,11 @@ pf_hash(const char *s)
 static bool
 pf_normalise(const char *user, const char *default_domain, char *out)
 {
-	size_t len = strlen(user), i;
+	size_t len = strlen(user);
 	char *at;
 
-	if (len == 0 || len > BACKEND_MAX_USER)
+	if (!backend_name_ok(user, len, " :"))
 		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)user[i];
-		if (c <= ' ' || c == 0x7f || c == ':')
-			return false;
-	}
 	memcpy(out, user, len + 1);
 	if (strchr(out, '@') == NULL && default_domain != NULL &&
 	    default_domain[0] != '\0') {
@@ -381,7 +376,7 @@ pf_load(const char *path, const char *default_domain, bool strict,
 		if (e == NULL) {
 			if (strict) {
 				*error = xasprintf("%s:%d: %s", path, lineno, msg);
-				goto fail;
+				goto out;
 			}
 			if (warned++ < PF_MAX_WARN)
 				log_warnx("passwd-file %s:%d: %s (line ignored)",
@@ -401,22 +396,19 @@ pf_load(const char *path, const char *default_domain, bool strict,
 				t->dummy = e->pass;
 		}
 	}
-	if (ferror(fp)) {
+	if (ferror(fp))
 		*error = xasprintf("%s: read error: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (t->dummy == NULL)
+	else if (t->dummy == NULL)
 		t->dummy = pf_dummy_hash;
+out:
 	secure_zero(buf, PF_MAX_LINE + 2);
 	free(buf);
 	fclose(fp);
+	if (*error != NULL) {
+		pf_table_free(t);
+		return NULL;
+	}
 	return t;
-fail:
-	secure_zero(buf, PF_MAX_LINE + 2);
-	free(buf);
-	fclose(fp);
-	pf_table_free(t);
-	return NULL;
 }
 
 /* ---- state, snapshots and reloading ------------------------------------ */
@@ -526,7 +518,32 @@ pf_acquire(struct pf_state *s)
 	return t;
 }
 
+/* pf_find - the entry of the login name user in t (normalised as the
+ * file's names are), or NULL. */
+static struct pf_entry *
+pf_find(const struct pf_state *s, const struct pf_table *t, const char *user)
+{
+	char norm[BACKEND_MAX_USER + 1];
+
+	if (!pf_normalise(user, s->default_domain, norm))
+		return NULL;
+	return pf_table_find(t, norm);
+}
+
 /* ---- the backend interface --------------------------------------------- */
+
+/* pf_load_cfg - pf_load of the configured file; NULL + *error without a
+ * path too. */
+static struct pf_table *
+pf_load_cfg(const struct backend_cfg *cfg, bool strict, struct stat *st,
+    char **error)
+{
+	if (cfg->path == NULL || cfg->path[0] == '\0') {
+		*error = xstrdup("passwd-file backend needs a path");
+		return NULL;
+	}
+	return pf_load(cfg->path, cfg->default_domain, strict, st, error);
+}
 
 static int
 pf_check(const struct backend_cfg *cfg, char **error)
@@ -534,12 +551,7 @@ pf_check(const struct backend_cfg *cfg, char **error)
 	struct pf_table *t;
 	struct stat st;
 
-	if (cfg->path == NULL || cfg->path[0] == '\0') {
-		*error = xstrdup("passwd-file backend needs a path");
-		return -1;
-	}
-	t = pf_load(cfg->path, cfg->default_domain, true, &st, error);
-	if (t == NULL)
+	if ((t = pf_load_cfg(cfg, true, &st, error)) == NULL)
 		return -1;
 	pf_table_free(t);
 	return 0;
@@ -552,12 +564,7 @@ pf_init(const struct backend_cfg *cfg, void **state, char **error)
 	struct pf_table *t;
 	struct stat st;
 
-	if (cfg->path == NULL || cfg->path[0] == '\0') {
-		*error = xstrdup("passwd-file backend needs a path");
-		return -1;
-	}
-	t = pf_load(cfg->path, cfg->default_domain, false, &st, error);
-	if (t == NULL)
+	if ((t = pf_load_cfg(cfg, false, &st, error)) == NULL)
 		return -1;
 	s = xcalloc(1, sizeof(*s));
 	s->path = xstrdup(cfg->path);
@@ -782,16 +789,14 @@ pf_verify_plain_req(void *state, const char *user, const char *password,
 	const char *why;
 	struct pf_state *s = state;
 	struct pf_table *t;
-	struct pf_entry *e = NULL;
-	char norm[BACKEND_MAX_USER + 1];
+	struct pf_entry *e;
 	enum backend_result res;
 	enum pwhash_result pr;
 
 	t = pf_acquire(s);
 	if (t == NULL)
 		return BACKEND_TEMPFAIL;
-	if (pf_normalise(user, s->default_domain, norm))
-		e = pf_table_find(t, norm);
+	e = pf_find(s, t, user);
 	if (e == NULL || e->pass[0] == '\0') {
 		/* Same work as a real check, result thrown away. */
 		(void)pwhash_verify(t->dummy, password);
@@ -870,8 +875,7 @@ pf_verify_plain_fast(void *state, const char *user, const char *password,
 {
 	struct pf_state *s = state;
 	struct pf_table *t;
-	struct pf_entry *e = NULL;
-	char norm[BACKEND_MAX_USER + 1];
+	struct pf_entry *e;
 	struct auth_cache_key k;
 	enum pwhash_result pr;
 	bool answered = false;
@@ -879,8 +883,7 @@ pf_verify_plain_fast(void *state, const char *user, const char *password,
 	(void)req;
 	if ((t = pf_acquire_fast(s)) == NULL)
 		return false;
-	if (pf_normalise(user, s->default_domain, norm))
-		e = pf_table_find(t, norm);
+	e = pf_find(s, t, user);
 	if (e == NULL || e->pass[0] == '\0' || pf_has_access_fields(e))
 		goto out;
 	if (pwhash_plaintext(e->pass) != NULL)
@@ -906,73 +909,29 @@ out:
 	return answered;
 }
 
-/* pf_lookup_plain_req - the {PLAIN} credential, unless the entry's access
- * fields refuse this request (then MISMATCH, with the reason). */
-static enum backend_result
-pf_lookup_plain_req(void *state, const char *user, char **plain,
-    const struct backend_request *req, struct backend_reply *r)
-{
-	const char *why = NULL;
-	struct pf_state *s = state;
-	struct pf_table *t;
-	struct pf_entry *e = NULL;
-	char norm[BACKEND_MAX_USER + 1];
-	const char *p;
-	enum backend_result res;
-
-	*plain = NULL;
-	t = pf_acquire(s);
-	if (t == NULL)
-		return BACKEND_TEMPFAIL;
-	if (pf_normalise(user, s->default_domain, norm))
-		e = pf_table_find(t, norm);
-	if (e == NULL) {
-		res = BACKEND_UNKNOWN_USER;
-	} else if ((why = pf_refusal(s, e, req)) != NULL) {
-		snprintf(r->reason, sizeof(r->reason), "%s", why);
-		res = BACKEND_MISMATCH;
-	} else if ((p = pwhash_plaintext(e->pass)) == NULL) {
-		res = BACKEND_MISMATCH;    /* exists, but no usable credential */
-	} else {
-		*plain = xstrdup(p);
-		pf_fill_reply(r, e);
-		res = BACKEND_OK;
-	}
-	pf_release(s, t);
-	return res;
-}
-
-static enum backend_result
-pf_lookup_plain(void *state, const char *user, char **plain,
-    struct backend_reply *r)
-{
-	return pf_lookup_plain_req(state, user, plain, NULL, r);
-}
-
 /*
- * pf_lookup_scram_req - SCRAM-*: the {PLAIN} credential, or the entry's
- * {SCRAM-SHA-*} stored secret when its hash is the mechanism's (as Cyrus'
- * authPassword); access fields refuse as in pf_lookup_plain_req.
+ * pf_lookup_cred - lookup_plain_req (secret NULL) and lookup_scram_req:
+ * the {PLAIN} credential, or with secret the entry's {SCRAM-SHA-*} stored
+ * secret when its hash is mech's (as Cyrus' authPassword); MISMATCH, with
+ * the reason, when the entry's access fields refuse this request.
  */
 static enum backend_result
-pf_lookup_scram_req(void *state, const char *user, const char *mech,
+pf_lookup_cred(struct pf_state *s, const char *user, const char *mech,
     char **plain, char **secret, const struct backend_request *req,
     struct backend_reply *r)
 {
-	const char *why = NULL;
-	struct pf_state *s = state;
+	const char *why, *p;
 	struct pf_table *t;
-	struct pf_entry *e = NULL;
-	char norm[BACKEND_MAX_USER + 1];
-	const char *p;
+	struct pf_entry *e;
 	enum backend_result res;
 
-	*plain = *secret = NULL;
+	*plain = NULL;
+	if (secret != NULL)
+		*secret = NULL;
 	t = pf_acquire(s);
 	if (t == NULL)
 		return BACKEND_TEMPFAIL;
-	if (pf_normalise(user, s->default_domain, norm))
-		e = pf_table_find(t, norm);
+	e = pf_find(s, t, user);
 	if (e == NULL) {
 		res = BACKEND_UNKNOWN_USER;
 	} else if ((why = pf_refusal(s, e, req)) != NULL) {
@@ -982,7 +941,8 @@ pf_lookup_scram_req(void *state, const char *user, const char *mech,
 		*plain = xstrdup(p);
 		pf_fill_reply(r, e);
 		res = BACKEND_OK;
-	} else if ((*secret = pwhash_scram_secret(e->pass, mech)) != NULL) {
+	} else if (secret != NULL &&
+	    (*secret = pwhash_scram_secret(e->pass, mech)) != NULL) {
 		pf_fill_reply(r, e);
 		res = BACKEND_OK;
 	} else {
@@ -990,6 +950,28 @@ pf_lookup_scram_req(void *state, const char *user, const char *mech,
 	}
 	pf_release(s, t);
 	return res;
+}
+
+static enum backend_result
+pf_lookup_plain_req(void *state, const char *user, char **plain,
+    const struct backend_request *req, struct backend_reply *r)
+{
+	return pf_lookup_cred(state, user, NULL, plain, NULL, req, r);
+}
+
+static enum backend_result
+pf_lookup_plain(void *state, const char *user, char **plain,
+    struct backend_reply *r)
+{
+	return pf_lookup_cred(state, user, NULL, plain, NULL, NULL, r);
+}
+
+static enum backend_result
+pf_lookup_scram_req(void *state, const char *user, const char *mech,
+    char **plain, char **secret, const struct backend_request *req,
+    struct backend_reply *r)
+{
+	return pf_lookup_cred(state, user, mech, plain, secret, req, r);
 }
 
 /* pf_add_field - append "k=v" (TAB-separated) to out if it fits. */
@@ -1014,14 +996,12 @@ pf_lookup_user(void *state, const char *user, struct backend_reply *r)
 {
 	struct pf_state *s = state;
 	struct pf_table *t;
-	struct pf_entry *e = NULL;
-	char norm[BACKEND_MAX_USER + 1];
+	struct pf_entry *e;
 
 	t = pf_acquire(s);
 	if (t == NULL)
 		return BACKEND_TEMPFAIL;
-	if (pf_normalise(user, s->default_domain, norm))
-		e = pf_table_find(t, norm);
+	e = pf_find(s, t, user);
 	if (e == NULL) {
 		pf_release(s, t);
 		return BACKEND_UNKNOWN_USER;
