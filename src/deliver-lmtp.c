@@ -12,14 +12,9 @@
  * runs in a delivery worker thread.
  */
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +25,6 @@
 #include "util.h"
 
 #define LMTP_TIMEOUT_SECS  120    /* per read or write */
-#define LMTP_CONNECT_SECS  30
 
 struct lmtp_ctx {
 	char *target;                /* as configured */
@@ -39,15 +33,31 @@ struct lmtp_ctx {
 	bool unix_sock;
 	char *path;                  /* unix */
 	char *host, *port;           /* inet */
+	char *label;                 /* inet: "host:port", for messages */
 };
 
 /* One connection. */
 struct lmtp_conn {
 	int fd;
-	struct reply_reader rd;
-	int code;                    /* last reply */
-	char text[REPLY_LINE_MAX];   /* last reply, its last line's text */
+	struct reply_client cl;
 };
+
+static void
+lmtp_free(void *ctx)
+{
+	struct lmtp_ctx *c = ctx;
+
+	if (c == NULL)
+		return;
+	free(c->target);
+	free(c->relay);
+	free(c->hostname);
+	free(c->path);
+	free(c->host);
+	free(c->port);
+	free(c->label);
+	free(c);
+}
 
 static void *
 lmtp_init(const struct msagate_config *cfg, char **error)
@@ -90,18 +100,13 @@ lmtp_init(const struct msagate_config *cfg, char **error)
 	}
 	if (c->port[0] == '\0')
 		goto syntax;
+	c->label = xasprintf("%s:%s", c->host, c->port);
 	return c;
 syntax:
 	*error = xasprintf("relay.delivery.socket \"%s\": expected unix:/path, "
 	    "inet:host:port or host:port", cfg->relay.delivery_socket);
 bad:
-	free(c->target);
-	free(c->relay);
-	free(c->hostname);
-	free(c->path);
-	free(c->host);
-	free(c->port);
-	free(c);
+	lmtp_free(c);
 	return NULL;
 }
 
@@ -111,113 +116,21 @@ lmtp_relay(void *ctx)
 	return ((struct lmtp_ctx *)ctx)->relay;
 }
 
-static void
-lmtp_free(void *ctx)
-{
-	struct lmtp_ctx *c = ctx;
-
-	if (c == NULL)
-		return;
-	free(c->target);
-	free(c->relay);
-	free(c->hostname);
-	free(c->path);
-	free(c->host);
-	free(c->port);
-	free(c);
-}
-
-static void
-set_timeouts(int fd)
-{
-	struct timeval tv = { LMTP_TIMEOUT_SECS, 0 };
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* connect() with a timeout; fd is blocking again afterwards. */
-static int
-connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	int err = 0, r;
-	socklen_t elen = sizeof(err);
-
-	if (set_nonblock(fd) < 0)
-		return -1;
-	if (connect(fd, sa, len) == 0)
-		goto done;
-	if (errno != EINPROGRESS)
-		return -1;
-	while ((r = poll(&pfd, 1, LMTP_CONNECT_SECS * 1000)) < 0 && errno == EINTR)
-		;
-	if (r == 0)
-		return errno = ETIMEDOUT, -1;
-	if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-		return -1;
-	if (err != 0)
-		return errno = err, -1;
-done:
-	{
-		int fl = fcntl(fd, F_GETFL);
-
-		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 /* Connect; -1 with a reason in why. */
 static int
 lmtp_connect(struct lmtp_ctx *c, char *why, size_t wlen)
 {
-	int fd;
+	struct sockaddr_un sun;
 
-	if (c->unix_sock) {
-		struct sockaddr_un sun;
-
-		memset(&sun, 0, sizeof(sun));
-		sun.sun_family = AF_UNIX;
-		memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-		    connect_timeout(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-			snprintf(why, wlen, "connect to %s: %s", c->path, strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			return -1;
-		}
-	} else {
-		struct addrinfo hints, *res, *ai;
-		int r;
-
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		if ((r = getaddrinfo(c->host, c->port, &hints, &res)) != 0) {
-			snprintf(why, wlen, "cannot resolve %s: %s", c->host,
-			    gai_strerror(r));
-			return -1;
-		}
-		fd = -1;
-		snprintf(why, wlen, "no address for %s", c->host);
-		for (ai = res; ai != NULL; ai = ai->ai_next) {
-			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-			if (fd >= 0 && connect_timeout(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-				break;
-			snprintf(why, wlen, "connect to %s:%s: %s", c->host, c->port,
-			    strerror(errno));
-			if (fd >= 0)
-				close(fd);
-			fd = -1;
-		}
-		freeaddrinfo(res);
-		if (fd < 0)
-			return -1;
-	}
-	set_timeouts(fd);
-	return fd;
+	if (!c->unix_sock)
+		return delivery_connect_host(c->host, c->port, c->label,
+		    LMTP_TIMEOUT_SECS, why, wlen);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, c->path, strlen(c->path) + 1);
+	return delivery_connect_addr(AF_UNIX, SOCK_STREAM, 0,
+	    (struct sockaddr *)&sun, sizeof(sun), c->path, LMTP_TIMEOUT_SECS, why,
+	    wlen);
 }
 
 /* read(2) on the connection, for the reply reader */
@@ -234,59 +147,9 @@ conn_read(void *arg, void *buf, size_t len)
 	}
 }
 
-/* Read one (multi-line) reply into k->code / k->text; -1 on error. */
+/* write_all(3) on the connection, for the reply client */
 static int
-read_reply(struct lmtp_conn *k)
-{
-	return reply_read(&k->rd, &k->code, k->text, sizeof(k->text), NULL, NULL);
-}
-
-static int
-send_str(struct lmtp_conn *k, const char *s)
-{
-	return write_all(k->fd, s, strlen(s)) < 0 ? -1 : 0;
-}
-
-/* Send a command and read its reply; -1 on a connection error. */
-static int
-command(struct lmtp_conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int
-command(struct lmtp_conn *k, const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf) - 2)
-		return errno = E2BIG, -1;
-	memcpy(buf + n, "\r\n", 3);
-	if (send_str(k, buf) < 0)
-		return -1;
-	return read_reply(k);
-}
-
-/* The reply as a verdict for recipient r. */
-static void
-set_from_reply(struct delivery_rcpt *r, const struct lmtp_conn *k,
-    const char *relay)
-{
-	char dsn[16];
-
-	reply_dsn(k->code, k->text, dsn, sizeof(dsn));
-	if (k->code / 100 == 2)
-		delivery_set(r, DELIVERY_SENT, dsn, "%s (%s)", k->text, relay);
-	else
-		delivery_set(r, k->code / 100 == 5 ? DELIVERY_BOUNCE : DELIVERY_DEFER,
-		    dsn, "%s (in reply to %s)", k->text, relay);
-	r->remote_reply = true;
-}
-
-static int
-send_out(void *arg, const char *p, size_t n)
+conn_write(void *arg, const char *p, size_t n)
 {
 	return write_all(*(int *)arg, p, n) < 0 ? -1 : 0;
 }
@@ -297,89 +160,69 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 {
 	struct lmtp_ctx *c = ctx;
 	struct lmtp_conn *k = xcalloc(1, sizeof(*k));
+	struct reply_client *cl = &k->cl;
 	bool *decided = xcalloc(n ? n : 1, sizeof(bool));
-	size_t *accepted = xcalloc(n ? n : 1, sizeof(size_t));
 	size_t n_acc = 0;
 	char why[512];
 	const char *stage = "greeting";
 
-	reply_reader_init(&k->rd, conn_read, &k->fd);
+	reply_client_init(cl, conn_read, conn_write, &k->fd);
 	if ((k->fd = lmtp_connect(c, why, sizeof(why))) < 0) {
 		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 		goto out;
 	}
-	if (read_reply(k) < 0)
+	if (reply_client_read(cl) < 0)
 		goto ioerr;
-	if (k->code != 220)
+	if (cl->code != 220)
 		goto badreply;
 	stage = "LHLO";
-	if (command(k, "LHLO %s", c->hostname) < 0)
+	if (reply_command(cl, "LHLO %s", c->hostname) < 0)
 		goto ioerr;
-	if (k->code != 250)
+	if (cl->code != 250)
 		goto badreply;
 	stage = "MAIL FROM";
-	if (command(k, "MAIL FROM:<%s>", msg->env->sender) < 0)
+	if (reply_command(cl, "MAIL FROM:<%s>", msg->env->sender) < 0)
 		goto ioerr;
-	if (k->code / 100 != 2)
+	if (cl->code / 100 != 2)
 		goto badreply;
 	stage = "RCPT TO";
-	for (size_t i = 0; i < n; i++) {
-		if (command(k, "RCPT TO:<%s>", rcpts[i].address) < 0)
-			goto ioerr;
-		if (k->code / 100 == 2) {
-			accepted[n_acc++] = i;
-			continue;
-		}
-		set_from_reply(&rcpts[i], k, c->relay);
-		decided[i] = true;
-	}
+	if (reply_rcpt_to(cl, rcpts, n, decided, NULL, c->relay, &n_acc) < 0)
+		goto ioerr;
 	if (n_acc == 0) {
-		(void)command(k, "QUIT");
+		(void)reply_command(cl, "QUIT");
 		goto out;
 	}
 	stage = "DATA";
-	if (command(k, "DATA") < 0)
+	if (reply_command(cl, "DATA") < 0)
 		goto ioerr;
-	if (k->code != 354)
+	if (cl->code != 354)
 		goto badreply;
 	stage = "end of data";
-	if (delivery_copy_body(msg, DELIVERY_COPY_DOTSTUFF, send_out, &k->fd) < 0 ||
-	    send_str(k, ".\r\n") < 0)
+	if (reply_send_message(cl, msg) < 0)
 		goto ioerr;
-	for (size_t j = 0; j < n_acc; j++) {
-		size_t i = accepted[j];
-
-		if (read_reply(k) < 0)
+	/* LMTP: one reply per accepted recipient, in RCPT order */
+	for (size_t i = 0; i < n; i++) {
+		if (decided[i])
+			continue;
+		if (reply_client_read(cl) < 0)
 			goto ioerr;
-		set_from_reply(&rcpts[i], k, c->relay);
+		reply_set_rcpt(&rcpts[i], cl, NULL, c->relay);
 		decided[i] = true;
 	}
-	(void)command(k, "QUIT");
+	(void)reply_command(cl, "QUIT");
 	goto out;
 ioerr:
-	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
-	    c->relay, stage, strerror(errno));
-	delivery_set_all(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
+	delivery_set_all_lost(rcpts, n, decided, c->relay, stage, errno);
 	goto out;
 badreply:
 	/* a whole-transaction failure: the reply decides for everyone */
-	{
-		char dsn[16];
-
-		reply_dsn(k->code, k->text, dsn, sizeof(dsn));
-		snprintf(why, sizeof(why), "%.250s (in reply to %s from %.200s)", k->text,
-		    stage, c->relay);
-		delivery_set_all(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
-		    DELIVERY_DEFER, k->code / 100 == 5 || k->code / 100 == 4 ? dsn :
-		    "4.5.0", why, true);
-		(void)command(k, "QUIT");
-	}
+	reply_set_all(rcpts, n, decided, cl, stage, c->relay);
+	(void)reply_command(cl, "QUIT");
 out:
 	if (k->fd >= 0)
 		close(k->fd);
 	free(k);
 	free(decided);
-	free(accepted);
 }
 
 const struct delivery_method delivery_lmtp = {

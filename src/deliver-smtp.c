@@ -27,14 +27,11 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +50,6 @@
 #include "util.h"
 
 #define SMTP_TIMEOUT_SECS  300    /* per read or write (RFC 5321 4.5.3.2) */
-#define SMTP_CONNECT_SECS  30
 #define CRED_MAX           1024   /* the credentials line */
 
 enum tls_policy { TLS_NONE, TLS_MAY, TLS_REQUIRED };
@@ -96,9 +92,7 @@ struct dest {
 struct smtp_conn {
 	int fd;
 	SSL *ssl;
-	struct reply_reader rd;
-	int code;                    /* last reply */
-	char text[REPLY_LINE_MAX];   /* last reply, its last line */
+	struct reply_client cl;      /* reads conn_read(), writes conn_write() */
 	/* EHLO keywords */
 	bool esmtp, starttls, size, eightbit, auth_plain, auth_login;
 };
@@ -241,66 +235,7 @@ smtp_relay(void *ctx)
 	return ((struct smtp_ctx *)ctx)->relay;
 }
 
-/* connect() with a timeout; fd is blocking again afterwards. */
-static int
-connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-	int err = 0, r, fl;
-	socklen_t elen = sizeof(err);
-
-	if (set_nonblock(fd) < 0)
-		return -1;
-	if (connect(fd, sa, len) < 0) {
-		if (errno != EINPROGRESS)
-			return -1;
-		while ((r = poll(&pfd, 1, SMTP_CONNECT_SECS * 1000)) < 0 && errno == EINTR)
-			;
-		if (r == 0)
-			return errno = ETIMEDOUT, -1;
-		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-			return -1;
-		if (err != 0)
-			return errno = err, -1;
-	}
-	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-		return -1;
-	return 0;
-}
-
-/* Connect to the relayhost; -1 with a reason in why. */
-static int
-smtp_connect(struct smtp_ctx *c, char *why, size_t wlen)
-{
-	struct addrinfo hints, *res, *ai;
-	struct timeval tv = { SMTP_TIMEOUT_SECS, 0 };
-	int fd = -1, r;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	if ((r = getaddrinfo(c->host, c->port, &hints, &res)) != 0) {
-		snprintf(why, wlen, "cannot resolve %s: %s", c->host, gai_strerror(r));
-		return -1;
-	}
-	snprintf(why, wlen, "no address for %s", c->host);
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd >= 0 && connect_timeout(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		snprintf(why, wlen, "connect to %s: %s", c->relay, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return -1;
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
+/* read(2) or SSL_read() on the connection, for the reply reader */
 static ssize_t
 conn_read(void *arg, void *p, size_t n)
 {
@@ -329,9 +264,12 @@ conn_read(void *arg, void *p, size_t n)
 	}
 }
 
+/* write_all(3) or SSL_write() on the connection, for the reply client */
 static int
-conn_write(struct smtp_conn *k, const char *p, size_t n)
+conn_write(void *arg, const char *p, size_t n)
 {
+	struct smtp_conn *k = arg;
+
 	if (k->ssl == NULL)
 		return write_all(k->fd, p, n) < 0 ? -1 : 0;
 	while (n > 0) {
@@ -378,52 +316,6 @@ ehlo_line(void *arg, int idx, const char *line)
 {
 	if (idx > 0 && line[0] == '2' && line[3] != '\0')
 		ehlo_keyword(arg, line + 4);
-}
-
-/* Read one (multi-line) reply into k->code / k->text; -1 on error. */
-static int
-read_reply(struct smtp_conn *k, bool ehlo)
-{
-	return reply_read(&k->rd, &k->code, k->text, sizeof(k->text),
-	    ehlo ? ehlo_line : NULL, k);
-}
-
-/* Send a command (not logged) and read its reply; -1 on a connection error. */
-static int
-command(struct smtp_conn *k, bool ehlo, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-command(struct smtp_conn *k, bool ehlo, const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-	int n, rc;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(buf) - 2)
-		return errno = E2BIG, -1;
-	memcpy(buf + n, "\r\n", 3);
-	rc = conn_write(k, buf, (size_t)n + 2) < 0 ? -1 : read_reply(k, ehlo);
-	explicit_bzero(buf, sizeof(buf));    /* may have held AUTH data */
-	return rc;
-}
-
-static void
-set_from_reply(struct delivery_rcpt *r, const struct smtp_conn *k,
-    const char *relay, const char *stage)
-{
-	char dsn[16];
-
-	reply_dsn(k->code, k->text, dsn, sizeof(dsn));
-	if (k->code / 100 == 2)
-		delivery_set(r, DELIVERY_SENT, dsn, "%s (%s)", k->text, relay);
-	else
-		delivery_set(r, k->code / 100 == 5 ? DELIVERY_BOUNCE : DELIVERY_DEFER,
-		    dsn, "%s (in reply to %s from %s)", k->text, stage, relay);
-	r->remote_reply = true;
 }
 
 /* smtp_read_credentials - see deliver-smtp.h; the caller logs why. */
@@ -499,31 +391,31 @@ authenticate(struct smtp_conn *k, const char *user, const char *pass)
 		memcpy(raw + 2 + ul, pass, pl);
 		b64 = base64_encode((const unsigned char *)raw, ul + pl + 2);
 		explicit_bzero(raw, sizeof(raw));
-		rc = command(k, false, "AUTH PLAIN %s", b64);
+		rc = reply_command(&k->cl, "AUTH PLAIN %s", b64);
 		explicit_bzero(b64, strlen(b64));
 		free(b64);
 		if (rc < 0)
 			return -1;
-		return k->code == 235 ? 0 : 1;
+		return k->cl.code == 235 ? 0 : 1;
 	}
-	if (command(k, false, "AUTH LOGIN") < 0)
+	if (reply_command(&k->cl, "AUTH LOGIN") < 0)
 		return -1;
-	if (k->code != 334)
+	if (k->cl.code != 334)
 		return 1;
 	b64 = base64_encode((const unsigned char *)user, ul);
-	rc = command(k, false, "%s", b64);
+	rc = reply_command(&k->cl, "%s", b64);
 	free(b64);
 	if (rc < 0)
 		return -1;
-	if (k->code != 334)
+	if (k->cl.code != 334)
 		return 1;
 	b64 = base64_encode((const unsigned char *)pass, pl);
-	rc = command(k, false, "%s", b64);
+	rc = reply_command(&k->cl, "%s", b64);
 	explicit_bzero(b64, strlen(b64));
 	free(b64);
 	if (rc < 0)
 		return -1;
-	return k->code == 235 ? 0 : 1;
+	return k->cl.code == 235 ? 0 : 1;
 }
 
 /* STARTTLS handshake (after a 220); -1 with why. */
@@ -566,27 +458,22 @@ fail:
 	return -1;
 }
 
-static int
-send_out(void *arg, const char *p, size_t n)
-{
-	return conn_write(arg, p, n);
-}
-
-/* EHLO, falling back to HELO; 0, -1 (I/O) or 1 (refused: k->code). */
+/* EHLO, falling back to HELO; 0, -1 (I/O) or 1 (refused: k->cl.code). */
 static int
 greet(struct smtp_ctx *c, struct smtp_conn *k)
 {
 	k->esmtp = k->starttls = k->size = k->eightbit = false;
 	k->auth_plain = k->auth_login = false;
-	if (command(k, true, "EHLO %s", c->hostname) < 0)
+	if (reply_command_each(&k->cl, ehlo_line, k, "EHLO %s",
+	    c->hostname) < 0)
 		return -1;
-	if (k->code == 250) {
+	if (k->cl.code == 250) {
 		k->esmtp = true;
 		return 0;
 	}
-	if (command(k, false, "HELO %s", c->hostname) < 0)
+	if (reply_command(&k->cl, "HELO %s", c->hostname) < 0)
 		return -1;
-	return k->code == 250 ? 0 : 1;
+	return k->cl.code == 250 ? 0 : 1;
 }
 
 /* Wait for a connection slot to destination key (the bound). */
@@ -640,11 +527,11 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 	int r;
 
 	k->fd = fd;
-	reply_reader_init(&k->rd, conn_read, k);
+	reply_client_init(&k->cl, conn_read, conn_write, k);
 	user[0] = '\0';
-	if (read_reply(k, false) < 0)
+	if (reply_client_read(&k->cl) < 0)
 		goto ioerr;
-	if (k->code != 220)
+	if (k->cl.code != 220)
 		goto badreply;
 	stage = "EHLO";
 	if ((r = greet(c, k)) < 0)
@@ -653,12 +540,12 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		goto badreply;
 	if (d->tls != TLS_NONE && k->starttls) {
 		stage = "STARTTLS";
-		if (command(k, false, "STARTTLS") < 0)
+		if (reply_command(&k->cl, "STARTTLS") < 0)
 			goto ioerr;
-		if (k->code != 220) {
+		if (k->cl.code != 220) {
 			if (d->tls == TLS_REQUIRED)
 				goto badreply;
-		} else if (reply_reader_pending(&k->rd) > 0) {
+		} else if (reply_reader_pending(&k->cl.rd) > 0) {
 			/*
 			 * Bytes after the 220 came in the clear and would be
 			 * read as if they came over TLS (STARTTLS response
@@ -685,7 +572,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		snprintf(why, sizeof(why), "TLS is required, but %s did not offer "
 		    "STARTTLS", d->relay);
 		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.4", why, false);
-		(void)command(k, false, "QUIT");
+		(void)reply_command(&k->cl, "QUIT");
 		goto out;
 	}
 	if (d->cred_file != NULL) {
@@ -694,7 +581,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		    sizeof(pass), why, sizeof(why)) < 0) {
 			log_warnx("queue: %s", why);
 			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
-			(void)command(k, false, "QUIT");
+			(void)reply_command(&k->cl, "QUIT");
 			goto out;
 		}
 		if (k->ssl == NULL || (!k->auth_plain && !k->auth_login)) {
@@ -703,7 +590,7 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 			    "LOGIN%s", d->relay, k->ssl ? "" : " over TLS; credentials "
 			    "are only sent over TLS");
 			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, false);
-			(void)command(k, false, "QUIT");
+			(void)reply_command(&k->cl, "QUIT");
 			goto out;
 		}
 		r = authenticate(k, user, pass);
@@ -712,13 +599,10 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 			goto ioerr;
 		if (r > 0) {
 			/* an authentication failure is ours to fix: never bounce */
-			char dsn[16];
-
-			reply_dsn(k->code, k->text, dsn, sizeof(dsn));
 			snprintf(why, sizeof(why), "authentication failed: %.250s (in "
-			    "reply to AUTH from %.200s)", k->text, d->relay);
+			    "reply to AUTH from %.200s)", k->cl.text, d->relay);
 			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.7.0", why, true);
-			(void)command(k, false, "QUIT");
+			(void)reply_command(&k->cl, "QUIT");
 			goto out;
 		}
 	}
@@ -728,60 +612,42 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		snprintf(extra, sizeof(extra), " SIZE=%lld", msg->body_size);
 	if (k->esmtp && k->eightbit)
 		strncat(extra, " BODY=8BITMIME", sizeof(extra) - strlen(extra) - 1);
-	if (command(k, false, "MAIL FROM:<%s>%s", msg->env->sender, extra) < 0)
+	if (reply_command(&k->cl, "MAIL FROM:<%s>%s", msg->env->sender, extra) < 0)
 		goto ioerr;
-	if (k->code / 100 != 2)
+	if (k->cl.code / 100 != 2)
 		goto badreply;
 	stage = "RCPT TO";
-	for (size_t i = 0; i < n; i++) {
-		if (command(k, false, "RCPT TO:<%s>", rcpts[i].address) < 0)
-			goto ioerr;
-		if (k->code / 100 == 2) {
-			n_acc++;
-			continue;
-		}
-		set_from_reply(&rcpts[i], k, d->relay, "RCPT TO");
-		decided[i] = true;
-	}
+	if (reply_rcpt_to(&k->cl, rcpts, n, decided, "RCPT TO", d->relay,
+	    &n_acc) < 0)
+		goto ioerr;
 	if (n_acc == 0) {
-		(void)command(k, false, "QUIT");
+		(void)reply_command(&k->cl, "QUIT");
 		goto out;
 	}
 	stage = "DATA";
-	if (command(k, false, "DATA") < 0)
+	if (reply_command(&k->cl, "DATA") < 0)
 		goto ioerr;
-	if (k->code != 354)
+	if (k->cl.code != 354)
 		goto badreply;
 	stage = "end of data";
-	if (delivery_copy_body(msg, DELIVERY_COPY_DOTSTUFF, send_out, k) < 0 ||
-	    conn_write(k, ".\r\n", 3) < 0 || read_reply(k, false) < 0)
+	if (reply_send_message(&k->cl, msg) < 0 || reply_client_read(&k->cl) < 0)
 		goto ioerr;
+	/* SMTP: the one reply after the final dot, for every accepted recipient */
 	for (size_t i = 0; i < n; i++) {
 		if (decided[i])
 			continue;
-		set_from_reply(&rcpts[i], k, d->relay, "end of data");
+		reply_set_rcpt(&rcpts[i], &k->cl, "end of data", d->relay);
 		decided[i] = true;
 	}
-	(void)command(k, false, "QUIT");
+	(void)reply_command(&k->cl, "QUIT");
 	goto out;
 ioerr:
-	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
-	    d->relay, stage, strerror(errno));
-	delivery_set_all(rcpts, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
+	delivery_set_all_lost(rcpts, n, decided, d->relay, stage, errno);
 	goto out;
 badreply:
 	/* a whole-transaction failure: the reply decides for everyone */
-	{
-		char dsn[16];
-
-		reply_dsn(k->code, k->text, dsn, sizeof(dsn));
-		snprintf(why, sizeof(why), "%.250s (in reply to %s from %.200s)",
-		    k->text, stage, d->relay);
-		delivery_set_all(rcpts, n, decided, k->code / 100 == 5 ? DELIVERY_BOUNCE :
-		    DELIVERY_DEFER, k->code / 100 == 5 || k->code / 100 == 4 ? dsn :
-		    "4.5.0", why, true);
-		(void)command(k, false, "QUIT");
-	}
+	reply_set_all(rcpts, n, decided, &k->cl, stage, d->relay);
+	(void)reply_command(&k->cl, "QUIT");
 out:
 	if (k->ssl != NULL) {
 		(void)SSL_shutdown(k->ssl);
@@ -800,22 +666,13 @@ static int
 connect_any(const struct mx_addr *addrs, size_t n, const char *label,
     char *why, size_t wlen)
 {
-	struct timeval tv = { SMTP_TIMEOUT_SECS, 0 };
+	int fd = -1;
 
-	for (size_t i = 0; i < n; i++) {
-		int fd = socket(addrs[i].ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd >= 0 && connect_timeout(fd, (const struct sockaddr *)&addrs[i].ss,
-		    addrs[i].len) == 0) {
-			(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-			(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-			return fd;
-		}
-		snprintf(why, wlen, "connect to %s: %s", label, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	}
-	return -1;
+	for (size_t i = 0; i < n && fd < 0; i++)
+		fd = delivery_connect_addr(addrs[i].ss.ss_family, SOCK_STREAM, 0,
+		    (const struct sockaddr *)&addrs[i].ss, addrs[i].len, label,
+		    SMTP_TIMEOUT_SECS, why, wlen);
+	return fd;
 }
 
 /* The recipients of one domain, by MX. */
@@ -898,7 +755,8 @@ smtp_deliver(void *ctx, const struct delivery_msg *msg,
 		d.verify = c->verify;
 		d.cred_file = c->cred_file;
 		slot_get(c, c->relay);
-		if ((fd = smtp_connect(c, why, sizeof(why))) < 0)
+		if ((fd = delivery_connect_host(c->host, c->port, c->relay,
+		    SMTP_TIMEOUT_SECS, why, sizeof(why))) < 0)
 			delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
 		else
 			session(c, &d, fd, msg, rcpts, n);

@@ -1,10 +1,17 @@
 /*
  * delivery.c - what the delivery methods share: the method table, the
  * recipient verdict, streaming the queued message (CRLF->LF for Maildir,
- * dot-stuffing for LMTP/SMTP) and address helpers.
+ * dot-stuffing for LMTP/SMTP), address helpers, and connecting to an LMTP
+ * or SMTP server with timeouts.
  */
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +77,17 @@ delivery_set_all(struct delivery_rcpt *r, size_t n, const bool *decided,
 		delivery_set(&r[i], st, dsn, "%s", why);
 		r[i].remote_reply = remote;
 	}
+}
+
+void
+delivery_set_all_lost(struct delivery_rcpt *r, size_t n, const bool *decided,
+    const char *relay, const char *stage, int err)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
+	    relay, stage, strerror(err));
+	delivery_set_all(r, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
 }
 
 /* Output buffer of delivery_copy_body(). */
@@ -212,4 +230,74 @@ delivery_domain_is_local(const struct msagate_config *cfg, const char *domain)
 		if (strcasecmp(cfg->relay.local_domains[i], domain) == 0)
 			return true;
 	return false;
+}
+
+/* connect() with a timeout; fd is blocking again afterwards. */
+static int
+connect_timeout(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int err = 0, r, fl;
+	socklen_t elen = sizeof(err);
+
+	if (set_nonblock(fd) < 0)
+		return -1;
+	if (connect(fd, sa, len) < 0) {
+		if (errno != EINPROGRESS)
+			return -1;
+		while ((r = poll(&pfd, 1, DELIVERY_CONNECT_SECS * 1000)) < 0 &&
+		    errno == EINTR)
+			;
+		if (r == 0)
+			return errno = ETIMEDOUT, -1;
+		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			return -1;
+		if (err != 0)
+			return errno = err, -1;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -1;
+	return 0;
+}
+
+int
+delivery_connect_addr(int family, int type, int protocol,
+    const struct sockaddr *sa, socklen_t len, const char *label, int io_secs,
+    char *why, size_t wlen)
+{
+	struct timeval tv = { io_secs, 0 };
+	int fd = socket(family, type | SOCK_CLOEXEC, protocol);
+
+	if (fd < 0 || connect_timeout(fd, sa, len) < 0) {
+		snprintf(why, wlen, "connect to %s: %s", label, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+int
+delivery_connect_host(const char *host, const char *port, const char *label,
+    int io_secs, char *why, size_t wlen)
+{
+	struct addrinfo hints, *res, *ai;
+	int fd = -1, r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if ((r = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(why, wlen, "cannot resolve %s: %s", host, gai_strerror(r));
+		return -1;
+	}
+	snprintf(why, wlen, "no address for %s", host);
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+		fd = delivery_connect_addr(ai->ai_family, ai->ai_socktype,
+		    ai->ai_protocol, ai->ai_addr, ai->ai_addrlen, label, io_secs,
+		    why, wlen);
+	freeaddrinfo(res);
+	return fd;
 }

@@ -10,10 +10,13 @@
  * every wait with a timeout.
  *
  * Also here: the helpers the methods share (streaming the queued message
- * with CRLF->LF conversion or SMTP dot-stuffing, address helpers).
+ * with CRLF->LF conversion or SMTP dot-stuffing, address helpers, and for
+ * lmtp and smtp connecting with timeouts).
  */
 #ifndef MSAGATE_DELIVERY_H
 #define MSAGATE_DELIVERY_H
+
+#include <sys/socket.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,6 +84,13 @@ void delivery_set(struct delivery_rcpt *r, enum delivery_status st,
 void delivery_set_all(struct delivery_rcpt *r, size_t n, const bool *decided,
     enum delivery_status st, const char *dsn, const char *why, bool remote);
 
+/*
+ * The connection to relay was lost during stage (err an errno value):
+ * defer every recipient not yet decided with 4.4.2.
+ */
+void delivery_set_all_lost(struct delivery_rcpt *r, size_t n,
+    const bool *decided, const char *relay, const char *stage, int err);
+
 /* Copy s into dst (size len) with control characters and TAB as '?'. */
 void delivery_printable(char *dst, size_t len, const char *s);
 
@@ -110,5 +120,25 @@ int delivery_split_address(const char *address, const char *delimiter,
 /* true if domain is one of cfg->relay.local_domains (case-insensitive). */
 bool delivery_domain_is_local(const struct msagate_config *cfg,
     const char *domain);
+
+#define DELIVERY_CONNECT_SECS 30     /* connect() to an LMTP/SMTP server */
+
+/*
+ * One connection attempt (lmtp, smtp): a close-on-exec socket of family,
+ * type and protocol connected to sa within DELIVERY_CONNECT_SECS, then
+ * blocking with an io_secs timeout on each read and write.  The fd, or -1
+ * with "connect to <label>: <error>" in why.
+ */
+int delivery_connect_addr(int family, int type, int protocol,
+    const struct sockaddr *sa, socklen_t len, const char *label, int io_secs,
+    char *why, size_t wlen);
+
+/*
+ * Resolve host and port, and connect (delivery_connect_addr) to the first
+ * of its addresses that answers.  The fd, or -1 with why: the resolver's
+ * error, no address, or the last connect failure (naming label).
+ */
+int delivery_connect_host(const char *host, const char *port,
+    const char *label, int io_secs, char *why, size_t wlen);
 
 #endif
