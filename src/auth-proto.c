@@ -49,38 +49,13 @@ auth_proto_split(char *line, char **argv, size_t max)
 bool
 auth_proto_unescape_len(char *s, size_t *outlen)
 {
-	char *start = s, *w = s;
-	bool ok = true;
-
-	while (*s != '\0') {
-		if (*s != '\001') {
-			*w++ = *s++;
-			continue;
-		}
-		s++;
-		switch (*s) {
-		case '\0':
-			ok = false;     /* dangling escape byte at the end */
-			continue;
-		case '0': *w++ = '\0'; break;
-		case '1': *w++ = '\001'; break;
-		case 't': *w++ = '\t'; break;
-		case 'r': *w++ = '\r'; break;
-		case 'n': *w++ = '\n'; break;
-		default: *w++ = *s; break;
-		}
-		s++;
-	}
-	*w = '\0';
-	if (outlen != NULL)
-		*outlen = (size_t)(w - start);
-	return ok;
+	return tab_unescape_len(s, outlen);
 }
 
 bool
 auth_proto_unescape(char *s)
 {
-	return auth_proto_unescape_len(s, NULL);
+	return tab_unescape_len(s, NULL);
 }
 
 void
@@ -101,6 +76,28 @@ auth_proto_param(const char *field, const char *key)
 	if (field[kl] == '\0')
 		return field + kl;
 	return NULL;
+}
+
+const char *
+auth_proto_service(const char *field)
+{
+	const char *v = auth_proto_param(field, "service");
+
+	return v != NULL ? v : auth_proto_param(field, "protocol");
+}
+
+bool
+auth_proto_version(char *const *argv, size_t argc, unsigned int major,
+    unsigned int *minor)
+{
+	unsigned int ma, mi;
+
+	if (argc < 3 || strcmp(argv[0], "VERSION") != 0 ||
+	    !auth_proto_parse_uint(argv[1], &ma) ||
+	    !auth_proto_parse_uint(argv[2], &mi) || ma != major)
+		return false;
+	*minor = mi;
+	return true;
 }
 
 bool

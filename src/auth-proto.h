@@ -1,7 +1,8 @@
 /*
  * auth-proto.h - pure helpers for the Dovecot auth protocol lines
  * (../shared/spec/dovecot-auth-protocol.md), shared by the auth role's
- * server (src/auth-server.c) and the client (src/authc.c).
+ * server (src/auth-server.c), its userdb socket (src/auth-userdb.c) and the
+ * client (src/authc.c).
  *
  * Nothing here allocates, does I/O or keeps state: the caller owns the
  * buffers.  A typical reader loop is
@@ -72,6 +73,19 @@ void auth_proto_escape(struct sbuf *out, const char *s);
  * like Dovecot.
  */
 const char *auth_proto_param(const char *field, const char *key);
+
+/*
+ * auth_proto_service - if field is "service=<s>" or "protocol=<s>" (its
+ * other name in Dovecot's requests) return <s>, else NULL.
+ */
+const char *auth_proto_service(const char *field);
+
+/*
+ * auth_proto_version - is the split line argv[0..argc) a handshake
+ * "VERSION <major> <minor>" with our major?  Sets *minor when it is.
+ */
+bool auth_proto_version(char *const *argv, size_t argc, unsigned int major,
+    unsigned int *minor);
 
 /* auth_proto_parse_id - request id: decimal, 1 .. 2^32-1, no sign/space. */
 bool auth_proto_parse_id(const char *s, uint32_t *id);

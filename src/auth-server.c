@@ -3,7 +3,9 @@
  * auth-server.h and ../shared/spec/dovecot-auth-protocol.md).
  *
  * The event loop (main thread) owns every connection and request: it
- * reads lines, checks them, answers protocol errors, and writes replies.
+ * reads lines, checks them, answers protocol errors, and writes replies
+ * (the connections themselves, shared with the userdb socket, are
+ * src/auth-conn.c's).
  * Mechanism steps go to a small pool of worker threads through a job
  * queue; finished steps come back through a done queue and a pipe that
  * wakes the loop (one byte for however many steps finish before the loop
@@ -39,20 +41,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
 
 #include <event2/event.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 
 #include "auth-cache.h"
+#include "auth-conn.h"
 #include "auth-proto.h"
 #include "authc.h"
 #include "auth-sasl.h"
@@ -109,13 +108,10 @@ TAILQ_HEAD(job_queue, auth_job);
 LIST_HEAD(req_list, auth_request);
 
 struct auth_client {
-	LIST_ENTRY(auth_client) entry;
+	struct auth_conn conn;              /* id: the CUID */
 	struct auth_server *srv;
-	struct bufferevent *bev;
-	unsigned int cuid;
 	unsigned int minor;
 	enum client_state state;
-	bool read_paused;
 	size_t n_requests;
 	struct req_list table[REQ_BUCKETS];
 };
@@ -127,9 +123,7 @@ struct auth_server {
 	size_t n_more;
 	struct backend_chain *chain;
 	struct auth_server_settings set;
-	LIST_HEAD(, auth_client) clients;
-	unsigned int n_clients;
-	unsigned int next_cuid;
+	struct auth_conn_pool clients;
 
 	/* worker pool */
 	pthread_t workers[MAX_WORKERS];
@@ -149,8 +143,7 @@ struct auth_server {
 	struct auth_server_stats stats;     /* the loop's */
 };
 
-static void client_free(struct auth_client *c);
-static void client_process_input(struct auth_client *c);
+static void client_free(void *arg);
 static unsigned char *decode_b64(const char *s, size_t *len);
 
 /* copy_str - src into dst (size > 0), truncated, NUL-terminated (what
@@ -389,41 +382,6 @@ req_arm_timeout(struct auth_request *r)
 	evtimer_add(r->timeout_ev, &tv);
 }
 
-/* ---- output ---------------------------------------------------------- */
-
-static void
-client_send(struct auth_client *c, const char *line, size_t len)
-{
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
-	bufferevent_write(c->bev, line, len);
-	if (!c->read_paused &&
-	    evbuffer_get_length(out) > AUTH_PROTO_OUTBUF_THROTTLE) {
-		c->read_paused = true;
-		bufferevent_disable(c->bev, EV_READ);
-	}
-}
-
-static void
-client_sendf(struct auth_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-client_sendf(struct auth_client *c, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		fatalx("out of memory");
-	client_send(c, s, (size_t)n);
-	free(s);
-}
-
 /* ---- final answers --------------------------------------------------- */
 
 static void
@@ -432,7 +390,7 @@ req_send_pending(struct auth_request *r)
 	struct auth_client *c = r->client;
 
 	if (c != NULL && r->pending != NULL)
-		client_send(c, r->pending, strlen(r->pending));
+		auth_conn_write(&c->conn, r->pending, strlen(r->pending));
 	req_drop(r);
 }
 
@@ -505,7 +463,7 @@ req_finish_copy(struct auth_request *r, const char *line, size_t len,
 	if (r->timeout_ev)
 		event_del(r->timeout_ev);
 	if (r->client != NULL)
-		client_send(r->client, line, len);
+		auth_conn_write(&r->client->conn, line, len);
 	req_drop(r);
 }
 
@@ -575,7 +533,8 @@ req_done(struct auth_request *r)
 	switch (r->st) {
 	case AUTH_SASL_CONTINUE:
 		r->state = RS_WAIT_CONT;
-		client_sendf(c, "CONT\t%u\t%s\n", r->id, r->out_b64 ? r->out_b64 : "");
+		auth_conn_printf(&c->conn, "CONT\t%u\t%s\n", r->id,
+		    r->out_b64 ? r->out_b64 : "");
 		free(r->out_b64);
 		r->out_b64 = NULL;
 		break;
@@ -752,7 +711,7 @@ proxy_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 		return;           /* cannot happen: a dropped request is aborted */
 	if (res == AUTHC_CONT) {
 		r->state = RS_WAIT_CONT;
-		client_sendf(c, "CONT\t%u\t%s\n", r->id, data ? data : "");
+		auth_conn_printf(&c->conn, "CONT\t%u\t%s\n", r->id, data ? data : "");
 		return;
 	}
 	r->up_id = 0;             /* the upstream request is over */
@@ -925,9 +884,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 static void
 proto_error(struct auth_client *c, const char *what)
 {
-	log_warnx("auth: BUG: Authentication client %u %s; disconnecting",
-	    c->cuid, what);
-	client_free(c);
+	auth_conn_proto_error(&c->conn, what);
 }
 
 /* decode_b64 - s ("" or "=": empty) strictly decoded into a malloc'd,
@@ -1003,8 +960,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 			proto_error(c, "sent a broken escape sequence");
 			return false;
 		}
-		if ((v = auth_proto_param(argv[i], "service")) != NULL ||
-		    (v = auth_proto_param(argv[i], "protocol")) != NULL)
+		if ((v = auth_proto_service(argv[i])) != NULL)
 			service = v;
 		else if ((v = auth_proto_param(argv[i], "rip")) != NULL)
 			rip = v;
@@ -1038,8 +994,9 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 			char srip[64];
 			log_info("auth refused: rip=%s (blocked for %d more seconds)",
 			    log_safe(srip, sizeof(srip), rip, 60), blocked);
-			client_sendf(c, "FAIL\t%u\tcode=temp_fail\treason=Too many failed "
-			    "authentication attempts; try again later\tblocked=%d\n", id, blocked);
+			auth_conn_printf(&c->conn, "FAIL\t%u\tcode=temp_fail\treason="
+			    "Too many failed authentication attempts; try again later"
+			    "\tblocked=%d\n", id, blocked);
 			return true;
 		}
 	}
@@ -1061,7 +1018,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	    srv->set.upstream != NULL) {
 		/* proxy mode: the upstream decodes it */
 		if (!auth_proto_b64_ok(resp)) {
-			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+			auth_conn_printf(&c->conn, "FAIL\t%u\tcode=invalid_base64\treason="
 			    "Invalid base64 data in initial response\n", id);
 			free(r);
 			return true;
@@ -1070,7 +1027,7 @@ cmd_auth(struct auth_client *c, char **argv, size_t argc)
 	} else if (resp != NULL && !(c->minor < 2 && *resp == '\0')) {
 		/* decode_b64 checks as auth_proto_b64_ok does: one pass */
 		if ((r->in = decode_b64(resp, &r->inlen)) == NULL) {
-			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+			auth_conn_printf(&c->conn, "FAIL\t%u\tcode=invalid_base64\treason="
 			    "Invalid base64 data in initial response\n", id);
 			free(r);
 			return true;
@@ -1109,17 +1066,18 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 	}
 	r = req_find(c, id);
 	if (r == NULL) {
-		client_sendf(c, "FAIL\t%u\treason=Authentication request timed out\n", id);
+		auth_conn_printf(&c->conn,
+		    "FAIL\t%u\treason=Authentication request timed out\n", id);
 		return true;
 	}
 	if (r->state != RS_WAIT_CONT) {
-		client_sendf(c, "FAIL\t%u\treason=Unexpected continuation\n", id);
+		auth_conn_printf(&c->conn, "FAIL\t%u\treason=Unexpected continuation\n", id);
 		req_drop(r);
 		return true;
 	}
 	if (c->srv->set.upstream != NULL) {
 		if (!auth_proto_b64_ok(argv[2])) {
-			client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+			auth_conn_printf(&c->conn, "FAIL\t%u\tcode=invalid_base64\treason="
 			    "Invalid base64 data in continued response\n", id);
 			req_drop(r);
 			return true;
@@ -1130,7 +1088,7 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 	}
 	/* everything after the id's TAB is base64 (C23 behaviour) */
 	if ((r->in = decode_b64(argv[2], &r->inlen)) == NULL) {
-		client_sendf(c, "FAIL\t%u\tcode=invalid_base64\treason="
+		auth_conn_printf(&c->conn, "FAIL\t%u\tcode=invalid_base64\treason="
 		    "Invalid base64 data in continued response\n", id);
 		req_drop(r);
 		return true;
@@ -1157,11 +1115,12 @@ cmd_cancel(struct auth_client *c, char **argv, size_t argc)
 
 /* client_line - one line (no LF, NUL-terminated); false if c was freed. */
 static bool
-client_line(struct auth_client *c, char *line)
+client_line(void *arg, char *line)
 {
+	struct auth_client *c = arg;
 	char *argv[AUTH_PROTO_MAX_ARGS];
 	size_t argc;
-	unsigned int major, pid;
+	unsigned int pid;
 
 	if (strncmp(line, "CONT\t", 5) == 0)
 		argc = auth_proto_split(line, argv, 3);
@@ -1177,12 +1136,9 @@ client_line(struct auth_client *c, char *line)
 
 	switch (c->state) {
 	case CS_VERSION:
-		if (argc < 3 || strcmp(argv[0], "VERSION") != 0 ||
-		    !auth_proto_parse_uint(argv[1], &major) ||
-		    !auth_proto_parse_uint(argv[2], &c->minor) ||
-		    major != AUTH_PROTO_MAJOR) {
+		if (!auth_proto_version(argv, argc, AUTH_PROTO_MAJOR, &c->minor)) {
 			log_warnx("auth: Authentication client %u not compatible with "
-			    "this server; disconnecting", c->cuid);
+			    "this server; disconnecting", c->conn.id);
 			client_free(c);
 			return false;
 		}
@@ -1209,92 +1165,24 @@ client_line(struct auth_client *c, char *line)
 	return false;
 }
 
+/* ---- connections (src/auth-conn.c) ----------------------------------- */
+
+/* client_too_long - a line over AUTH_PROTO_MAX_LINE: Dovecot's words. */
 static void
-client_process_input(struct auth_client *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	char stackline[1024];
-
-	while (!c->read_paused) {
-		size_t len = evbuffer_get_length(in), scan, n;
-		const char *p;
-		char *line;
-		bool alive;
-		int rc;
-
-		if (len == 0)
-			return;
-		scan = len < AUTH_PROTO_MAX_LINE ? len : AUTH_PROTO_MAX_LINE;
-		p = (const char *)evbuffer_pullup(in, (ssize_t)scan);
-		rc = auth_proto_line(p, scan, AUTH_PROTO_MAX_LINE, &n);
-		if (rc < 0) {
-			log_warnx("auth: BUG: Auth client %u sent us more than %d bytes; "
-			    "disconnecting", c->cuid, AUTH_PROTO_MAX_LINE);
-			client_free(c);
-			return;
-		}
-		if (rc == 0)
-			return;
-		/* most lines fit on the stack: no allocation per request */
-		line = n <= sizeof(stackline) ? stackline : xmalloc(n);
-		memcpy(line, p, n - 1);
-		line[n - 1] = '\0';
-		evbuffer_drain(in, n);
-		if (memchr(line, '\0', n - 1) != NULL) {
-			secure_zero(line, n);
-			if (line != stackline)
-				free(line);
-			proto_error(c, "sent a NUL byte");
-			return;
-		}
-		alive = client_line(c, line);
-		secure_zero(line, n);           /* it may carry a password */
-		if (line != stackline)
-			free(line);
-		if (!alive)
-			return;         /* client freed */
-	}
-}
-
-/* ---- connections ----------------------------------------------------- */
-
-static void
-client_read_cb(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	client_process_input(arg);
-}
-
-static void
-client_write_cb(struct bufferevent *bev, void *arg)
+client_too_long(void *arg)
 {
 	struct auth_client *c = arg;
 
-	if (c->read_paused &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) <=
-	    AUTH_PROTO_OUTBUF_THROTTLE) {
-		c->read_paused = false;
-		bufferevent_enable(bev, EV_READ);
-		client_process_input(c);
-	}
+	log_warnx("auth: BUG: Auth client %u sent us more than %d bytes; "
+	    "disconnecting", c->conn.id, AUTH_PROTO_MAX_LINE);
+	client_free(c);
 }
 
+/* client_free - drop c's requests (busy ones are orphaned), close, free. */
 static void
-client_event_cb(struct bufferevent *bev, short what, void *arg)
+client_free(void *arg)
 {
 	struct auth_client *c = arg;
-
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if ((what & BEV_EVENT_ERROR) && errno != ECONNRESET && errno != EPIPE)
-			log_debug("auth: client %u: %s", c->cuid, strerror(errno));
-		client_free(c);
-	}
-}
-
-static void
-client_free(struct auth_client *c)
-{
 	size_t i;
 
 	for (i = 0; i < REQ_BUCKETS; i++) {
@@ -1302,11 +1190,29 @@ client_free(struct auth_client *c)
 		while ((r = LIST_FIRST(&c->table[i])) != NULL)
 			req_drop(r);
 	}
-	LIST_REMOVE(c, entry);
-	c->srv->n_clients--;
-	bufferevent_free(c->bev);
+	auth_conn_close(&c->conn);
 	free(c);
 }
+
+static int
+client_accept(void *srv, int fd)
+{
+	return auth_server_add_client(srv, fd);
+}
+
+/* the auth socket's connections (Dovecot's limits and log lines) */
+static const struct auth_conn_class client_class = {
+	.name = "auth",
+	.peer = "Authentication client",
+	.max_line = AUTH_PROTO_MAX_LINE,
+	.out_throttle = AUTH_PROTO_OUTBUF_THROTTLE,
+	.write_lowat = AUTH_PROTO_OUTBUF_THROTTLE,
+	.log_errors = true,
+	.add = client_accept,
+	.line = client_line,
+	.too_long = client_too_long,
+	.free = client_free,
+};
 
 int
 auth_server_add_client(struct auth_server *srv, int fd)
@@ -1316,31 +1222,17 @@ auth_server_add_client(struct auth_server *srv, int fd)
 	unsigned char cookie[16];
 	size_t i;
 
-	if (srv->n_clients >= (unsigned)srv->set.max_clients) {
-		log_warnx("auth: %u clients connected, refusing another", srv->n_clients);
-		close(fd);
+	if (!auth_conn_admit(&srv->clients, fd))
 		return -1;
-	}
-	set_nonblock(fd);
-	set_cloexec(fd);
 	c = xcalloc(1, sizeof(*c));
 	c->srv = srv;
-	c->cuid = ++srv->next_cuid;
 	c->state = CS_VERSION;
 	for (i = 0; i < REQ_BUCKETS; i++)
 		LIST_INIT(&c->table[i]);
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		close(fd);
+	if (auth_conn_open(&c->conn, &srv->clients, fd, c) == -1) {
 		free(c);
 		return -1;
 	}
-	LIST_INSERT_HEAD(&srv->clients, c, entry);
-	srv->n_clients++;
-	bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 4 * AUTH_PROTO_MAX_LINE);
-	bufferevent_setwatermark(c->bev, EV_WRITE, AUTH_PROTO_OUTBUF_THROTTLE, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
 	/* Dovecot 2.3: the whole handshake at once, without waiting. */
 	sbuf_init(&hs, 0);
@@ -1351,31 +1243,13 @@ auth_server_add_client(struct auth_server *srv, int fd)
 		    m->flags);
 	}
 	random_bytes(cookie, sizeof(cookie));
-	sbuf_printf(&hs, "SPID\t%ld\nCUID\t%u\nCOOKIE\t", (long)getpid(), c->cuid);
+	sbuf_printf(&hs, "SPID\t%ld\nCUID\t%u\nCOOKIE\t", (long)getpid(), c->conn.id);
 	for (i = 0; i < sizeof(cookie); i++)
 		sbuf_printf(&hs, "%02x", cookie[i]);
 	sbuf_addstr(&hs, "\nDONE\n");
-	client_send(c, hs.s, hs.len);
+	auth_conn_write(&c->conn, hs.s, hs.len);
 	sbuf_free(&hs);
 	return 0;
-}
-
-static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	(void)l;
-	(void)sa;
-	(void)salen;
-	auth_server_add_client(arg, fd);
-}
-
-static void
-accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("auth: accept");
 }
 
 /* ---- life cycle ------------------------------------------------------ */
@@ -1410,7 +1284,8 @@ auth_server_new(struct event_base *base, int listen_fd, struct backend_chain *ch
 		srv->set.max_clients = DEFAULT_MAX_CLIENTS;
 	if (srv->set.request_timeout_ms <= 0)
 		srv->set.request_timeout_ms = AUTH_PROTO_REQUEST_TIMEOUT_SECS * 1000;
-	LIST_INIT(&srv->clients);
+	auth_conn_pool_init(&srv->clients, &client_class, base, srv,
+	    (unsigned)srv->set.max_clients);
 	TAILQ_INIT(&srv->jobs);
 	TAILQ_INIT(&srv->done);
 	TAILQ_INIT(&srv->gjobs);
@@ -1435,12 +1310,9 @@ auth_server_new(struct event_base *base, int listen_fd, struct backend_chain *ch
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	if (listen_fd >= 0) {
-		evutil_make_socket_nonblocking(listen_fd);
-		srv->listener = evconnlistener_new(base, accept_cb, srv,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+		srv->listener = auth_conn_listen(&srv->clients, listen_fd);
 		if (srv->listener == NULL)
 			fatalx("auth: cannot listen on the auth socket");
-		evconnlistener_set_error_cb(srv->listener, accept_error_cb);
 	}
 	log_debug("auth: %d worker threads", srv->n_workers);
 	return srv;
@@ -1469,7 +1341,7 @@ auth_server_reload(struct auth_server *srv)
 unsigned
 auth_server_client_count(const struct auth_server *srv)
 {
-	return srv->n_clients;
+	return srv->clients.n_conns;
 }
 
 void
@@ -1481,15 +1353,13 @@ auth_server_get_stats(const struct auth_server *srv, struct auth_server_stats *s
 void
 auth_server_free(struct auth_server *srv)
 {
-	struct auth_client *c;
 	struct auth_request *r;
 	int i;
 
 	if (srv == NULL)
 		return;
 	auth_server_stop_listening(srv);
-	while ((c = LIST_FIRST(&srv->clients)) != NULL)
-		client_free(c);
+	auth_conn_pool_close_all(&srv->clients);
 	pthread_mutex_lock(&srv->qlock);
 	srv->stopping = true;
 	pthread_cond_broadcast(&srv->qcond);
@@ -1532,12 +1402,9 @@ auth_server_add_listener(struct auth_server *srv, int fd)
 
 	if (srv->n_more >= AUTH_SERVER_MAX_LISTENERS)
 		return -1;
-	evutil_make_socket_nonblocking(fd);
-	l = evconnlistener_new(srv->base, accept_cb, srv,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	l = auth_conn_listen(&srv->clients, fd);
 	if (l == NULL)
 		return -1;
-	evconnlistener_set_error_cb(l, accept_error_cb);
 	srv->more[srv->n_more++] = l;
 	return 0;
 }

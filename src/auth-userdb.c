@@ -20,20 +20,19 @@
  *
  * Each lookup is an auth_job run on the auth server's worker threads; its
  * completion comes back on the loop.  A request whose connection went
- * away meanwhile is orphaned and freed when its job completes.
+ * away meanwhile is orphaned and freed when its job completes.  The
+ * connections themselves (accept, line reading, output) are
+ * src/auth-conn.c's, as for the auth socket.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/queue.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
 #include <event2/listener.h>
 
+#include "auth-conn.h"
 #include "auth-proto.h"
 #include "auth-server.h"
 #include "auth-userdb.h"
@@ -58,54 +57,21 @@ struct userdb_req {
 };
 
 struct userdb_conn {
-	LIST_ENTRY(userdb_conn) entry;
+	struct auth_conn conn;
 	struct userdb_server *u;
-	struct bufferevent *bev;
-	unsigned int id;                    /* for the log */
 	bool version_ok;
-	bool paused;
 	size_t n_inflight;
 	LIST_HEAD(, userdb_req) reqs;
 };
 
 struct userdb_server {
-	struct event_base *base;
 	struct evconnlistener *listener;
 	struct auth_server *srv;
 	struct backend_chain *chain;
-	LIST_HEAD(, userdb_conn) conns;
-	unsigned int n_conns;
-	unsigned int next_id;
+	struct auth_conn_pool conns;
 };
 
-static void conn_free(struct userdb_conn *c);
-static void conn_input(struct userdb_conn *c);
-
-/* ---- output ------------------------------------------------------------ */
-
-static size_t
-conn_outlen(const struct userdb_conn *c)
-{
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
-}
-
-/* conn_update_read - read only while few lookups are pending and the
- * peer keeps reading its replies (bounded memory per connection). */
-static void
-conn_update_read(struct userdb_conn *c)
-{
-	bool want = c->n_inflight < USERDB_MAX_INFLIGHT &&
-	    conn_outlen(c) <= USERDB_OUT_THROTTLE;
-
-	if (want && c->paused) {
-		c->paused = false;
-		bufferevent_enable(c->bev, EV_READ);
-		conn_input(c);          /* lines may already be buffered */
-	} else if (!want && !c->paused) {
-		c->paused = true;
-		bufferevent_disable(c->bev, EV_READ);
-	}
-}
+static void conn_free(void *arg);
 
 /* ---- lookups ----------------------------------------------------------- */
 
@@ -174,9 +140,9 @@ req_done(void *arg, int ran)
 		break;
 	}
 	sbuf_addstr(&b, "\n");
-	bufferevent_write(c->bev, b.s, b.len);
+	auth_conn_write(&c->conn, b.s, b.len);
 	sbuf_free(&b);
-	conn_update_read(c);
+	auth_conn_update_read(&c->conn);      /* one lookup fewer in flight */
 out:
 	free(r);
 }
@@ -187,8 +153,7 @@ out:
 static void
 proto_error(struct userdb_conn *c, const char *what)
 {
-	log_warnx("userdb: BUG: userdb client %u %s; disconnecting", c->id, what);
-	conn_free(c);
+	auth_conn_proto_error(&c->conn, what);
 }
 
 /* valid_user - a name worth asking the backends about. */
@@ -224,8 +189,7 @@ cmd_user(struct userdb_conn *c, char **argv, size_t argc, bool pass)
 			proto_error(c, "sent a broken escape sequence");
 			return false;
 		}
-		if ((v = auth_proto_param(argv[i], "service")) != NULL ||
-		    (v = auth_proto_param(argv[i], "protocol")) != NULL)
+		if ((v = auth_proto_service(argv[i])) != NULL)
 			service = v;
 	}
 	if (service == NULL || *service == '\0') {
@@ -233,19 +197,12 @@ cmd_user(struct userdb_conn *c, char **argv, size_t argc, bool pass)
 		return false;
 	}
 	if (pass) {
-		bufferevent_write(c->bev, "FAIL\t", 5);
-		{
-			char line[128];
-			int n = snprintf(line, sizeof(line), "%u\treason=Configured "
-			    "passdbs don't support credentials lookups\n", id);
-			bufferevent_write(c->bev, line, (size_t)n);
-		}
+		auth_conn_printf(&c->conn, "FAIL\t%u\treason=Configured "
+		    "passdbs don't support credentials lookups\n", id);
 		return true;
 	}
 	if (!auth_proto_unescape(argv[2]) || !valid_user(argv[2])) {
-		char line[64];
-		int n = snprintf(line, sizeof(line), "NOTFOUND\t%u\n", id);
-		bufferevent_write(c->bev, line, (size_t)n);
+		auth_conn_printf(&c->conn, "NOTFOUND\t%u\n", id);
 		return true;
 	}
 	r = xcalloc(1, sizeof(*r));
@@ -264,20 +221,18 @@ cmd_user(struct userdb_conn *c, char **argv, size_t argc, bool pass)
 
 /* conn_line - one line (LF removed); false when the connection was freed. */
 static bool
-conn_line(struct userdb_conn *c, char *line)
+conn_line(void *arg, char *line)
 {
+	struct userdb_conn *c = arg;
 	char *argv[USERDB_MAX_ARGS];
 	size_t argc = auth_proto_split(line, argv, USERDB_MAX_ARGS);
-	unsigned int major, minor;
+	unsigned int minor;
 
 	if (!c->version_ok) {
-		if (argc < 3 || strcmp(argv[0], "VERSION") != 0 ||
-		    !auth_proto_parse_uint(argv[1], &major) ||
-		    !auth_proto_parse_uint(argv[2], &minor) ||
-		    major != USERDB_PROTO_MAJOR) {
+		if (!auth_proto_version(argv, argc, USERDB_PROTO_MAJOR, &minor)) {
 			log_warnx("userdb: client %u: Master not compatible with "
 			    "this server (mixed old and new binaries?); "
-			    "disconnecting", c->id);
+			    "disconnecting", c->conn.id);
 			conn_free(c);
 			return false;
 		}
@@ -292,135 +247,77 @@ conn_line(struct userdb_conn *c, char *line)
 	return false;
 }
 
-/* conn_input - handle every complete line while reading is allowed. */
+/* ---- connections (src/auth-conn.c) ------------------------------------ */
+
+/* conn_too_long - a line over USERDB_MAX_LINE (1024): disconnect. */
 static void
-conn_input(struct userdb_conn *c)
+conn_too_long(void *arg)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
-	while (!c->paused) {
-		size_t len = evbuffer_get_length(in), scan, n;
-		const char *p;
-		char line[USERDB_MAX_LINE];
-		int rc;
-
-		if (len == 0)
-			return;
-		scan = len < USERDB_MAX_LINE ? len : USERDB_MAX_LINE;
-		p = (const char *)evbuffer_pullup(in, (ssize_t)scan);
-		rc = auth_proto_line(p, scan, USERDB_MAX_LINE, &n);
-		if (rc < 0) {
-			proto_error(c, "sent a line longer than 1024 bytes");
-			return;
-		}
-		if (rc == 0)
-			return;
-		memcpy(line, p, n - 1);
-		line[n - 1] = '\0';
-		evbuffer_drain(in, n);
-		if (memchr(line, '\0', n - 1) != NULL) {
-			proto_error(c, "sent a NUL byte");
-			return;
-		}
-		if (!conn_line(c, line))
-			return;
-		conn_update_read(c);
-	}
+	proto_error(arg, "sent a line longer than 1024 bytes");
 }
 
-/* ---- connections ------------------------------------------------------- */
-
-static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+/* conn_busy - enough lookups in flight: read no more for now. */
+static bool
+conn_busy(const void *arg)
 {
-	(void)bev;
-	conn_input(arg);
-}
+	const struct userdb_conn *c = arg;
 
-static void
-conn_write_cb(struct bufferevent *bev, void *arg)
-{
-	(void)bev;
-	conn_update_read(arg);
-}
-
-static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		conn_free(arg);
+	return c->n_inflight >= USERDB_MAX_INFLIGHT;
 }
 
 /* conn_free - close; lookups in flight are orphaned (freed on completion). */
 static void
-conn_free(struct userdb_conn *c)
+conn_free(void *arg)
 {
+	struct userdb_conn *c = arg;
 	struct userdb_req *r;
 
 	while ((r = LIST_FIRST(&c->reqs)) != NULL) {
 		LIST_REMOVE(r, entry);
 		r->conn = NULL;
 	}
-	LIST_REMOVE(c, entry);
-	c->u->n_conns--;
-	bufferevent_free(c->bev);
+	auth_conn_close(&c->conn);
 	free(c);
 }
+
+static int
+conn_accept(void *u, int fd)
+{
+	return userdb_server_add_client(u, fd);
+}
+
+/* the userdb socket's connections (Dovecot's limits and log lines) */
+static const struct auth_conn_class conn_class = {
+	.name = "userdb",
+	.peer = "userdb client",
+	.max_line = USERDB_MAX_LINE,
+	.out_throttle = USERDB_OUT_THROTTLE,
+	.write_lowat = USERDB_OUT_THROTTLE / 2,
+	.log_errors = false,
+	.add = conn_accept,
+	.line = conn_line,
+	.too_long = conn_too_long,
+	.free = conn_free,
+	.busy = conn_busy,
+};
 
 int
 userdb_server_add_client(struct userdb_server *u, int fd)
 {
 	struct userdb_conn *c;
-	char hs[64];
-	int n;
 
-	if (u->n_conns >= USERDB_MAX_CLIENTS) {
-		log_warnx("userdb: %u clients connected, refusing another", u->n_conns);
-		close(fd);
+	if (!auth_conn_admit(&u->conns, fd))
 		return -1;
-	}
-	set_nonblock(fd);
-	set_cloexec(fd);
 	c = xcalloc(1, sizeof(*c));
 	c->u = u;
-	c->id = ++u->next_id;
 	LIST_INIT(&c->reqs);
-	c->bev = bufferevent_socket_new(u->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		close(fd);
+	if (auth_conn_open(&c->conn, &u->conns, fd, c) == -1) {
 		free(c);
 		return -1;
 	}
-	LIST_INSERT_HEAD(&u->conns, c, entry);
-	u->n_conns++;
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	/* read at most a few lines ahead; the rest waits in the kernel */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 4 * USERDB_MAX_LINE);
-	bufferevent_setwatermark(c->bev, EV_WRITE, USERDB_OUT_THROTTLE / 2, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	n = snprintf(hs, sizeof(hs), "VERSION\t%d\t%d\nSPID\t%ld\n",
+	auth_conn_printf(&c->conn, "VERSION\t%d\t%d\nSPID\t%ld\n",
 	    USERDB_PROTO_MAJOR, USERDB_PROTO_MINOR, (long)getpid());
-	bufferevent_write(c->bev, hs, (size_t)n);
 	return 0;
-}
-
-static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	(void)l;
-	(void)sa;
-	(void)salen;
-	userdb_server_add_client(arg, fd);
-}
-
-static void
-accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	log_warn("userdb: accept");
 }
 
 struct userdb_server *
@@ -429,19 +326,15 @@ userdb_server_new(struct event_base *base, int listen_fd, struct auth_server *sr
 {
 	struct userdb_server *u = xcalloc(1, sizeof(*u));
 
-	u->base = base;
 	u->srv = srv;
 	u->chain = chain;
-	LIST_INIT(&u->conns);
+	auth_conn_pool_init(&u->conns, &conn_class, base, u, USERDB_MAX_CLIENTS);
 	if (listen_fd >= 0) {
-		evutil_make_socket_nonblocking(listen_fd);
-		u->listener = evconnlistener_new(base, accept_cb, u,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+		u->listener = auth_conn_listen(&u->conns, listen_fd);
 		if (u->listener == NULL) {
 			free(u);
 			return NULL;
 		}
-		evconnlistener_set_error_cb(u->listener, accept_error_cb);
 	}
 	return u;
 }
@@ -458,18 +351,15 @@ userdb_server_stop_listening(struct userdb_server *u)
 unsigned
 userdb_server_client_count(const struct userdb_server *u)
 {
-	return u->n_conns;
+	return u->conns.n_conns;
 }
 
 void
 userdb_server_free(struct userdb_server *u)
 {
-	struct userdb_conn *c;
-
 	if (u == NULL)
 		return;
 	userdb_server_stop_listening(u);
-	while ((c = LIST_FIRST(&u->conns)) != NULL)
-		conn_free(c);
+	auth_conn_pool_close_all(&u->conns);
 	free(u);
 }

@@ -67,13 +67,24 @@ xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
-	int n;
 
 	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
+	s = xvasprintf(NULL, fmt, ap);
 	va_end(ap);
+	return s;
+}
+
+char *
+xvasprintf(size_t *len, const char *fmt, va_list ap)
+{
+	char *s;
+	int n;
+
+	n = vasprintf(&s, fmt, ap);
 	if (n < 0)
 		fatalx("out of memory (asprintf)");
+	if (len != NULL)
+		*len = (size_t)n;
 	return s;
 }
 
@@ -281,20 +292,27 @@ tab_escape(struct sbuf *out, const char *s)
 	}
 }
 
-/* tab_unescape - Dovecot's str_tabunescape: \001 X, X in 0 1 t r n or literal. */
+/*
+ * tab_unescape_len - Dovecot's str_tabunescape: \001 X, X in 0 1 t r n or
+ * literal.  *outlen (if not NULL) gets the decoded length, which counts
+ * decoded NULs.  A dangling \001 at the end is dropped and refused.
+ */
 bool
-tab_unescape(char *s)
+tab_unescape_len(char *s, size_t *outlen)
 {
-	char *w = s;
+	char *start = s, *w = s;
+	bool ok = true;
 
-	for (; *s; s++) {
+	while (*s != '\0') {
 		if (*s != '\001') {
-			*w++ = *s;
+			*w++ = *s++;
 			continue;
 		}
 		s++;
 		switch (*s) {
-		case '\0': *w = '\0'; return false;
+		case '\0':
+			ok = false;     /* dangling escape byte at the end */
+			continue;
 		case '0': *w++ = '\0'; break;
 		case '1': *w++ = '\001'; break;
 		case 't': *w++ = '\t'; break;
@@ -302,9 +320,18 @@ tab_unescape(char *s)
 		case 'n': *w++ = '\n'; break;
 		default: *w++ = *s; break;
 		}
+		s++;
 	}
 	*w = '\0';
-	return true;
+	if (outlen != NULL)
+		*outlen = (size_t)(w - start);
+	return ok;
+}
+
+bool
+tab_unescape(char *s)
+{
+	return tab_unescape_len(s, NULL);
 }
 
 /*

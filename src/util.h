@@ -6,6 +6,7 @@
 #ifndef MSAGATE_UTIL_H
 #define MSAGATE_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,6 +18,9 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* xvasprintf - xasprintf from a va_list; *len (if not NULL) gets its length. */
+char *xvasprintf(size_t *len, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Growable byte string with an optional hard cap (0 = none). */
 struct sbuf {
@@ -45,6 +49,8 @@ bool b64_valid(const char *in, size_t n);
 void tab_escape(struct sbuf *out, const char *s);
 /* Unescape in place; returns false on a malformed escape at the end. */
 bool tab_unescape(char *s);
+/* As tab_unescape; *outlen (if not NULL) gets the decoded length, NULs included. */
+bool tab_unescape_len(char *s, size_t *outlen);
 
 /* Constant-time equality of two byte strings (length leaks only via a flag). */
 bool ct_equal(const void *a, size_t alen, const void *b, size_t blen);
