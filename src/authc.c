@@ -11,13 +11,12 @@
  * (16384), ids increase and are never 0, base64 goes out unescaped and
  * last, everything else is tab-escaped.  The AUTH lines carry
  * credentials: they are wiped from memory once written and never logged.
+ * The socket, line reading, output buffer and request ids are the core
+ * shared with the userdb client (auth-client-conn.h).
  */
 #include <sys/types.h>
 #include <sys/queue.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 
 #include <event2/event.h>
 
+#include "auth-client-conn.h"
 #include "auth-proto.h"
 #include "authc.h"
 #include "log.h"
@@ -37,15 +37,14 @@
 #define AUTHC_OUT_MAX    (1024 * 1024)    /* unsent output */
 #define AUTHC_MAX_FIELDS 128
 
-enum ac_state { AC_DOWN, AC_CONNECTING, AC_HANDSHAKE, AC_READY };
+/* AC_DOWN: no connection, or still connecting */
+enum ac_state { AC_DOWN, AC_HANDSHAKE, AC_READY };
 
 struct areq {
-	TAILQ_ENTRY(areq) link;
+	struct acc_req hdr;          /* id, link in conn.reqs, timer */
 	struct authc *c;
-	uint32_t id;
 	authc_cb *cb;
 	void *ctx;
-	struct event *timer;
 	char mech[AUTHC_MECH_LEN + 1];
 	char *line;                  /* AUTH line waiting for DONE (secret) */
 	size_t line_len;
@@ -63,31 +62,27 @@ struct acall {
 };
 
 struct authc {
-	struct event_base *base;
-	char *path;
-	int timeout_ms;
-	int fd;
+	struct acc_conn conn;        /* socket, buffers, requests in flight */
 	enum ac_state state;
-	struct event *rev, *wev, *defer;
-	char in[AUTHC_MAX_LINE + 2];
-	size_t in_len;
-	char *out;
-	size_t out_len, out_cap;
-	TAILQ_HEAD(, areq) reqs;
+	struct event *defer;
 	TAILQ_HEAD(, acall) calls;
-	uint32_t last_id;
 	/* handshake */
 	bool got_version, got_cookie;
 	unsigned n_mech_lines;
 	char *mechs[AUTHC_MAX_MECHS];
 	size_t n_mechs;
 	char mechs_str[AUTHC_MAX_MECHS * (AUTHC_MECH_LEN + 1) + 1];
-	bool dispatching, freed, warned;
+	bool dispatching, freed;
 };
 
-static void ac_read_cb(evutil_socket_t, short, void *);
-static void ac_write_cb(evutil_socket_t, short, void *);
 static void ac_disconnect(struct authc *c, const char *why);
+
+/* The request around a core request header (h may be NULL). */
+static struct areq *
+areq_of(struct acc_req *h)
+{
+	return h != NULL ? ACC_CONTAINER(h, struct areq, hdr) : NULL;
+}
 
 /* ---- callbacks ------------------------------------------------------- */
 
@@ -97,7 +92,7 @@ ac_call(struct authc *c, struct areq *r, enum authc_result res,
 {
 	struct acall *a = xcalloc(1, sizeof(*a));
 
-	a->id = r->id;
+	a->id = r->hdr.id;
 	a->cb = r->cb;
 	a->ctx = r->ctx;
 	a->res = res;
@@ -118,8 +113,6 @@ acall_free(struct acall *a)
 static void
 req_free(struct areq *r)
 {
-	if (r->timer != NULL)
-		event_free(r->timer);
 	if (r->line != NULL) {
 		secure_zero(r->line, r->line_len);
 		free(r->line);
@@ -132,7 +125,7 @@ static void
 req_finish(struct authc *c, struct areq *r, int res, const char *data,
     const char *extra)
 {
-	TAILQ_REMOVE(&c->reqs, r, link);
+	acc_req_remove(&c->conn, &r->hdr);
 	if (res >= 0)
 		ac_call(c, r, (enum authc_result)res, data, extra);
 	req_free(r);
@@ -141,12 +134,7 @@ req_finish(struct authc *c, struct areq *r, int res, const char *data,
 static struct areq *
 req_find(struct authc *c, uint32_t id)
 {
-	struct areq *r;
-
-	TAILQ_FOREACH(r, &c->reqs, link)
-		if (r->id == id)
-			return r;
-	return NULL;
+	return areq_of(acc_req_find(&c->conn, id));
 }
 
 static void
@@ -166,59 +154,6 @@ ac_defer_cb(evutil_socket_t fd, short what, void *arg)
 	c->dispatching = false;
 	if (c->freed)
 		authc_free(c);
-}
-
-/* ---- output ---------------------------------------------------------- */
-
-static void
-ac_flush(struct authc *c)
-{
-	ssize_t n;
-
-	while (c->fd >= 0 && c->state != AC_CONNECTING && c->out_len > 0) {
-		n = send(c->fd, c->out, c->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				event_add(c->wev, NULL);
-				return;
-			}
-			ac_disconnect(c, strerror(errno));
-			return;
-		}
-		memmove(c->out, c->out + n, c->out_len - (size_t)n);
-		secure_zero(c->out + c->out_len - (size_t)n, (size_t)n);
-		c->out_len -= (size_t)n;
-	}
-}
-
-/* Queue bytes for the server; false if too much is waiting already. */
-static bool
-ac_write(struct authc *c, const char *p, size_t n)
-{
-	if (c->out_len + n > AUTHC_OUT_MAX)
-		return false;
-	if (c->out_len + n > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : 4096;
-		char *nb;
-
-		while (cap < c->out_len + n)
-			cap *= 2;
-		/* grow by copy so that no secret is left in freed memory */
-		nb = xmalloc(cap);
-		if (c->out_len > 0)
-			memcpy(nb, c->out, c->out_len);
-		if (c->out != NULL) {
-			secure_zero(c->out, c->out_cap);
-			free(c->out);
-		}
-		c->out = nb;
-		c->out_cap = cap;
-	}
-	memcpy(c->out + c->out_len, p, n);
-	c->out_len += n;
-	return true;
 }
 
 /* ---- connection ------------------------------------------------------ */
@@ -242,108 +177,36 @@ ac_disconnect(struct authc *c, const char *why)
 {
 	struct areq *r;
 
-	if (c->fd < 0)
+	if (!acc_is_open(&c->conn))
 		return;
 	if (why != NULL)
-		log_warnx("auth client: connection to %s lost: %s", c->path, why);
-	event_free(c->rev);
-	event_free(c->wev);
-	c->rev = c->wev = NULL;
-	close(c->fd);
-	c->fd = -1;
+		log_warnx("auth client: connection to %s lost: %s", c->conn.path, why);
+	acc_close(&c->conn);
 	c->state = AC_DOWN;
-	c->in_len = 0;
-	if (c->out != NULL)
-		secure_zero(c->out, c->out_cap);
-	c->out_len = 0;
 	handshake_reset(c);
-	while ((r = TAILQ_FIRST(&c->reqs)) != NULL)
+	while ((r = areq_of(TAILQ_FIRST(&c->conn.reqs))) != NULL)
 		req_finish(c, r, AUTHC_TEMPFAIL, "connection to the auth service lost",
 		    NULL);
 }
 
+/* acc_ops.down: the core gave up on the connection. */
 static void
-ac_start_handshake(struct authc *c)
+ac_down(void *arg, const char *why)
 {
+	ac_disconnect(arg, why);
+}
+
+/* acc_ops.connected: VERSION and CPID at once (Dovecot 2.4 waits for them). */
+static void
+ac_connected(void *arg)
+{
+	struct authc *c = arg;
 	char buf[64];
 	int n;
 
 	c->state = AC_HANDSHAKE;
 	n = snprintf(buf, sizeof(buf), "VERSION\t1\t2\nCPID\t%ld\n", (long)getpid());
-	ac_write(c, buf, (size_t)n);
-	event_add(c->rev, NULL);
-	ac_flush(c);
-}
-
-static int
-ac_connect(struct authc *c)
-{
-	struct sockaddr_un sun;
-	int fd;
-
-	if (c->fd >= 0)
-		return 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(c->path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		goto fail;
-	}
-	strcpy(sun.sun_path, c->path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		goto fail;
-	c->fd = fd;
-	c->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, ac_read_cb, c);
-	c->wev = event_new(c->base, fd, EV_WRITE, ac_write_cb, c);
-	if (c->rev == NULL || c->wev == NULL)
-		fatalx("auth client: event_new");
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == EINPROGRESS) {
-			c->state = AC_CONNECTING;
-			event_add(c->wev, NULL);
-			return 0;
-		}
-		int err = errno;
-		event_free(c->rev);
-		event_free(c->wev);
-		c->rev = c->wev = NULL;
-		close(fd);
-		c->fd = -1;
-		errno = err;
-		goto fail;
-	}
-	if (c->warned)
-		log_info("auth client: connected to %s again", c->path);
-	c->warned = false;
-	ac_start_handshake(c);
-	return 0;
-fail:
-	if (!c->warned)
-		log_warn("auth client: cannot connect to %s", c->path);
-	c->warned = true;
-	return -1;
-}
-
-static void
-ac_write_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct authc *c = arg;
-
-	(void)what;
-	if (c->state == AC_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof(err);
-
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err != 0) {
-			ac_disconnect(c, strerror(err));
-			return;
-		}
-		ac_start_handshake(c);
-		return;
-	}
-	ac_flush(c);
+	acc_write(&c->conn, buf, (size_t)n);
 }
 
 /* ---- requests -------------------------------------------------------- */
@@ -374,7 +237,7 @@ req_send(struct authc *c, struct areq *r)
 		req_finish(c, r, AUTHC_FAIL, "mechanism not available", NULL);
 		return;
 	}
-	if (!ac_write(c, r->line, r->line_len)) {
+	if (!acc_write(&c->conn, r->line, r->line_len)) {
 		req_finish(c, r, AUTHC_TEMPFAIL, "auth service not reading", NULL);
 		return;
 	}
@@ -382,6 +245,17 @@ req_send(struct authc *c, struct areq *r)
 	free(r->line);
 	r->line = NULL;
 	r->sent = true;
+}
+
+/* Tell the server to forget request id (a late answer is ignored). */
+static void
+send_cancel(struct authc *c, uint32_t id)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "CANCEL\t%u\n", id);
+
+	acc_write(&c->conn, buf, (size_t)n);
+	acc_flush(&c->conn);
 }
 
 static void
@@ -398,14 +272,9 @@ req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		ac_disconnect(c, "handshake timeout");
 		return;
 	}
-	if (r->sent) {
-		char buf[32];
-		int n = snprintf(buf, sizeof(buf), "CANCEL\t%u\n", r->id);
-
-		ac_write(c, buf, (size_t)n);
-		ac_flush(c);
-	}
-	log_warnx("auth client: request %u timed out", r->id);
+	if (r->sent)
+		send_cancel(c, r->hdr.id);
+	log_warnx("auth client: request %u timed out", r->hdr.id);
 	req_finish(c, r, AUTHC_TEMPFAIL, "auth service timeout", NULL);
 }
 
@@ -414,7 +283,7 @@ static void
 build_auth_line(struct sbuf *b, const struct areq *r, const char *initial,
     const struct authc_info *info)
 {
-	sbuf_printf(b, "AUTH\t%u\t%s\tservice=", r->id, r->mech);
+	sbuf_printf(b, "AUTH\t%u\t%s\tservice=", r->hdr.id, r->mech);
 	auth_proto_escape(b, info && info->service ? info->service : "smtp");
 	if (info != NULL && info->local_ip != NULL && info->local_ip[0] != '\0') {
 		sbuf_addstr(b, "\tlip=");
@@ -450,23 +319,15 @@ authc_begin(struct authc *c, const char *mech, const char *initial_b64,
     const struct authc_info *info, authc_cb *cb, void *ctx)
 {
 	struct areq *r = xcalloc(1, sizeof(*r));
-	struct timeval tv;
 	struct sbuf b;
 	uint32_t id;
 
-	do {
-		c->last_id++;
-	} while (c->last_id == 0 || req_find(c, c->last_id) != NULL);
-	id = r->id = c->last_id;
+	acc_req_add(&c->conn, &r->hdr);
+	id = r->hdr.id;
 	r->c = c;
 	r->cb = cb;
 	r->ctx = ctx;
-	TAILQ_INSERT_TAIL(&c->reqs, r, link);
-	if ((r->timer = evtimer_new(c->base, req_timeout_cb, r)) == NULL)
-		fatalx("auth client: evtimer_new");
-	tv.tv_sec = c->timeout_ms / 1000;
-	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
-	evtimer_add(r->timer, &tv);
+	acc_req_arm(&c->conn, &r->hdr, req_timeout_cb, r);
 
 	if (mech == NULL || !mech_syntax_ok(mech)) {
 		req_finish(c, r, AUTHC_FAIL, "mechanism not available", NULL);
@@ -490,13 +351,13 @@ authc_begin(struct authc *c, const char *mech, const char *initial_b64,
 	r->line = b.s;               /* ownership moves to the request */
 	r->line_len = b.len;
 
-	if (ac_connect(c) < 0) {
+	if (acc_connect(&c->conn) < 0) {
 		req_finish(c, r, AUTHC_TEMPFAIL, "auth service unavailable", NULL);
 		return id;
 	}
 	if (c->state == AC_READY) {
 		req_send(c, r);
-		ac_flush(c);
+		acc_flush(&c->conn);
 	}
 	return id;                   /* otherwise sent when DONE arrives */
 }
@@ -510,22 +371,18 @@ authc_continue(struct authc *c, uint32_t id, const char *b64)
 	if (r == NULL || !r->sent || c->state != AC_READY)
 		return;
 	if (b64 == NULL || !b64_chars_ok(b64)) {
-		char buf[32];
-		int n = snprintf(buf, sizeof(buf), "CANCEL\t%u\n", id);
-
-		ac_write(c, buf, (size_t)n);
-		ac_flush(c);
+		send_cancel(c, id);
 		req_finish(c, r, AUTHC_BADB64, "invalid base64 data in continued response",
 		    NULL);
 		return;
 	}
 	sbuf_init(&b, 0);
 	sbuf_printf(&b, "CONT\t%u\t%s\n", id, b64);
-	if (b.len > AUTHC_MAX_LINE + 1 || !ac_write(c, b.s, b.len))
+	if (b.len > AUTHC_MAX_LINE + 1 || !acc_write(&c->conn, b.s, b.len))
 		req_finish(c, r, AUTHC_FAIL, "authentication data too long", NULL);
 	secure_zero(b.s, b.len);
 	sbuf_free(&b);
-	ac_flush(c);
+	acc_flush(&c->conn);
 }
 
 void
@@ -535,13 +392,8 @@ authc_abort(struct authc *c, uint32_t id)
 	struct acall *a, *next;
 
 	if (r != NULL) {
-		if (r->sent && c->state == AC_READY) {
-			char buf[32];
-			int n = snprintf(buf, sizeof(buf), "CANCEL\t%u\n", id);
-
-			ac_write(c, buf, (size_t)n);
-			ac_flush(c);
-		}
+		if (r->sent && c->state == AC_READY)
+			send_cancel(c, id);
 		req_finish(c, r, -1, NULL, NULL);
 	}
 	for (a = TAILQ_FIRST(&c->calls); a != NULL; a = next) {
@@ -594,7 +446,7 @@ handshake_line(struct authc *c, char **f, size_t n)
 		}
 		c->got_cookie = true;
 	} else if (strcmp(f[0], "DONE") == 0) {
-		struct areq *r, *next;
+		struct acc_req *h, *next;
 		size_t len = 0;
 
 		if (!c->got_version || c->n_mech_lines == 0 || !c->got_cookie) {
@@ -607,12 +459,14 @@ handshake_line(struct authc *c, char **f, size_t n)
 			    sizeof(c->mechs_str) - len, "%s%s", i ? " " : "",
 			    c->mechs[i]);
 		c->state = AC_READY;
-		for (r = TAILQ_FIRST(&c->reqs); r != NULL; r = next) {
-			next = TAILQ_NEXT(r, link);
+		for (h = TAILQ_FIRST(&c->conn.reqs); h != NULL; h = next) {
+			struct areq *r = areq_of(h);
+
+			next = TAILQ_NEXT(h, link);
 			if (!r->sent)
 				req_send(c, r);
 		}
-		ac_flush(c);
+		acc_flush(&c->conn);
 	}
 	/* SPID, CUID and anything unknown: ignored */
 }
@@ -688,9 +542,11 @@ reply_line(struct authc *c, char **f, size_t n)
 	sbuf_free(&extra);
 }
 
+/* acc_ops.line: one line from the server (LF removed). */
 static void
-ac_line(struct authc *c, char *line)
+ac_line(void *arg, char *line)
 {
+	struct authc *c = arg;
 	char *f[AUTHC_MAX_FIELDS];
 	size_t n = auth_proto_split(line, f, AUTHC_MAX_FIELDS);
 
@@ -700,53 +556,15 @@ ac_line(struct authc *c, char *line)
 		reply_line(c, f, n);
 }
 
-static void
-ac_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct authc *c = arg;
-	ssize_t n;
-
-	(void)what;
-	for (;;) {
-		char *lf, *start;
-
-		n = recv(fd, c->in + c->in_len, sizeof(c->in) - 1 - c->in_len,
-		    MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				ac_disconnect(c, strerror(errno));
-			return;
-		}
-		if (n == 0) {
-			ac_disconnect(c, TAILQ_EMPTY(&c->reqs) ? NULL :
-			    "closed by the auth service");
-			return;
-		}
-		c->in_len += (size_t)n;
-		c->in[c->in_len] = '\0';
-		start = c->in;
-		while (c->fd == fd &&
-		    (lf = memchr(start, '\n', c->in_len - (size_t)(start - c->in))) != NULL) {
-			*lf = '\0';
-			if (memchr(start, '\0', (size_t)(lf - start)) != NULL) {
-				ac_disconnect(c, "NUL byte from the auth service");
-				return;
-			}
-			ac_line(c, start);
-			start = lf + 1;
-		}
-		if (c->fd != fd)
-			return;
-		c->in_len -= (size_t)(start - c->in);
-		memmove(c->in, start, c->in_len);
-		if (c->in_len > AUTHC_MAX_LINE) {
-			ac_disconnect(c, "line too long from the auth service");
-			return;
-		}
-	}
-}
+static const struct acc_ops ac_ops = {
+	.connected = ac_connected,
+	.line = ac_line,
+	.down = ac_down,
+	.eof = "closed by the auth service",
+	.long_line = "line too long from the auth service",
+	.nul = "NUL byte from the auth service",
+	.idle_eof_quiet = true,
+};
 
 /* ---- public ---------------------------------------------------------- */
 
@@ -755,12 +573,10 @@ authc_new(struct event_base *base, const char *socket_path, int timeout_ms)
 {
 	struct authc *c = xcalloc(1, sizeof(*c));
 
-	c->base = base;
-	c->path = xstrdup(socket_path);
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 20000;
-	c->fd = -1;
+	acc_init(&c->conn, base, "auth client", socket_path,
+	    timeout_ms > 0 ? timeout_ms : 20000, AUTHC_MAX_LINE, AUTHC_OUT_MAX,
+	    &ac_ops, c);
 	c->state = AC_DOWN;
-	TAILQ_INIT(&c->reqs);
 	TAILQ_INIT(&c->calls);
 	if ((c->defer = event_new(base, -1, 0, ac_defer_cb, c)) == NULL)
 		fatalx("auth client: event_new");
@@ -779,33 +595,29 @@ authc_free(struct authc *c)
 		c->freed = true;
 		return;
 	}
-	while ((r = TAILQ_FIRST(&c->reqs)) != NULL)
+	while ((r = areq_of(TAILQ_FIRST(&c->conn.reqs))) != NULL)
 		req_finish(c, r, -1, NULL, NULL);
 	ac_disconnect(c, NULL);
 	while ((a = TAILQ_FIRST(&c->calls)) != NULL) {
 		TAILQ_REMOVE(&c->calls, a, link);
 		acall_free(a);
 	}
-	if (c->out != NULL) {
-		secure_zero(c->out, c->out_cap);
-		free(c->out);
-	}
+	acc_cleanup(&c->conn);
 	handshake_reset(c);
 	event_free(c->defer);
-	free(c->path);
 	free(c);
 }
 
 void
 authc_connect(struct authc *c)
 {
-	(void)ac_connect(c);
+	(void)acc_connect(&c->conn);
 }
 
 bool
 authc_ready(const struct authc *c)
 {
-	return c->fd >= 0 && c->state == AC_READY;
+	return acc_is_open(&c->conn) && c->state == AC_READY;
 }
 
 bool

@@ -10,22 +10,19 @@
  * The user name is tab-escaped; names with control characters are never
  * sent.  Lines are bounded (USERDBC_MAX_LINE); a longer one, a wrong
  * major version or garbage ends the connection, failing what is in
- * flight (TEMPFAIL).  Every request has its own timer.
+ * flight (TEMPFAIL).  Every request has its own timer.  The socket, line
+ * reading, output buffer and request ids are the core shared with the
+ * auth client (auth-client-conn.h).
  */
 #include <sys/queue.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "auth-client-conn.h"
 #include "log.h"
 #include "userdbc.h"
 #include "util.h"
@@ -37,13 +34,11 @@
 #define USERDBC_OUT_MAX    (256 * 1024)
 
 struct ureq {
-	TAILQ_ENTRY(ureq) link;
+	struct acc_req hdr;          /* id, link in conn.reqs or done, timer */
 	struct userdbc *c;
-	uint32_t id;
 	char *user;
 	userdbc_cb *cb;
 	void *ctx;
-	struct event *timer;
 	bool done;                   /* answered: waiting for the deferred call */
 	enum userdbc_result res;
 };
@@ -55,16 +50,10 @@ struct cache_ent {
 };
 
 struct userdbc {
-	struct event_base *base;
-	char *path;
-	int timeout_ms;
+	struct acc_conn conn;        /* socket, buffers, requests waiting */
 	int cache_ms;
-	struct bufferevent *bev;
 	bool got_version;
-	bool warned;
-	uint32_t last_id;
-	TAILQ_HEAD(, ureq) reqs;     /* waiting for the server */
-	TAILQ_HEAD(, ureq) done;     /* answered, callback pending */
+	struct acc_req_list done;    /* answered, callback pending */
 	size_t n_reqs;
 	struct event *defer;
 	struct cache_ent cache[USERDBC_CACHE_SIZE];
@@ -72,6 +61,13 @@ struct userdbc {
 };
 
 static void ud_disconnect(struct userdbc *c, const char *why);
+
+/* The request around a core request header (h may be NULL). */
+static struct ureq *
+ureq_of(struct acc_req *h)
+{
+	return h != NULL ? ACC_CONTAINER(h, struct ureq, hdr) : NULL;
+}
 
 /* ---- cache ----------------------------------------------------------- */
 
@@ -129,8 +125,8 @@ defer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	while ((r = TAILQ_FIRST(&c->done)) != NULL) {
-		TAILQ_REMOVE(&c->done, r, link);
+	while ((r = ureq_of(TAILQ_FIRST(&c->done))) != NULL) {
+		TAILQ_REMOVE(&c->done, &r->hdr, link);
 		c->n_reqs--;
 		if (r->cb != NULL)
 			r->cb(r->ctx, r->res);
@@ -145,26 +141,17 @@ req_answer(struct userdbc *c, struct ureq *r, enum userdbc_result res)
 {
 	if (r->done)
 		return;
-	TAILQ_REMOVE(&c->reqs, r, link);
-	if (r->timer != NULL) {
-		event_free(r->timer);
-		r->timer = NULL;
-	}
+	acc_req_remove(&c->conn, &r->hdr);
 	r->done = true;
 	r->res = res;
-	TAILQ_INSERT_TAIL(&c->done, r, link);
+	TAILQ_INSERT_TAIL(&c->done, &r->hdr, link);
 	event_active(c->defer, EV_TIMEOUT, 0);
 }
 
 static struct ureq *
 req_find(struct userdbc *c, uint32_t id)
 {
-	struct ureq *r;
-
-	TAILQ_FOREACH(r, &c->reqs, link)
-		if (r->id == id)
-			return r;
-	return NULL;
+	return ureq_of(acc_req_find(&c->conn, id));
 }
 
 static void
@@ -174,7 +161,7 @@ req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_warnx("userdb client: lookup %u timed out", r->id);
+	log_warnx("userdb client: lookup %u timed out", r->hdr.id);
 	req_answer(r->c, r, USERDBC_TEMPFAIL);
 }
 
@@ -185,21 +172,22 @@ ud_disconnect(struct userdbc *c, const char *why)
 {
 	struct ureq *r;
 
-	if (c->bev == NULL)
+	if (!acc_is_open(&c->conn))
 		return;
 	if (why != NULL)
-		log_warnx("userdb client: connection to %s closed: %s", c->path, why);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
+		log_warnx("userdb client: connection to %s closed: %s", c->conn.path,
+		    why);
+	acc_close(&c->conn);
 	c->got_version = false;
-	while ((r = TAILQ_FIRST(&c->reqs)) != NULL)
+	while ((r = ureq_of(TAILQ_FIRST(&c->conn.reqs))) != NULL)
 		req_answer(c, r, USERDBC_TEMPFAIL);
 }
 
-/* One line from the server (LF removed, NUL-terminated). */
+/* acc_ops.line: one line from the server (LF removed, NUL-terminated). */
 static void
-ud_line(struct userdbc *c, char *line)
+ud_line(void *arg, char *line)
 {
+	struct userdbc *c = arg;
 	char *argv[4], *p = line;
 	size_t argc = 0;
 	uint32_t id;
@@ -245,84 +233,31 @@ ud_line(struct userdbc *c, char *line)
 		ud_disconnect(c, "unknown reply");
 }
 
+/* acc_ops.down: the core gave up on the connection. */
 static void
-ud_read_cb(struct bufferevent *bev, void *arg)
+ud_down(void *arg, const char *why)
 {
-	struct userdbc *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t n;
-	char *line;
-
-	while (c->bev != NULL &&
-	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
-		if (n >= USERDBC_MAX_LINE || memchr(line, '\0', n) != NULL) {
-			free(line);
-			ud_disconnect(c, "over-long or binary line");
-			return;
-		}
-		ud_line(c, line);
-		free(line);
-	}
-	if (c->bev != NULL && evbuffer_get_length(in) >= USERDBC_MAX_LINE)
-		ud_disconnect(c, "over-long line");
+	ud_disconnect(arg, why);
 }
 
+/* acc_ops.connected: our VERSION, pipelined with the first request. */
 static void
-ud_event_cb(struct bufferevent *bev, short what, void *arg)
+ud_connected(void *arg)
 {
 	struct userdbc *c = arg;
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF)
-		ud_disconnect(c, "closed by the server");
-	else if (what & BEV_EVENT_ERROR)
-		ud_disconnect(c, strerror(EVUTIL_SOCKET_ERROR()));
+	acc_write(&c->conn, "VERSION\t1\t0\n", 12);
 }
 
-/* Connect now (UNIX stream sockets connect at once or fail). */
-static int
-ud_connect(struct userdbc *c)
-{
-	struct sockaddr_un sun;
-	int fd;
-
-	if (c->bev != NULL)
-		return 0;
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(c->path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		goto fail;
-	}
-	strcpy(sun.sun_path, c->path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		goto fail;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		goto fail;
-	}
-	if ((c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		close(fd);
-		errno = ENOMEM;
-		goto fail;
-	}
-	bufferevent_setcb(c->bev, ud_read_cb, NULL, ud_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, USERDBC_MAX_LINE * 4);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	bufferevent_write(c->bev, "VERSION\t1\t0\n", 12);
-	if (c->warned)
-		log_info("userdb client: connected to %s again", c->path);
-	c->warned = false;
-	return 0;
-fail:
-	if (!c->warned)
-		log_warn("userdb client: cannot connect to %s", c->path);
-	c->warned = true;
-	return -1;
-}
+static const struct acc_ops ud_ops = {
+	.connected = ud_connected,
+	.line = ud_line,
+	.down = ud_down,
+	.eof = "closed by the server",
+	.long_line = "over-long line",
+	.nul = "over-long or binary line",
+	.idle_eof_quiet = false,
+};
 
 struct userdbc *
 userdbc_new(struct event_base *base, const char *path, int timeout_ms,
@@ -330,11 +265,11 @@ userdbc_new(struct event_base *base, const char *path, int timeout_ms,
 {
 	struct userdbc *c = xcalloc(1, sizeof(*c));
 
-	c->base = base;
-	c->path = xstrdup(path);
-	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 10000;
+	/* room for one more line past USERDBC_OUT_MAX (checked per lookup) */
+	acc_init(&c->conn, base, "userdb client", path,
+	    timeout_ms > 0 ? timeout_ms : 10000, USERDBC_MAX_LINE - 1,
+	    USERDBC_OUT_MAX + USERDBC_MAX_LINE, &ud_ops, c);
 	c->cache_ms = cache_secs > 0 ? cache_secs * 1000 : 0;
-	TAILQ_INIT(&c->reqs);
 	TAILQ_INIT(&c->done);
 	if ((c->defer = event_new(base, -1, 0, defer_cb, c)) == NULL)
 		fatalx("userdb client: event_new");
@@ -348,26 +283,21 @@ userdbc_free(struct userdbc *c)
 
 	if (c == NULL)
 		return;
-	if (c->bev != NULL) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
-	while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
-		TAILQ_REMOVE(&c->reqs, r, link);
-		if (r->timer)
-			event_free(r->timer);
+	acc_close(&c->conn);
+	while ((r = ureq_of(TAILQ_FIRST(&c->conn.reqs))) != NULL) {
+		acc_req_remove(&c->conn, &r->hdr);
 		free(r->user);
 		free(r);
 	}
-	while ((r = TAILQ_FIRST(&c->done)) != NULL) {
-		TAILQ_REMOVE(&c->done, r, link);
+	while ((r = ureq_of(TAILQ_FIRST(&c->done))) != NULL) {
+		TAILQ_REMOVE(&c->done, &r->hdr, link);
 		free(r->user);
 		free(r);
 	}
 	for (size_t i = 0; i < USERDBC_CACHE_SIZE; i++)
 		free(c->cache[i].user);
 	event_free(c->defer);
-	free(c->path);
+	acc_cleanup(&c->conn);
 	free(c);
 }
 
@@ -389,54 +319,50 @@ uint32_t
 userdbc_lookup(struct userdbc *c, const char *user, userdbc_cb *cb, void *ctx)
 {
 	struct ureq *r = xcalloc(1, sizeof(*r));
-	struct timeval tv;
 	struct sbuf b;
 	enum userdbc_result cached;
+	uint32_t id;
 
-	do {
-		c->last_id++;
-	} while (c->last_id == 0 || req_find(c, c->last_id) != NULL);
-	r->id = c->last_id;
+	acc_req_add(&c->conn, &r->hdr);
+	id = r->hdr.id;
 	r->c = c;
 	r->user = xstrdup(user);
 	r->cb = cb;
 	r->ctx = ctx;
-	TAILQ_INSERT_TAIL(&c->reqs, r, link);
 	c->n_reqs++;
 	if (!user_ok(user) || c->n_reqs > USERDBC_MAX_INFLIGHT) {
 		req_answer(c, r, USERDBC_TEMPFAIL);
-		return r->id;
+		return id;
 	}
 	if ((cached = userdbc_cached(c, user)) != USERDBC_UNCACHED) {
 		req_answer(c, r, cached);
-		return r->id;
+		return id;
 	}
-	if (ud_connect(c) < 0) {
+	if (acc_connect(&c->conn) < 0) {
 		req_answer(c, r, USERDBC_TEMPFAIL);
-		return r->id;
+		return id;
 	}
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > USERDBC_OUT_MAX) {
+	if (acc_pending(&c->conn) > USERDBC_OUT_MAX) {
 		req_answer(c, r, USERDBC_TEMPFAIL);
-		return r->id;
+		return id;
 	}
-	if ((r->timer = evtimer_new(c->base, req_timeout_cb, r)) == NULL)
-		fatalx("userdb client: evtimer_new");
-	tv.tv_sec = c->timeout_ms / 1000;
-	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
-	evtimer_add(r->timer, &tv);
+	acc_req_arm(&c->conn, &r->hdr, req_timeout_cb, r);
 	sbuf_init(&b, 0);
-	sbuf_printf(&b, "USER\t%u\t", r->id);
+	sbuf_printf(&b, "USER\t%u\t", id);
 	tab_escape(&b, user);
 	sbuf_addstr(&b, "\tservice=smtp\n");
-	bufferevent_write(c->bev, b.s, b.len);
+	if (!acc_write(&c->conn, b.s, b.len))
+		req_answer(c, r, USERDBC_TEMPFAIL);     /* cannot happen: see _new */
 	sbuf_free(&b);
-	return r->id;
+	acc_flush(&c->conn);
+	return id;
 }
 
 void
 userdbc_abort(struct userdbc *c, uint32_t id)
 {
 	struct ureq *r;
+	struct acc_req *h;
 
 	if (id == 0)
 		return;
@@ -445,7 +371,7 @@ userdbc_abort(struct userdbc *c, uint32_t id)
 		req_answer(c, r, USERDBC_TEMPFAIL);   /* freed by defer_cb */
 		return;
 	}
-	TAILQ_FOREACH(r, &c->done, link)
-		if (r->id == id)
-			r->cb = NULL;
+	TAILQ_FOREACH(h, &c->done, link)
+		if (h->id == id)
+			ureq_of(h)->cb = NULL;
 }

@@ -102,7 +102,7 @@ srv_send_later(int ms, const char *s)
 static void
 srv_plain(const char *id, const char *b64)
 {
-	unsigned char dec[512];
+	unsigned char dec[512] = { 0 };   /* an empty response leaves user "" */
 	ssize_t n = b64_decode(b64, strlen(b64), dec);
 	const char *user, *pass;
 	char out[600];
