@@ -327,3 +327,16 @@ qfile_free_ids(char **ids, size_t n)
 		free(ids[i]);
 	free(ids);
 }
+
+bool
+qfile_names_itself(int fd, const char *id)
+{
+	char want[sizeof(QFILE_MAGIC) + QID_LEN + 8], got[sizeof(want)];
+	int n = snprintf(want, sizeof(want), "%s\nid=%s\n", QFILE_MAGIC, id);
+	ssize_t r;
+
+	if (n < 0 || (size_t)n >= sizeof(want))
+		return false;
+	r = pread(fd, got, (size_t)n, 0);
+	return r == n && memcmp(got, want, (size_t)n) == 0;
+}

@@ -20,6 +20,7 @@
 #ifndef MSAGATE_QFILE_H
 #define MSAGATE_QFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <time.h>
@@ -66,6 +67,13 @@ int qfile_list_ids(int dfd, char ***ids, size_t *n);
 void qfile_free_ids(char **ids, size_t n);
 /* qsort/bsearch comparison of two (char *) queue ids. */
 int qid_cmp(const void *a, const void *b);
+
+/*
+ * true if the open file fd starts with a queue header naming id (its
+ * first two lines): a message written for that id, as opposed to a file
+ * that was never written or still holds a recycled message (qspare.h).
+ */
+bool qfile_names_itself(int fd, const char *id);
 
 /* state_dir/sub/id into buf; returns buf. */
 char *qfile_path(char *buf, size_t len, const char *state_dir,

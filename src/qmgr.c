@@ -723,16 +723,16 @@ deliver_group(struct attempt *a, const struct delivery_msg *dm,
 	free(map);
 }
 
-/* Remove the finished message: queue file first, then its status. */
+/* Remove the finished message (size bytes): queue file first, then its status. */
 static void
-remove_message(struct attempt *a)
+remove_message(struct attempt *a, long long size)
 {
 	struct qmgr *m = a->m;
 	int r = 1;
 
 	/* the file becomes a spare for a new message if the pool has room */
 	if (m->spares != NULL)
-		r = qspare_put(m->spares, m->q_dfd, a->qm->id);
+		r = qspare_put(m->spares, m->q_dfd, a->qm->id, size);
 	if (r < 0 && errno == ENOENT)
 		r = 0;                   /* deleted with msagatectl meanwhile */
 	if (r != 0 && unlinkat(m->q_dfd, a->qm->id, 0) < 0 && errno != ENOENT) {
@@ -950,7 +950,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 	 * again after a crash.
 	 */
 	if (all_done)
-		remove_message(&a);
+		remove_message(&a, (long long)sb.st_size);
 	if (!all_done || a.qm->outcome == QO_DEFER)
 		(void)sync_status(&a);
 out:

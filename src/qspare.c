@@ -1,7 +1,7 @@
 /*
  * qspare.c - recycled queue files (see qspare.h): a delivered message's
- * file becomes an empty spare in incoming/, and OPEN hands spares out
- * before it creates anything.
+ * file becomes a spare in incoming/, and OPEN hands spares out before it
+ * creates anything.
  */
 #include <sys/stat.h>
 
@@ -75,16 +75,20 @@ rename_noreplace(int odfd, const char *old, int ndfd, const char *new)
 }
 
 /*
- * The rename comes first, then the truncation: if a crash falls between
- * the two, the message's data is in incoming/ (removed at start-up), never
- * an empty file under a queue id.
+ * A file up to QSPARE_KEEP_MAX bytes keeps its blocks (and the delivered
+ * message in them) until the next message is written over it: freeing
+ * and allocating the blocks of every message costs more than everything
+ * else a delivery does (and a synchronous discard on a filesystem mounted
+ * with "discard").  A larger file is truncated after the rename: if a
+ * crash falls between the two, its data is in incoming/ (removed at
+ * start-up), never under a queue id.
  */
 int
-qspare_put(struct qspare *sp, int dfd, const char *name)
+qspare_put(struct qspare *sp, int dfd, const char *name, long long size)
 {
 	char sname[SPARE_NAME_MAX];
 	uint64_t num;
-	int fd, err;
+	int fd = -1, err;
 
 	pthread_mutex_lock(&sp->mu);
 	if (sp->n + sp->reserved >= sp->max) {
@@ -104,19 +108,19 @@ qspare_put(struct qspare *sp, int dfd, const char *name)
 		errno = err;
 		return -1;
 	}
-	fd = openat(sp->in_dfd, sname, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW |
-	    O_NONBLOCK);
+	if (size < 0 || size > QSPARE_KEEP_MAX)
+		fd = openat(sp->in_dfd, sname, O_WRONLY | O_TRUNC | O_CLOEXEC |
+		    O_NOFOLLOW | O_NONBLOCK);
 	pthread_mutex_lock(&sp->mu);
 	sp->reserved--;
-	if (fd >= 0)
+	if (fd >= 0 || (size >= 0 && size <= QSPARE_KEEP_MAX))
 		sp->nums[sp->n++] = num;
 	pthread_mutex_unlock(&sp->mu);
-	if (fd < 0) {
+	if (fd >= 0)
+		close(fd);
+	else if (size < 0 || size > QSPARE_KEEP_MAX)
 		/* taken out of queue/ all the same: only the pool misses it */
 		(void)unlinkat(sp->in_dfd, sname, 0);
-		return 0;
-	}
-	close(fd);
 	return 0;
 }
 

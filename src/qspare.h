@@ -1,16 +1,23 @@
 /*
- * qspare.h - recycled queue files: a bounded pool of empty files in
- * state_dir/incoming that new messages are written into instead of
- * freshly created files.
+ * qspare.h - recycled queue files: a bounded pool of delivered messages'
+ * files in state_dir/incoming that new messages are written into instead
+ * of freshly created files.
  *
  * Why: creating and deleting one inode per message is the most expensive
  * thing the queue role does on a busy ext4 without a journal (the inode
  * allocator scans past every inode freed in the last seconds, see
- * bench/README).  A delivered message's file is renamed into incoming/
- * as "spare.N" and truncated to zero, and the next OPEN renames it to the
- * new queue id.  Spares are never acknowledged mail: like everything in
- * incoming/ they are removed at start-up, and a crash at any point leaves
- * at worst an extra empty file.
+ * bench/README), and freeing and allocating its data blocks comes next.
+ * A delivered message's file is renamed into incoming/ as "spare.N"; one
+ * of at most QSPARE_KEEP_MAX bytes keeps its content, a larger one is
+ * truncated to zero.  The next OPEN renames a spare to the new queue id,
+ * and its writer (the SMTP role) writes from offset 0 and cuts the file
+ * to the length it wrote before the commit, so nothing of the old
+ * message outlives the new one's commit.  Until then a spare holds a
+ * delivered message, in the daemon's own 0700 state directory, like the
+ * freed blocks of any deleted file.  Spares are never acknowledged mail:
+ * like everything in incoming/ they are removed at start-up and at a
+ * clean stop, and a file in incoming/ counts as a message only when its
+ * header names it (qfile_names_itself).
  *
  * Thread-safe: the delivery workers put, the event loop takes.
  */
@@ -22,6 +29,7 @@
 
 #define QSPARE_PREFIX "spare."
 #define QSPARE_MAX    256      /* files kept at most */
+#define QSPARE_KEEP_MAX (64 * 1024)  /* larger files are emptied when put */
 
 struct qspare;
 
@@ -30,13 +38,14 @@ struct qspare *qspare_new(int in_dfd, size_t max);
 void qspare_free(struct qspare *sp);
 
 /*
- * qspare_put - recycle the file `name` in directory dfd: rename it into
- * incoming/ as a spare and truncate it.  Returns 0 when it was taken,
- * 1 when the pool is full (nothing done: the caller unlinks as before),
- * -1 with errno when the rename failed (ENOENT: the name is gone).  A file
- * that cannot be truncated is unlinked, not kept.
+ * qspare_put - recycle the file `name` in directory dfd, `size` bytes
+ * long (-1: unknown): rename it into incoming/ as a spare, truncated
+ * when larger than QSPARE_KEEP_MAX or of unknown size.  Returns 0 when it
+ * was taken, 1 when the pool is full (nothing done: the caller unlinks as
+ * before), -1 with errno when the rename failed (ENOENT: the name is
+ * gone).  A file that cannot be truncated is unlinked, not kept.
  */
-int qspare_put(struct qspare *sp, int dfd, const char *name);
+int qspare_put(struct qspare *sp, int dfd, const char *name, long long size);
 
 /*
  * qspare_take - rename a spare to incoming/`name` (which must not exist).

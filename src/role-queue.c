@@ -237,13 +237,27 @@ open_subdir(const struct msagate_config *cfg, const char *sub)
 	return fd;
 }
 
+/* incoming/name holds (the start of) a message written for that name. */
+static bool
+incoming_names_itself(struct qrole *q, const char *name)
+{
+	int fd = openat(q->in_dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK);
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = qfile_names_itself(fd, name);
+	close(fd);
+	return yes;
+}
+
 /* Remove what a crash left in incoming/: it was never acknowledged. */
 static void
 clean_incoming(struct qrole *q)
 {
 	DIR *d;
 	struct dirent *de;
-	struct stat st;
 	int fd, n = 0, n_empty = 0;
 
 	if ((fd = dup(q->in_dfd)) < 0 || (d = fdopendir(fd)) == NULL)
@@ -255,8 +269,7 @@ clean_incoming(struct qrole *q)
 			continue;
 		/* spares and files opened ahead of DATA were never written */
 		empty = qspare_is_spare(de->d_name) ||
-		    (fstatat(q->in_dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    st.st_size == 0);
+		    !incoming_names_itself(q, de->d_name);
 		if (unlinkat(q->in_dfd, de->d_name, 0) < 0)
 			log_warn("queue: cannot remove incoming/%s", de->d_name);
 		else if (empty)
@@ -296,13 +309,13 @@ count_queue(struct qrole *q)
 /* ---- the worker thread: fsync, check, rename, fsync directory ------- */
 
 /*
- * Check that a synced file starts with the queue file header; sets e->err.
+ * Check that a synced file starts with a queue file header naming its own
+ * id (a recycled file still holding a delivered message does not); sets
+ * e->err.
  */
 static void
 check_synced(struct qent *e)
 {
-	static const char magic[] = QFILE_MAGIC "\n";
-	char head[sizeof(magic) - 1];
 	struct stat st;
 
 	if (fstat(e->fd, &st) < 0) {
@@ -311,11 +324,9 @@ check_synced(struct qent *e)
 		return;
 	}
 	e->size = (long long)st.st_size;
-	if (st.st_size < (off_t)sizeof(head) ||
-	    pread(e->fd, head, sizeof(head), 0) != (ssize_t)sizeof(head) ||
-	    memcmp(head, magic, sizeof(head)) != 0) {
+	if (!qfile_names_itself(e->fd, e->qid)) {
 		e->err = EINVAL;
-		e->what = "not a queue file (empty or no header)";
+		e->what = "not a queue file for this id (empty or no header)";
 	}
 }
 
@@ -535,14 +546,14 @@ ent_discard(struct qrole *q, struct qent *e)
 	free(e);
 }
 
-/* Never written: one of the files a client opens ahead of DATA. */
+/*
+ * Never written: one of the files a client opens ahead of DATA (empty, or
+ * a recycled file still holding a delivered message).
+ */
 static bool
 ent_empty(const struct qent *e)
 {
-	struct stat st;
-
-	return !e->committing && e->fd >= 0 && fstat(e->fd, &st) == 0 &&
-	    st.st_size == 0;
+	return !e->committing && e->fd >= 0 && !qfile_names_itself(e->fd, e->qid);
 }
 
 static void
@@ -622,9 +633,10 @@ conn_find(struct qconn *c, const char *qid)
 }
 
 /*
- * A spare (a delivered message's file, emptied) renamed to incoming/qid
- * and opened: no inode created.  -1 if there is none or it fails (the
- * caller creates a file then).
+ * A spare (a delivered message's file) renamed to incoming/qid and
+ * opened: no inode created.  It may still hold the old message: the
+ * writer writes from offset 0 and cuts the file at its own end (qspare.h).
+ * -1 if there is none or it fails (the caller creates a file then).
  */
 static int
 open_recycled(struct qrole *q, const char *qid)
@@ -635,8 +647,7 @@ open_recycled(struct qrole *q, const char *qid)
 	if (q->spares == NULL || qspare_take(q->spares, qid) < 0)
 		return -1;
 	fd = openat(q->in_dfd, qid, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (st.st_size == 0 || ftruncate(fd, 0) == 0))
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
 		return fd;
 	log_warn("queue: cannot reuse a spare queue file as incoming/%s", qid);
 	if (fd >= 0)

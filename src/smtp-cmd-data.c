@@ -43,9 +43,12 @@ static void commit_cb(void *ctx, int ok, const char *err);
 static void
 wbuf_flush(struct smtp_tx *tx)
 {
-	if (tx->wlen > 0 && tx->werr == 0 &&
-	    write_all(tx->fd, tx->wbuf, tx->wlen) < 0)
-		tx->werr = errno ? errno : EIO;
+	if (tx->wlen > 0 && tx->werr == 0) {
+		if (write_all(tx->fd, tx->wbuf, tx->wlen) < 0)
+			tx->werr = errno ? errno : EIO;
+		else
+			tx->written += (long long)tx->wlen;
+	}
 	tx->wlen = 0;
 }
 
@@ -437,6 +440,12 @@ data_end(struct smtp_session *s)
 		return;
 	}
 	wbuf_flush(tx);
+	/*
+	 * A recycled queue file (qspare.h) may be longer than this message:
+	 * cut it where the message ends, before the commit makes it count.
+	 */
+	if (tx->werr == 0 && ftruncate(tx->fd, (off_t)tx->written) != 0)
+		tx->werr = errno;
 	if (tx->werr == 0 && close(tx->fd) != 0)
 		tx->werr = errno;
 	else if (tx->werr != 0)

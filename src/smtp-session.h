@@ -102,6 +102,7 @@ struct smtp_tx {
 	struct sbuf hdr;             /* header section, until fixed up */
 	bool hdr_done;               /* headers written (fix-ups done) */
 	int werr;                    /* first write error (errno), 0 none */
+	long long written;           /* bytes written to the queue file */
 };
 
 struct smtp_session {

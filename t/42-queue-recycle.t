@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-# 42-queue-recycle.t - a delivered message's queue file is emptied and kept
-# in incoming/ as a spare ("spare.N"), and a later message is written into
-# it: no old content survives in it, none reaches the new message, and
-# `msagatectl queue` shows the right messages.  Spares are removed at a
+# 42-queue-recycle.t - a delivered message's queue file is kept in
+# incoming/ as a spare ("spare.N"; emptied when over 64 KiB), and a later
+# message is written into it: nothing of the old message reaches the new
+# one, which ends where it ends, and `msagatectl queue` shows the right
+# messages.  A recycled file opened ahead of DATA and never written is not
+# counted as an unfinished message.  Spares are removed at a
 # clean stop and after a kill -9 at start-up.  A queue file name a crash
 # brought back (empty, or holding another message) is removed, not
 # delivered.  The queue role's delivery threads run at a lower priority
@@ -31,15 +33,15 @@ def spares():
     return out
 
 
-# --- a delivered message's file becomes an empty spare
-first = "".join("FIRSTMSG line %05d of the first, long message\r\n" % i for i in range(2000))
+# --- a delivered message's file becomes a spare (up to 64 KiB: as it is)
+first = "".join("FIRSTMSG line %05d of the first message\r\n" % i for i in range(600))
 send_mail(d, ["bob@example.test"], "first", body=first)
 ok(wait_for(lambda: len(maildir_msgs(box)) == 1 and d.queue_files() == []),
    "the first message is delivered and leaves queue/", d.read_log()[-3000:])
 sp = spares()
 is_(len(sp), 1, "its file is kept in incoming/ as one spare", sp)
-ok(all(size == 0 for _, size in sp.values()), "the spare is empty: nothing of the message is left in it",
-   sp)
+ok(all(20000 < size <= 65536 for _, size in sp.values()),
+   "a spare of up to 64 KiB keeps its blocks (the writer of the next message cuts it)", sp)
 spare_inodes = {ino for ino, _ in sp.values()}
 like(d.read_log(), r"[0-9A-F]{16}: removed", "the message is logged as removed as before")
 
@@ -78,15 +80,54 @@ is_(out.returncode, 0, "msagatectl queue list", out.stderr)
 ok(all(qid in out.stdout for qid in ids) and "FIRSTMSG" not in out.stdout,
    "it lists the three messages", out.stdout)
 
+# --- a message over 64 KiB leaves an empty spare
+big = "".join("BIGMSG line %05d of a long message, over 64 KiB\r\n" % i for i in range(2000))
+send_mail(d, ["bob@example.test"], "big", body=big)
+ok(wait_for(lambda: len(maildir_msgs(box)) == 2 and len(spares()) == 1),
+   "the big message is delivered and leaves a spare", spares())
+ok(all(size == 0 for _, size in spares().values()), "that spare is empty", spares())
+
+# --- a recycled file opened ahead of DATA and never written is not an
+# unfinished message.  The SMTP role keeps a few queue files opened ahead;
+# the one it asks for while a non-empty spare waits is that spare.  Then
+# its connection to the queue role is cut (kill -9) while it holds them.
+send_mail(d, ["bob@example.test"], "small", body="small\r\n")
+ok(wait_for(lambda: len(maildir_msgs(box)) == 3 and any(size > 0 for _, size in spares().values())),
+   "a small delivered message leaves a non-empty spare", spares())
+spare_inodes = {ino for ino, size in spares().values() if size > 0}
+send_mail(d, ["bob@example.test"], "refill", body="refill\r\n")
+ok(wait_for(lambda: len(maildir_msgs(box)) == 4), "one more message (a file opened ahead in its place)")
+ahead = {}
+for n in d.incoming_files(empty=True):
+    if not n.startswith("spare."):
+        try:
+            ahead[n] = os.stat(os.path.join(incoming, n)).st_ino
+        except OSError:
+            pass
+ok(spare_inodes & set(ahead.values()), "the non-empty spare is now a file opened ahead",
+   (spare_inodes, ahead))
+mark = len(d.read_log())
+smtp_pid = [int(p) for p in re.findall(r"msagated/smtp\[(\d+)\]", d.read_log())[-1:]
+            if int(p) in d.pids()]
+ok(len(smtp_pid) == 1, "the smtp role's pid (from the log)", smtp_pid)
+if smtp_pid:
+    os.kill(smtp_pid[0], 9)
+ok(wait_for(lambda: re.search(r"queue: connection \d+ closed with \d+ empty file",
+                              d.read_log()[mark:]) is not None),
+   "the queue role removes the files it had handed out", d.read_log()[mark:][-2000:])
+ok(not re.search(r"unfinished file", d.read_log()[mark:]),
+   "the never-written recycled file is not called unfinished", d.read_log()[mark:][-2000:])
+ok(wait_for(lambda: d.ready()), "the smtp role is back")
+
 # --- a clean stop removes the spares; so does a start after kill -9
 send_mail(d, ["bob@example.test"], "second")
-ok(wait_for(lambda: len(maildir_msgs(box)) == 2 and len(spares()) >= 1),
+ok(wait_for(lambda: len(maildir_msgs(box)) == 5 and len(spares()) >= 1),
    "another delivery leaves a spare", spares())
 d.stop()
 is_(spares(), {}, "no spare left in incoming/ after a clean stop")
 d.start()
 send_mail(d, ["bob@example.test"], "third")
-ok(wait_for(lambda: len(maildir_msgs(box)) == 3 and len(spares()) >= 1),
+ok(wait_for(lambda: len(maildir_msgs(box)) == 6 and len(spares()) >= 1),
    "a delivery after the restart leaves a spare", spares())
 before = set(spares())
 d.kill9_all()

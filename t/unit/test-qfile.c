@@ -1,11 +1,13 @@
 /*
  * test-qfile.c - unit tests for src/qfile.c: queue ids, the envelope
  * header written and read back, and the reader's refusals (bad magic,
- * overlong lines, missing keys, no blank line, CR/LF in values).
+ * overlong lines, missing keys, no blank line, CR/LF in values), and
+ * qfile_names_itself (a file written for its id vs a recycled one).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qfile.h"
 #include "tap.h"
@@ -197,9 +199,51 @@ test_path(void)
 	    "truncation reported");
 }
 
+/* a temporary file holding text, open for reading */
+static int
+temp_with(const char *text)
+{
+	char path[] = "/tmp/test-qfile.XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0)
+		return -1;
+	unlink(path);
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+test_names_itself(void)
+{
+	const char *id = "6B04EB8CEEAA8678";
+	int fd;
+
+	fd = temp_with("MSAGATE-QUEUE 1\nid=6B04EB8CEEAA8678\narrival=1\n");
+	ok(fd >= 0 && qfile_names_itself(fd, id), "a header naming the id");
+	close(fd);
+	fd = temp_with("MSAGATE-QUEUE 1\nid=6B04EB8CEEAA8679\narrival=1\n");
+	ok(fd >= 0 && !qfile_names_itself(fd, id), "a header naming another id (a recycled file)");
+	close(fd);
+	fd = temp_with("");
+	ok(fd >= 0 && !qfile_names_itself(fd, id), "an empty file");
+	close(fd);
+	fd = temp_with("MSAGATE-QUEUE 1\nid=6B04EB8CEEAA86");
+	ok(fd >= 0 && !qfile_names_itself(fd, id), "a header cut short");
+	close(fd);
+	fd = temp_with("MSAGATE-QUEUE 1\nid=6B04EB8CEEAA8678X\n");
+	ok(fd >= 0 && !qfile_names_itself(fd, id), "an id with more after it");
+	close(fd);
+	ok(!qfile_names_itself(-1, id), "no file");
+}
+
 int
 main(void)
 {
+	test_names_itself();
 	test_ids();
 	test_roundtrip();
 	test_bad_input();

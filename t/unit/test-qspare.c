@@ -1,6 +1,7 @@
 /*
  * test-qspare.c - the pool of recycled queue files (src/qspare.c): a put
- * moves a file into incoming/ as an empty spare, a take renames a spare
+ * moves a file into incoming/ as a spare (a small one keeps its content,
+ * a large one or one of unknown size is emptied), a take renames a spare
  * to a new name, the pool never holds more than its size (also with a
  * take that gives its spare back), a name that exists is never replaced,
  * and a clean stop unlinks what is left.
@@ -80,15 +81,15 @@ main(void)
 	sp = qspare_new(in_dfd, 3);
 	ok(qspare_take(sp, "NEW1") < 0 && errno == ENOENT, "an empty pool has nothing to give");
 
-	/* put: out of queue/, into incoming/, emptied */
+	/* put: out of queue/, into incoming/, emptied (size not known) */
 	write_file(q_dfd, "MSG1", "MSAGATE-QUEUE 1\nid=MSG1\n\na delivered message\n");
 	fstatat(q_dfd, "MSG1", &st, 0);
 	ino = st.st_ino;
-	is_int(qspare_put(sp, q_dfd, "MSG1"), 0, "a delivered file is taken");
+	is_int(qspare_put(sp, q_dfd, "MSG1", -1), 0, "a delivered file is taken");
 	is_int(file_size(q_dfd, "MSG1"), -1, "it is no longer in queue/");
 	is_int(count_spares(), 1, "it is a spare in incoming/");
 	is_int((long long)qspare_count(sp), 1, "the pool counts it");
-	ok(qspare_put(sp, q_dfd, "GONE") < 0 && errno == ENOENT,
+	ok(qspare_put(sp, q_dfd, "GONE", 10) < 0 && errno == ENOENT,
 	    "a name that is gone: ENOENT (deleted meanwhile)");
 	is_int((long long)qspare_count(sp), 1, "and the pool is unchanged");
 
@@ -99,9 +100,29 @@ main(void)
 	is_int((long long)st.st_size, 0, "and it is empty: nothing of the old message");
 	is_int(count_spares(), 0, "no spare left");
 
+	/* a small file keeps its blocks (and content) for the next message */
+	write_file(q_dfd, "SMALL", "0123456789");
+	is_int(qspare_put(sp, q_dfd, "SMALL", 10), 0, "a small delivered file is taken");
+	is_int(qspare_take(sp, "NEW2"), 0, "and given out again");
+	is_int(file_size(in_dfd, "NEW2"), 10, "with its 10 bytes: the writer cuts it (qspare.h)");
+	unlinkat(in_dfd, "NEW2", 0);
+
+	/* one over QSPARE_KEEP_MAX is emptied */
+	{
+		static char big[QSPARE_KEEP_MAX + 2];
+
+		memset(big, 'b', sizeof(big) - 1);
+		write_file(q_dfd, "BIG", big);
+	}
+	is_int(file_size(q_dfd, "BIG"), QSPARE_KEEP_MAX + 1, "a file one byte over the limit");
+	is_int(qspare_put(sp, q_dfd, "BIG", QSPARE_KEEP_MAX + 1), 0, "is taken");
+	is_int(qspare_take(sp, "NEW3"), 0, "and given out again");
+	is_int(file_size(in_dfd, "NEW3"), 0, "empty");
+	unlinkat(in_dfd, "NEW3", 0);
+
 	/* a take never replaces an existing name; the spare stays in the pool */
 	write_file(q_dfd, "MSG2", "old");
-	qspare_put(sp, q_dfd, "MSG2");
+	qspare_put(sp, q_dfd, "MSG2", 3);
 	write_file(in_dfd, "TAKEN", "someone else's file");
 	ok(qspare_take(sp, "TAKEN") < 0 && errno == EEXIST, "a take onto an existing name: EEXIST");
 	is_int(file_size(in_dfd, "TAKEN"), 19, "the existing file is untouched");
@@ -112,9 +133,9 @@ main(void)
 		snprintf(name, sizeof(name), "FILL%d", i);
 		write_file(q_dfd, name, "x");
 	}
-	is_int(qspare_put(sp, q_dfd, "FILL0"), 0, "second spare");
-	is_int(qspare_put(sp, q_dfd, "FILL1"), 0, "third spare");
-	is_int(qspare_put(sp, q_dfd, "FILL2"), 1, "a full pool refuses (1)");
+	is_int(qspare_put(sp, q_dfd, "FILL0", 1), 0, "second spare");
+	is_int(qspare_put(sp, q_dfd, "FILL1", 1), 0, "third spare");
+	is_int(qspare_put(sp, q_dfd, "FILL2", 1), 1, "a full pool refuses (1)");
 	is_int(file_size(q_dfd, "FILL2"), 1, "and leaves the file where it was");
 	is_int((long long)qspare_count(sp), 3, "3 spares, the pool's size");
 	is_int(count_spares(), 3, "3 spare files in incoming/");
