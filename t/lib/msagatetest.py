@@ -410,8 +410,9 @@ smtp = {
 
     def incoming_files(self, empty=False):
         """Files in incoming/ holding (part of) a message being received.
-        Empty ones are left out unless empty=True: the SMTP role keeps a
-        few files opened ahead of DATA, which stay empty until used."""
+        Others are left out unless empty=True: spares, and the files the
+        SMTP role keeps opened ahead of DATA, which stay empty or (when
+        recycled) hold a delivered message under another id until used."""
         d = os.path.join(self.state_dir, "incoming")
         try:
             names = sorted(os.listdir(d))
@@ -421,11 +422,16 @@ smtp = {
             return names
         out = []
         for n in names:
+            if n.startswith("spare."):
+                continue
             try:
-                if os.stat(os.path.join(d, n)).st_size > 0:
-                    out.append(n)
+                with open(os.path.join(d, n), "rb") as f:
+                    head = f.read(64)
             except OSError:
-                pass
+                continue
+            other = re.match(rb"MSAGATE-QUEUE 1\nid=([0-9A-F]+)\n", head)
+            if head and not (other and other.group(1).decode() != n):
+                out.append(n)
         return out
 
     def queue_file(self, qid):
