@@ -14,7 +14,8 @@
  * to the length it wrote before the commit, so nothing of the old
  * message outlives the new one's commit.  Until then a spare holds a
  * delivered message, in the daemon's own 0700 state directory, like the
- * freed blocks of any deleted file.  Spares are never acknowledged mail:
+ * freed blocks of any deleted file; the SMTP role's descriptor for the
+ * file is write-only, so it never reads what the file held.  Spares are never acknowledged mail:
  * like everything in incoming/ they are removed at start-up and at a
  * clean stop, and a file in incoming/ counts as a message only when its
  * header names it (qfile_names_itself).

@@ -110,7 +110,28 @@ mark = len(d.read_log())
 smtp_pid = [int(p) for p in re.findall(r"msagated/smtp\[(\d+)\]", d.read_log())[-1:]
             if int(p) in d.pids()]
 ok(len(smtp_pid) == 1, "the smtp role's pid (from the log)", smtp_pid)
+
+def incoming_fd_modes(pid):
+    """open(2) access modes of pid's descriptors for files in incoming/"""
+    modes = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if os.path.dirname(target) != os.path.realpath(incoming):
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                flags = int(re.search(r"^flags:\s+(\d+)", f.read(), re.M).group(1), 8)
+            modes.append(flags & 3)
+        except (OSError, AttributeError):
+            pass
+    return modes
+
+
 if smtp_pid:
+    modes = incoming_fd_modes(smtp_pid[0])
+    ok(modes and all(m == os.O_WRONLY for m in modes),
+       "the smtp role holds its queue files write-only (it cannot read what a recycled one held)",
+       modes)
     os.kill(smtp_pid[0], 9)
 ok(wait_for(lambda: re.search(r"queue: connection \d+ closed with \d+ empty file",
                               d.read_log()[mark:]) is not None),
