@@ -247,7 +247,11 @@ req_send(struct authc *c, struct areq *r)
 	r->sent = true;
 }
 
-/* Tell the server to forget request id (a late answer is ignored). */
+/*
+ * Tell the server to forget request id (a late answer is ignored).  A
+ * failed send drops the connection and finishes every request on it, so
+ * callers finish their own request before they call this.
+ */
 static void
 send_cancel(struct authc *c, uint32_t id)
 {
@@ -263,6 +267,8 @@ req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct areq *r = arg;
 	struct authc *c = r->c;
+	uint32_t id;
+	bool sent;
 
 	(void)fd;
 	(void)what;
@@ -272,10 +278,12 @@ req_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		ac_disconnect(c, "handshake timeout");
 		return;
 	}
-	if (r->sent)
-		send_cancel(c, r->hdr.id);
-	log_warnx("auth client: request %u timed out", r->hdr.id);
+	id = r->hdr.id;
+	sent = r->sent;
+	log_warnx("auth client: request %u timed out", id);
 	req_finish(c, r, AUTHC_TEMPFAIL, "auth service timeout", NULL);
+	if (sent)
+		send_cancel(c, id);     /* may drop the connection: r is gone */
 }
 
 /* Build the AUTH line: service=, lip=, ... then resp= last. */
@@ -371,9 +379,9 @@ authc_continue(struct authc *c, uint32_t id, const char *b64)
 	if (r == NULL || !r->sent || c->state != AC_READY)
 		return;
 	if (b64 == NULL || !b64_chars_ok(b64)) {
-		send_cancel(c, id);
 		req_finish(c, r, AUTHC_BADB64, "invalid base64 data in continued response",
 		    NULL);
+		send_cancel(c, id);     /* after: a failed send drops every request */
 		return;
 	}
 	sbuf_init(&b, 0);
@@ -392,9 +400,11 @@ authc_abort(struct authc *c, uint32_t id)
 	struct acall *a, *next;
 
 	if (r != NULL) {
-		if (r->sent && c->state == AC_READY)
-			send_cancel(c, id);
+		bool cancel = r->sent && c->state == AC_READY;
+
 		req_finish(c, r, -1, NULL, NULL);
+		if (cancel)
+			send_cancel(c, id);     /* after: a failed send drops every request */
 	}
 	for (a = TAILQ_FIRST(&c->calls); a != NULL; a = next) {
 		next = TAILQ_NEXT(a, link);

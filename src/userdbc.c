@@ -342,6 +342,8 @@ userdbc_lookup(struct userdbc *c, const char *user, userdbc_cb *cb, void *ctx)
 		req_answer(c, r, USERDBC_TEMPFAIL);
 		return id;
 	}
+	if (!acc_is_open(&c->conn))
+		return id;      /* lost while greeting: r was answered with the rest */
 	if (acc_pending(&c->conn) > USERDBC_OUT_MAX) {
 		req_answer(c, r, USERDBC_TEMPFAIL);
 		return id;

@@ -654,6 +654,47 @@ test_unreachable(void)
 	is_int(f.calls, 1, "authc_free inside a callback: no further callbacks");
 }
 
+/*
+ * The auth service goes away while a request waits for a continuation:
+ * the CANCEL that an abort or a bad continuation sends fails at once, the
+ * connection is dropped with every request on it, and the request being
+ * aborted must not be finished a second time (it was a double free).
+ */
+static void
+test_server_gone(void)
+{
+	struct authc *c;
+	struct res r;
+	uint32_t id;
+
+	mode = SRV_NORMAL;
+	c = authc_new(base, sockpath, 2000);
+	memset(&r, 0, sizeof(r));
+	id = authc_begin(c, "LOGIN", NULL, NULL, res_cb, &r);
+	wait_done(&r.done);
+	is_int(r.res, AUTHC_CONT, "LOGIN: CONT");
+	/* gone at once (shutdown: bufferevent_free may close later) */
+	shutdown(bufferevent_getfd(srv_bev), SHUT_RDWR);
+	srv_close();                 /* the client has not read the EOF yet */
+	memset(&r, 0, sizeof(r));
+	authc_abort(c, id);
+	spin(20);
+	is_int(r.n_calls, 0, "abort after the server closed: no callback, no double free");
+
+	memset(&r, 0, sizeof(r));
+	id = authc_begin(c, "LOGIN", NULL, NULL, res_cb, &r);
+	wait_done(&r.done);
+	is_int(r.res, AUTHC_CONT, "reconnected: LOGIN CONT");
+	shutdown(bufferevent_getfd(srv_bev), SHUT_RDWR);
+	srv_close();
+	memset(&r, 0, sizeof(r));
+	authc_continue(c, id, "not base64!");
+	spin(20);
+	is_int(r.n_calls, 1, "bad continuation after the server closed: one callback");
+	is_int(r.res, AUTHC_BADB64, "and it says invalid base64");
+	authc_free(c);
+}
+
 int
 main(void)
 {
@@ -682,6 +723,7 @@ main(void)
 	test_handshake_and_results();
 	test_timing();
 	test_unreachable();
+	test_server_gone();
 
 	srv_close();
 	evconnlistener_free(l);

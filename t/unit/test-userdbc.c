@@ -2,11 +2,14 @@
  * test-userdbc.c - unit tests of src/userdbc.c against a fake userdb
  * server in the same event loop: handshake, USER/NOTFOUND/FAIL, the
  * cache, names refused before sending, timeouts, abort, a wrong protocol
- * version, and a socket that is not there.
+ * version, a socket that is not there, and a connection lost on its very
+ * first send (send() is wrapped at link time: -Wl,--wrap=send).
  */
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,23 @@
 
 static struct event_base *base;
 static int n_user_lines;           /* USER requests the server saw */
+static char first_line[300];       /* the first line of the latest connection */
+static bool fail_next_send;
+
+ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
+
+/* send(2), failing once with EPIPE when asked (a peer gone at once) */
+ssize_t
+__wrap_send(int fd, const void *buf, size_t len, int flags)
+{
+	if (fail_next_send) {
+		fail_next_send = false;
+		errno = EPIPE;
+		return -1;
+	}
+	return __real_send(fd, buf, len, flags);
+}
 static bool client_version_ok;
 static bool bad_version;
 static char last_user[300];
@@ -39,6 +59,8 @@ srv_read(struct bufferevent *bev, void *arg)
 		unsigned id;
 		char user[300];
 
+		if (first_line[0] == '\0')
+			snprintf(first_line, sizeof(first_line), "%s", line);
 		if (strcmp(line, "VERSION\t1\t0") == 0)
 			client_version_ok = true;
 		else if (sscanf(line, "USER\t%u\t%299[^\t]\tservice=smtp", &id, user) == 2) {
@@ -78,6 +100,7 @@ srv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)sa;
 	(void)len;
 	(void)arg;
+	first_line[0] = '\0';
 	bufferevent_setcb(bev, srv_read, NULL, srv_event, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	bufferevent_write(bev, hello, strlen(hello));
@@ -131,6 +154,7 @@ main(void)
 	int before;
 
 	log_init("test-userdbc", true, false, NULL);
+	signal(SIGPIPE, SIG_IGN);    /* the fake server writes to closed clients */
 	if (mkdtemp(dir) == NULL)
 		return 2;
 	snprintf(path, sizeof(path), "%s/userdb", dir);
@@ -186,6 +210,34 @@ main(void)
 	c = userdbc_new(base, path, 1000, 30);
 	is_int(lookup(c, "alice"), USERDBC_TEMPFAIL, "VERSION 2: TEMPFAIL");
 	userdbc_free(c);
+
+	/*
+	 * The connection is lost on its very first send (the greeting): the
+	 * lookup is answered once, its timer does not outlive it, and nothing
+	 * of it is left queued for the next connection.
+	 */
+	bad_version = false;
+	c = userdbc_new(base, path, 200, 0);
+	a.called = false;
+	fail_next_send = true;
+	userdbc_lookup(c, "alice", cb, &a);
+	wait_for(&a);
+	ok(a.called && a.res == USERDBC_TEMPFAIL, "lost on the first send: TEMPFAIL");
+	{
+		struct timeval tv = { 0, 400000 };   /* past the request's timeout */
+
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	is_int(lookup(c, "alice"), USERDBC_FOUND, "the next lookup works on a new connection");
+	is_str(first_line, "VERSION\t1\t0", "which starts with VERSION (nothing stale queued)");
+	userdbc_free(c);
+	{
+		struct timeval tv = { 0, 50000 };    /* the fake server sees the close */
+
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
 
 	evconnlistener_free(l);
 	unlink(path);
