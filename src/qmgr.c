@@ -753,7 +753,10 @@ remove_message(struct attempt *a, long long size)
  * without a journal a power loss can keep a directory entry that was
  * renamed away).  It was delivered before its file was reused, and what
  * the file holds now is either acknowledged under its own name or was
- * never acknowledged: only the stale name goes.
+ * never acknowledged: only the stale name goes.  (Spares are reused only
+ * once their rename out of queue/ is durable, so this is a safety net; a
+ * name brought back whose file was not reused yet still holds its own
+ * message and is delivered again: a duplicate, never a loss.)
  */
 static void
 forget_stale_name(struct qmgr *m, struct qmsg *qm, const char *what)

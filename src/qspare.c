@@ -19,13 +19,21 @@
 
 #define SPARE_NAME_MAX 40
 
+struct spare {
+	uint64_t num;                /* spare.<num> in incoming/ */
+	uint64_t need;               /* usable once this many syncs of queue/ are done */
+};
+
 struct qspare {
 	pthread_mutex_t mu;
 	int in_dfd;
 	size_t max, n;
 	size_t reserved;             /* puts between their check and their push */
 	uint64_t next;               /* the next spare's number */
-	uint64_t *nums;              /* the pool: spare.<num> in incoming/ */
+	uint64_t syncs_started, syncs_done;   /* fsyncs of queue/ */
+	uint64_t takes;              /* takes so far (qspare_idle) */
+	uint64_t takes_seen;
+	struct spare *pool;          /* oldest first */
 };
 
 static void
@@ -42,7 +50,7 @@ qspare_new(int in_dfd, size_t max)
 	pthread_mutex_init(&sp->mu, NULL);
 	sp->in_dfd = in_dfd;
 	sp->max = max;
-	sp->nums = xcalloc(max ? max : 1, sizeof(*sp->nums));
+	sp->pool = xcalloc(max ? max : 1, sizeof(*sp->pool));
 	return sp;
 }
 
@@ -52,7 +60,7 @@ qspare_free(struct qspare *sp)
 	if (sp == NULL)
 		return;
 	pthread_mutex_destroy(&sp->mu);
-	free(sp->nums);
+	free(sp->pool);
 	free(sp);
 }
 
@@ -113,8 +121,12 @@ qspare_put(struct qspare *sp, int dfd, const char *name, long long size)
 		    O_NOFOLLOW | O_NONBLOCK);
 	pthread_mutex_lock(&sp->mu);
 	sp->reserved--;
-	if (fd >= 0 || (size >= 0 && size <= QSPARE_KEEP_MAX))
-		sp->nums[sp->n++] = num;
+	if (fd >= 0 || (size >= 0 && size <= QSPARE_KEEP_MAX)) {
+		/* a sync of queue/ that starts after this rename must end first */
+		sp->pool[sp->n].num = num;
+		sp->pool[sp->n].need = sp->syncs_started + 1;
+		sp->n++;
+	}
 	pthread_mutex_unlock(&sp->mu);
 	if (fd >= 0)
 		close(fd);
@@ -128,20 +140,23 @@ int
 qspare_take(struct qspare *sp, const char *name)
 {
 	char sname[SPARE_NAME_MAX];
-	uint64_t num;
+	struct spare got;
 	bool kept;
 	int err;
 
 	pthread_mutex_lock(&sp->mu);
-	if (sp->n == 0) {
+	/* the oldest is the likeliest to be durably out of queue/ */
+	if (sp->n == 0 || sp->pool[0].need > sp->syncs_done) {
 		pthread_mutex_unlock(&sp->mu);
 		errno = ENOENT;
 		return -1;
 	}
-	num = sp->nums[--sp->n];
+	got = sp->pool[0];
+	memmove(sp->pool, sp->pool + 1, --sp->n * sizeof(*sp->pool));
+	sp->takes++;
 	pthread_mutex_unlock(&sp->mu);
 
-	spare_name(sname, sizeof(sname), num);
+	spare_name(sname, sizeof(sname), got.num);
 	if (rename_noreplace(sp->in_dfd, sname, sp->in_dfd, name) == 0)
 		return 0;
 	err = errno;
@@ -150,7 +165,9 @@ qspare_take(struct qspare *sp, const char *name)
 		/* the new name is taken: keep the spare for the next one */
 		pthread_mutex_lock(&sp->mu);
 		if (sp->n + sp->reserved < sp->max) {   /* puts on their way count */
-			sp->nums[sp->n++] = num;
+			memmove(sp->pool + 1, sp->pool, sp->n * sizeof(*sp->pool));
+			sp->pool[0] = got;
+			sp->n++;
 			kept = true;
 		}
 		pthread_mutex_unlock(&sp->mu);
@@ -162,6 +179,34 @@ qspare_take(struct qspare *sp, const char *name)
 }
 
 void
+qspare_sync_start(struct qspare *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->syncs_started++;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void
+qspare_sync_done(struct qspare *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->syncs_done++;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+bool
+qspare_idle(struct qspare *sp)
+{
+	bool idle;
+
+	pthread_mutex_lock(&sp->mu);
+	idle = sp->n > 0 && sp->takes == sp->takes_seen;
+	sp->takes_seen = sp->takes;
+	pthread_mutex_unlock(&sp->mu);
+	return idle;
+}
+
+void
 qspare_clear(struct qspare *sp)
 {
 	char sname[SPARE_NAME_MAX];
@@ -170,7 +215,7 @@ qspare_clear(struct qspare *sp)
 		return;
 	pthread_mutex_lock(&sp->mu);
 	while (sp->n > 0) {
-		spare_name(sname, sizeof(sname), sp->nums[--sp->n]);
+		spare_name(sname, sizeof(sname), sp->pool[--sp->n].num);
 		(void)unlinkat(sp->in_dfd, sname, 0);
 	}
 	pthread_mutex_unlock(&sp->mu);

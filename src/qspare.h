@@ -20,6 +20,14 @@
  * clean stop, and a file in incoming/ counts as a message only when its
  * header names it (qfile_names_itself).
  *
+ * A spare is handed out only once a sync of queue/ that started after its
+ * rename has finished (qspare_sync_start/done around the commit's fsync
+ * of queue/): its old name cannot come back after a power loss and show
+ * the new message's data under the delivered message's name.  Oldest
+ * spares go first.  A pool nobody took from for a while is emptied
+ * (qspare_idle, then qspare_clear): on a quiet server delivered mail does
+ * not wait in spares.
+ *
  * Thread-safe: the delivery workers put, the event loop takes.
  */
 #ifndef MSAGATE_QSPARE_H
@@ -49,13 +57,27 @@ void qspare_free(struct qspare *sp);
 int qspare_put(struct qspare *sp, int dfd, const char *name, long long size);
 
 /*
- * qspare_take - rename a spare to incoming/`name` (which must not exist).
- * Returns 0, or -1 if the pool is empty or the rename failed (errno;
- * EEXIST: `name` exists, the spare stays in the pool).
+ * qspare_take - rename the oldest spare to incoming/`name` (which must not
+ * exist).  Returns 0, or -1 if the pool has no spare that may be used yet
+ * (ENOENT) or the rename failed (errno; EEXIST: `name` exists, the spare
+ * stays in the pool).
  */
 int qspare_take(struct qspare *sp, const char *name);
 
-/* Unlink every spare in the pool (a clean stop). */
+/* Around each fsync of queue/: started before it, done after a success. */
+void qspare_sync_start(struct qspare *sp);
+void qspare_sync_done(struct qspare *sp);
+
+/*
+ * true if the pool holds spares and none was taken since the previous
+ * call (call it every QSPARE_IDLE_SECS; then qspare_clear).
+ */
+bool qspare_idle(struct qspare *sp);
+#ifndef QSPARE_IDLE_SECS
+#define QSPARE_IDLE_SECS 60
+#endif
+
+/* Unlink every spare in the pool (a clean stop, an idle pool). */
 void qspare_clear(struct qspare *sp);
 
 /* Number of spares in the pool now. */

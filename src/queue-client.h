@@ -3,13 +3,16 @@
  *
  * Protocol (SOCK_SEQPACKET, one request per packet, text):
  *   "OPEN"        -> "OK <qid>" with an O_WRONLY fd of state_dir/incoming/<qid>
- *                    passed by SCM_RIGHTS, or "ERR <text>"
+ *                    passed by SCM_RIGHTS, or "ERR <text>".  The file may be
+ *                    a recycled one still holding a delivered message
+ *                    (qspare.h): the client writes from offset 0 and cuts
+ *                    the file at the end of what it wrote before COMMIT.
  *   "COMMIT <qid>"-> "OK <qid>" once the file is fsynced, renamed into
  *                    queue/ and the directory fsynced; or "ERR <text>"
  *   "ABORT <qid>" -> no reply; the incoming file is removed
  * The queue role batches COMMITs that arrive together (group commit).
- * The client keeps a few files opened ahead (spares, empty until used) so
- * that DATA can be answered at once; they go with the connection.
+ * The client keeps a few files opened ahead (spares, not written until
+ * used) so that DATA can be answered at once; they go with the connection.
  */
 #ifndef MSAGATE_QUEUE_CLIENT_H
 #define MSAGATE_QUEUE_CLIENT_H

@@ -119,7 +119,7 @@ struct qrole {
 	struct msagate_config *cfg;
 	struct event_base *base;
 	int listen_fd;
-	struct event *lev, *kick, *reap, *grace, *notify_ev;
+	struct event *lev, *kick, *reap, *grace, *notify_ev, *spare_tick;
 	struct event *sigterm, *sigint, *sighup;
 	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
 	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch */
@@ -424,7 +424,12 @@ sync_batch(struct qrole *q, struct qent_list *batch)
 		e->renamed = true;
 		any_renamed = true;
 	}
-	/* one directory fsync makes every rename of the batch durable */
+	/*
+	 * One directory fsync makes every rename of the batch durable, and
+	 * the delivered files renamed out of queue/ before it (qspare.h).
+	 */
+	if (any_renamed && q->spares != NULL)
+		qspare_sync_start(q->spares);
 	if (any_renamed && fsync(q->q_dfd) < 0) {
 		int err = errno;
 
@@ -434,6 +439,8 @@ sync_batch(struct qrole *q, struct qent_list *batch)
 				e->what = "fsync of queue/";
 			}
 		}
+	} else if (any_renamed && q->spares != NULL) {
+		qspare_sync_done(q->spares);
 	}
 	TAILQ_FOREACH(e, batch, batch_link) {
 		if (e->err != 0) {
@@ -1056,6 +1063,21 @@ check_exit(struct qrole *q)
 	}
 }
 
+/* A pool of spares nobody took from since the last tick is emptied. */
+static void
+spare_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qrole *q = arg;
+
+	(void)fd;
+	(void)what;
+	if (qspare_idle(q->spares)) {
+		qspare_clear(q->spares);
+		log_debug("queue: idle for %d s: spare queue files removed",
+		    QSPARE_IDLE_SECS);
+	}
+}
+
 static void
 grace_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1186,6 +1208,12 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_add(q->sighup, NULL);
 
 	q->spares = qspare_new(q->in_dfd, QSPARE_MAX);
+	q->spare_tick = new_event(q, -1, EV_PERSIST, spare_tick_cb);
+	{
+		struct timeval tv = { QSPARE_IDLE_SECS, 0 };
+
+		event_add(q->spare_tick, &tv);
+	}
 	q->qmgr = qmgr_new(cfg, q->base, q->in_dfd, q->q_dfd, q->st_dfd);
 	if (q->qmgr != NULL) {
 		qmgr_set_spares(q->qmgr, q->spares);
@@ -1226,6 +1254,7 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_free(q->kick);
 	event_free(q->reap);
 	event_free(q->grace);
+	event_free(q->spare_tick);
 	event_free(q->sigterm);
 	event_free(q->sigint);
 	event_free(q->sighup);

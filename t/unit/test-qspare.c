@@ -2,9 +2,10 @@
  * test-qspare.c - the pool of recycled queue files (src/qspare.c): a put
  * moves a file into incoming/ as a spare (a small one keeps its content,
  * a large one or one of unknown size is emptied), a take renames a spare
- * to a new name, the pool never holds more than its size (also with a
- * take that gives its spare back), a name that exists is never replaced,
- * and a clean stop unlinks what is left.
+ * to a new name - the oldest, and only once a sync of queue/ that started
+ * after its put is done - the pool never holds more than its size (also
+ * with a take that gives its spare back), a name that exists is never
+ * replaced, an idle pool is noticed, and a clean stop unlinks what is left.
  */
 #include <sys/stat.h>
 
@@ -18,6 +19,14 @@
 
 #include "tap.h"
 #include "../../src/qspare.h"
+
+/* one fsync of queue/ (as the commit does it) */
+static void
+synced(struct qspare *sp)
+{
+	qspare_sync_start(sp);
+	qspare_sync_done(sp);
+}
 
 static char tmpdir[] = "/tmp/test-qspare.XXXXXX";
 static int in_dfd, q_dfd;
@@ -81,6 +90,7 @@ main(void)
 	sp = qspare_new(in_dfd, 3);
 	ok(qspare_take(sp, "NEW1") < 0 && errno == ENOENT, "an empty pool has nothing to give");
 
+	qspare_sync_start(sp);       /* a sync of queue/ already running at the put */
 	/* put: out of queue/, into incoming/, emptied (size not known) */
 	write_file(q_dfd, "MSG1", "MSAGATE-QUEUE 1\nid=MSG1\n\na delivered message\n");
 	fstatat(q_dfd, "MSG1", &st, 0);
@@ -93,8 +103,15 @@ main(void)
 	    "a name that is gone: ENOENT (deleted meanwhile)");
 	is_int((long long)qspare_count(sp), 1, "and the pool is unchanged");
 
+	/* not handed out before a sync of queue/ that started after the put */
+	ok(qspare_take(sp, "NEW1") < 0 && errno == ENOENT, "not before a sync of queue/");
+	qspare_sync_done(sp);        /* the one running at the put does not count */
+	ok(qspare_take(sp, "NEW1") < 0 && errno == ENOENT,
+	    "nor after one that started before the put");
+	synced(sp);
+
 	/* take: renamed to the new name, empty, the same inode */
-	is_int(qspare_take(sp, "NEW1"), 0, "a take renames the spare");
+	is_int(qspare_take(sp, "NEW1"), 0, "a take renames the spare after the next sync");
 	ok(fstatat(in_dfd, "NEW1", &st, 0) == 0 && st.st_ino == ino,
 	    "incoming/NEW1 is the delivered message's file");
 	is_int((long long)st.st_size, 0, "and it is empty: nothing of the old message");
@@ -103,6 +120,7 @@ main(void)
 	/* a small file keeps its blocks (and content) for the next message */
 	write_file(q_dfd, "SMALL", "0123456789");
 	is_int(qspare_put(sp, q_dfd, "SMALL", 10), 0, "a small delivered file is taken");
+	synced(sp);
 	is_int(qspare_take(sp, "NEW2"), 0, "and given out again");
 	is_int(file_size(in_dfd, "NEW2"), 10, "with its 10 bytes: the writer cuts it (qspare.h)");
 	unlinkat(in_dfd, "NEW2", 0);
@@ -116,6 +134,7 @@ main(void)
 	}
 	is_int(file_size(q_dfd, "BIG"), QSPARE_KEEP_MAX + 1, "a file one byte over the limit");
 	is_int(qspare_put(sp, q_dfd, "BIG", QSPARE_KEEP_MAX + 1), 0, "is taken");
+	synced(sp);
 	is_int(qspare_take(sp, "NEW3"), 0, "and given out again");
 	is_int(file_size(in_dfd, "NEW3"), 0, "empty");
 	unlinkat(in_dfd, "NEW3", 0);
@@ -123,6 +142,7 @@ main(void)
 	/* a take never replaces an existing name; the spare stays in the pool */
 	write_file(q_dfd, "MSG2", "old");
 	qspare_put(sp, q_dfd, "MSG2", 3);
+	synced(sp);
 	write_file(in_dfd, "TAKEN", "someone else's file");
 	ok(qspare_take(sp, "TAKEN") < 0 && errno == EEXIST, "a take onto an existing name: EEXIST");
 	is_int(file_size(in_dfd, "TAKEN"), 19, "the existing file is untouched");
@@ -145,8 +165,19 @@ main(void)
 	is_int((long long)qspare_count(sp), 3, "gives its spare back: still 3");
 	is_int(count_spares(), 3, "still 3 spare files");
 
+	/* oldest first; an idle pool */
+	(void)qspare_idle(sp);       /* sets the mark for the checks below */
+	synced(sp);
+	is_int(qspare_take(sp, "OLDEST"), 0, "a take ...");
+	ok(fstatat(in_dfd, "OLDEST", &st, 0) == 0 && st.st_size == 3,
+	    "... gets the oldest spare (MSG2's 3 bytes)");
+	unlinkat(in_dfd, "OLDEST", 0);
+	ok(!qspare_idle(sp), "a pool taken from is not idle");
+	ok(qspare_idle(sp), "one nobody took from since the last check is");
+
 	qspare_clear(sp);
 	is_int((long long)qspare_count(sp), 0, "a clean stop empties the pool");
+	ok(!qspare_idle(sp), "an empty pool is not idle (nothing to clear)");
 	is_int(count_spares(), 0, "and unlinks the spare files");
 	ok(qspare_is_spare("spare.12") && !qspare_is_spare("6B04D7A156DEE09F"),
 	    "spare names are not queue ids");
