@@ -10,9 +10,10 @@
  * A delivered message's file is renamed into incoming/ as "spare.N"; one
  * of at most QSPARE_KEEP_MAX bytes keeps its content, a larger one is
  * truncated to zero.  The next OPEN renames a spare to the new queue id,
- * and its writer (the SMTP role) writes from offset 0 and cuts the file
- * to the length it wrote before the commit, so nothing of the old
- * message outlives the new one's commit.  Until then a spare holds a
+ * its writer (the SMTP role) writes from offset 0 and says at COMMIT how
+ * much it wrote, and the queue role cuts the file to that length before
+ * the sync (queue-client.h), so nothing of the old message outlives the
+ * new one's commit.  Until then a spare holds a
  * delivered message, in the daemon's own 0700 state directory, like the
  * freed blocks of any deleted file; the SMTP role's descriptor for the
  * file is write-only, so it never reads what the file held.  Spares are never acknowledged mail:

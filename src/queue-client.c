@@ -58,7 +58,7 @@ TAILQ_HEAD(qc_req_list, queuec_req);
 struct qc_pkt {
 	TAILQ_ENTRY(qc_pkt) link;
 	size_t len;
-	char buf[32];
+	char buf[64];                /* "COMMIT <qid> <length>" at most */
 };
 
 struct queuec {
@@ -514,9 +514,11 @@ queuec_open(struct queuec *q, queuec_open_cb *cb, void *ctx)
 }
 
 struct queuec_req *
-queuec_commit(struct queuec *q, const char *qid, queuec_commit_cb *cb, void *ctx)
+queuec_commit(struct queuec *q, const char *qid, long long len,
+    queuec_commit_cb *cb, void *ctx)
 {
 	struct queuec_req *r = qc_new_req(q, QC_COMMIT, ctx);
+	char arg[QID_LEN + 24];
 
 	r->commit_cb = cb;
 	if (!qid_valid(qid)) {
@@ -530,7 +532,8 @@ queuec_commit(struct queuec *q, const char *qid, queuec_commit_cb *cb, void *ctx
 		return r;
 	}
 	TAILQ_INSERT_TAIL(&q->waiting, r, link);
-	qc_send(q, "COMMIT", r->qid);
+	snprintf(arg, sizeof(arg), "%s %lld", r->qid, len);
+	qc_send(q, "COMMIT", arg);
 	return r;
 }
 

@@ -5,10 +5,12 @@
  *   "OPEN"        -> "OK <qid>" with an O_WRONLY fd of state_dir/incoming/<qid>
  *                    passed by SCM_RIGHTS, or "ERR <text>".  The file may be
  *                    a recycled one still holding a delivered message
- *                    (qspare.h): the client writes from offset 0 and cuts
- *                    the file at the end of what it wrote before COMMIT.
- *   "COMMIT <qid>"-> "OK <qid>" once the file is fsynced, renamed into
- *                    queue/ and the directory fsynced; or "ERR <text>"
+ *                    (qspare.h): the client writes from offset 0.
+ *   "COMMIT <qid> <length>"
+ *                 -> "OK <qid>" once the file is cut to the length the
+ *                    client wrote (a recycled file may be longer; a
+ *                    shorter one is refused), fsynced, renamed into queue/
+ *                    and the directory fsynced; or "ERR <text>"
  *   "ABORT <qid>" -> no reply; the incoming file is removed
  * The queue role batches COMMITs that arrive together (group commit).
  * The client keeps a few files opened ahead (spares, not written until
@@ -32,7 +34,7 @@ void queuec_free(struct queuec *q);
 /* Callbacks never run from inside these calls.  Returns a handle. */
 struct queuec_req *queuec_open(struct queuec *q, queuec_open_cb *cb, void *ctx);
 struct queuec_req *queuec_commit(struct queuec *q, const char *qid,
-                                 queuec_commit_cb *cb, void *ctx);
+                                 long long len, queuec_commit_cb *cb, void *ctx);
 void queuec_abort(struct queuec *q, const char *qid);
 /* The caller no longer wants the answer (session gone). */
 void queuec_req_cancel(struct queuec_req *r);

@@ -642,7 +642,8 @@ conn_find(struct qconn *c, const char *qid)
 /*
  * A spare (a delivered message's file) renamed to incoming/qid and
  * opened: no inode created.  It may still hold the old message: the
- * writer writes from offset 0 and cuts the file at its own end (qspare.h).
+ * writer writes from offset 0 and do_commit cuts the file to the length
+ * the writer sends with COMMIT (qspare.h).
  * -1 if there is none or it fails (the caller creates a file then).
  */
 static int
@@ -715,13 +716,55 @@ do_open(struct qconn *c)
 	log_debug("queue: %s: opened for connection %lu", qid, c->id);
 }
 
+/*
+ * Cut e's file to the length its writer says it wrote: a recycled file
+ * (qspare.h) still holds the end of a delivered message past it.  A file
+ * shorter than that lost data.  0, or -1 with the reason in *why.
+ */
+static int
+cut_to_length(struct qent *e, long long len, const char **why)
+{
+	struct stat st;
+
+	if (fstat(e->fd, &st) < 0) {
+		*why = "cannot stat the queue file";
+		log_warn("queue: %s: %s", e->qid, *why);
+		return -1;
+	}
+	if ((long long)st.st_size < len) {
+		*why = "queue file shorter than written";
+		log_warnx("queue: %s: %s (%lld < %lld bytes)", e->qid, *why,
+		    (long long)st.st_size, len);
+		return -1;
+	}
+	if ((long long)st.st_size > len && ftruncate(e->fd, (off_t)len) < 0) {
+		*why = "cannot cut the queue file to its length";
+		log_warn("queue: %s: %s", e->qid, *why);
+		return -1;
+	}
+	return 0;
+}
+
+/* COMMIT <qid> [<length>] (the length: see queue-client.h) */
 static void
-do_commit(struct qconn *c, const char *qid)
+do_commit(struct qconn *c, char *arg)
 {
 	struct qrole *q = c->q;
 	struct qent *e;
+	char *qid = arg, *len_s = strchr(arg, ' '), *end;
+	long long len = -1;
+	const char *why;
 	bool idle;
 
+	if (len_s != NULL) {
+		*len_s++ = '\0';
+		errno = 0;
+		len = strtoll(len_s, &end, 10);
+		if (*len_s < '0' || *len_s > '9' || *end != '\0' || errno != 0) {
+			reply_set(reply_slot(c), -1, "ERR %s", "bad length");
+			return;
+		}
+	}
 	if (!qid_valid(qid) || (e = conn_find(c, qid)) == NULL) {
 		reply_set(reply_slot(c), -1, "ERR %s", "unknown queue id");
 		return;
@@ -729,6 +772,10 @@ do_commit(struct qconn *c, const char *qid)
 	if (e->committing) {
 		reply_set(reply_slot(c), -1, "ERR %s", "commit already in progress");
 		return;
+	}
+	if (len >= 0 && cut_to_length(e, len, &why) < 0) {
+		reply_set(reply_slot(c), -1, "ERR %s", why);
+		return;                 /* the client's ABORT removes it */
 	}
 	e->committing = true;
 	e->reply = reply_slot(c);

@@ -440,12 +440,6 @@ data_end(struct smtp_session *s)
 		return;
 	}
 	wbuf_flush(tx);
-	/*
-	 * A recycled queue file (qspare.h) may be longer than this message:
-	 * cut it where the message ends, before the commit makes it count.
-	 */
-	if (tx->werr == 0 && ftruncate(tx->fd, (off_t)tx->written) != 0)
-		tx->werr = errno;
 	if (tx->werr == 0 && close(tx->fd) != 0)
 		tx->werr = errno;
 	else if (tx->werr != 0)
@@ -463,7 +457,8 @@ data_end(struct smtp_session *s)
 	          log_safe(from, sizeof(from), tx->sender, 150));
 	tx->committing = true;
 	s->flags |= SF_WAIT;
-	tx->req = queuec_commit(s->srv->queuec, tx->qid, commit_cb, s);
+	/* the queue role cuts a recycled file (qspare.h) to this length */
+	tx->req = queuec_commit(s->srv->queuec, tx->qid, tx->written, commit_cb, s);
 }
 
 static void

@@ -4,7 +4,8 @@
  * temporary state_dir and a SOCK_SEQPACKET socket, this process drives
  * it through queuec_* on libevent and through raw packets.
  *
- * What it shows: OPEN hands out a file in incoming/; after COMMIT's OK
+ * What it shows: OPEN hands out a file in incoming/; COMMIT cuts a file
+ * longer than its writer's length and refuses a shorter one; after COMMIT's OK
  * the file is in queue/ and no longer in incoming/ (the role fsyncs the
  * file, renames, fsyncs queue/, and only then answers: the order is in
  * sync_batch()); a group of COMMITs is answered in order; empty or
@@ -159,10 +160,11 @@ stop_role(pid_t pid, int sig)
 	return st;
 }
 
-/* A queue file: header and a small message. */
-static void
+/* A queue file: header and a small message; returns its length. */
+static long long
 write_message(int fd, const char *qid, const char *subject)
 {
+	long long len;
 	struct qenvelope env;
 	char *rcpts[] = { "bob@example.test" };
 	char *hdr, *msg;
@@ -181,8 +183,10 @@ write_message(int fd, const char *qid, const char *subject)
 	if (n < 0 || write_all(fd, hdr, (size_t)n) < 0 ||
 	    write_all(fd, msg, strlen(msg)) < 0)
 		printf("# write failed\n");
+	len = (long long)n + (long long)strlen(msg);
 	free(hdr);
 	free(msg);
+	return len;
 }
 
 /* ---- raw protocol helpers ------------------------------------------- */
@@ -251,6 +255,7 @@ test_basic(struct queuec *q)
 	struct res r = { 0 }, c = { 0 };
 	char path[512];
 	FILE *fp;
+	long long len;
 
 	queuec_open(q, open_cb, &r);
 	ok(!r.done, "OPEN callback does not run inside queuec_open");
@@ -261,9 +266,9 @@ test_basic(struct queuec *q)
 	ok(!exists("incoming", "00000000000000AA"), "crash leftover in incoming/ removed at start-up");
 	ok(exists("queue", "00000000000000BB"), "committed message kept at start-up");
 
-	write_message(r.fd, r.qid, "basic");
+	len = write_message(r.fd, r.qid, "basic");
 	close(r.fd);
-	queuec_commit(q, r.qid, commit_cb, &c);
+	queuec_commit(q, r.qid, len, commit_cb, &c);
 	ok(!c.done, "COMMIT callback does not run inside queuec_commit");
 	wait_done(&c.done);
 	ok(c.ok, "COMMIT answered OK (%s)", c.err);
@@ -286,6 +291,7 @@ test_group(struct queuec *q)
 {
 	enum { N = 40 };
 	struct res o[N], c[N];
+	long long len[N];
 	int all_open = 1, all_ok = 1, all_there = 1, i;
 
 	memset(o, 0, sizeof(o));
@@ -298,14 +304,15 @@ test_group(struct queuec *q)
 	}
 	ok(all_open, "%d OPENs in a row answered", N);
 	for (i = 0; i < N; i++) {
+		len[i] = 0;
 		if (o[i].fd >= 0) {
-			write_message(o[i].fd, o[i].qid, "group");
+			len[i] = write_message(o[i].fd, o[i].qid, "group");
 			close(o[i].fd);
 		}
 	}
 	/* all COMMITs at once: they form one or a few batches */
 	for (i = 0; i < N; i++)
-		queuec_commit(q, o[i].qid, commit_cb, &c[i]);
+		queuec_commit(q, o[i].qid, len[i], commit_cb, &c[i]);
 	for (i = 0; i < N; i++) {
 		wait_done(&c[i].done);
 		all_ok &= c[i].ok;
@@ -325,7 +332,7 @@ test_refusals(struct queuec *q)
 	queuec_open(q, open_cb, &o);
 	wait_done(&o.done);
 	close(o.fd);
-	queuec_commit(q, o.qid, commit_cb, &c);
+	queuec_commit(q, o.qid, 0, commit_cb, &c);
 	wait_done(&c.done);
 	ok(!c.ok && c.err[0] != '\0', "COMMIT of an empty file refused: %s", c.err);
 	ok(!exists("queue", o.qid) && !exists("incoming", o.qid),
@@ -339,18 +346,58 @@ test_refusals(struct queuec *q)
 	if (write_all(o.fd, "Subject: no header\r\n\r\nx\r\n", 25) < 0)
 		printf("# write failed\n");
 	close(o.fd);
-	queuec_commit(q, o.qid, commit_cb, &c);
+	queuec_commit(q, o.qid, 25, commit_cb, &c);
 	wait_done(&c.done);
 	ok(!c.ok, "COMMIT of a file without the queue header refused");
 	ok(!exists("queue", o.qid) && !exists("incoming", o.qid), "and it is removed");
 
+	/* a file longer than its writer says (a recycled one): cut to length */
+	{
+		char path[512];
+		struct stat st;
+		long long len;
+
+		memset(&o, 0, sizeof(o));
+		memset(&c, 0, sizeof(c));
+		queuec_open(q, open_cb, &o);
+		wait_done(&o.done);
+		len = write_message(o.fd, o.qid, "cut");
+		if (write_all(o.fd, "OLD MESSAGE TAIL\r\n", 18) < 0)
+			printf("# write failed\n");
+		close(o.fd);
+		queuec_commit(q, o.qid, len, commit_cb, &c);
+		wait_done(&c.done);
+		ok(c.ok, "COMMIT of a file longer than written: OK (%s)", c.err);
+		qfile_path(path, sizeof(path), statedir, "queue", o.qid);
+		ok(stat(path, &st) == 0 && (long long)st.st_size == len,
+		    "and the committed file ends where the writer's data ends");
+		before++;
+	}
+
+	/* a file shorter than its writer says: refused, removed at ABORT */
+	memset(&o, 0, sizeof(o));
+	memset(&c, 0, sizeof(c));
+	queuec_open(q, open_cb, &o);
+	wait_done(&o.done);
+	{
+		long long len = write_message(o.fd, o.qid, "short");
+
+		close(o.fd);
+		queuec_commit(q, o.qid, len + 1, commit_cb, &c);
+	}
+	wait_done(&c.done);
+	ok(!c.ok && strstr(c.err, "shorter") != NULL, "COMMIT of a short file refused: %s", c.err);
+	queuec_abort(q, o.qid);
+	spin(50);
+	ok(!exists("queue", o.qid) && !exists("incoming", o.qid), "and it is removed after ABORT");
+
 	/* an id this connection never opened */
 	memset(&c, 0, sizeof(c));
-	queuec_commit(q, "0123456789ABCDEF", commit_cb, &c);
+	queuec_commit(q, "0123456789ABCDEF", 10, commit_cb, &c);
 	wait_done(&c.done);
 	ok(!c.ok, "COMMIT of an unknown id refused: %s", c.err);
 	memset(&c, 0, sizeof(c));
-	queuec_commit(q, "../../etc/passwd", commit_cb, &c);
+	queuec_commit(q, "../../etc/passwd", 10, commit_cb, &c);
 	ok(!c.done, "invalid id: callback still deferred");
 	wait_done(&c.done);
 	ok(!c.ok, "COMMIT of an invalid id refused: %s", c.err);
@@ -544,6 +591,7 @@ main(void)
 	char leftover[QID_LEN + 1] = "";
 	pid_t pid;
 	int st, fd;
+	long long len;
 	char path[512];
 
 	alarm(60);
@@ -617,13 +665,13 @@ main(void)
 	/* kill -9 with an open file: the leftover stays until the next start */
 	queuec_open(q, open_cb, &o);
 	wait_done(&o.done);
-	write_message(o.fd, o.qid, "crash");
+	len = write_message(o.fd, o.qid, "crash");
 	close(o.fd);
 	st = stop_role(pid, SIGKILL);
 	ok(WIFSIGNALED(st), "role killed with SIGKILL");
 	ok(exists("incoming", o.qid), "its open file is left in incoming/");
 	memcpy(leftover, o.qid, sizeof(leftover));
-	queuec_commit(q, o.qid, commit_cb, &c);
+	queuec_commit(q, o.qid, len, commit_cb, &c);
 	wait_done(&c.done);
 	ok(!c.ok, "COMMIT on the dead connection fails: %s", c.err);
 	{
