@@ -34,11 +34,7 @@ def sender(k):
     deadline = time.time() + 90
     while todo and time.time() < deadline:
         try:
-            s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-            s.ehlo("mua.example.test")
-            s.starttls(context=client_ctx())
-            s.ehlo("mua.example.test")
-            s.login("alice@example.test", d.users["alice@example.test"])
+            s = submission_login(d)
             while todo:
                 m = todo[0]
                 s.sendmail("alice@example.test", ["bob@example.test"],

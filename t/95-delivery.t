@@ -90,11 +90,7 @@ acked, lock = [], threading.Lock()
 
 def crash_sender(k):
     try:
-        s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-        s.ehlo("x")
-        s.starttls(context=client_ctx())
-        s.ehlo("x")
-        s.login("alice@example.test", d.users["alice@example.test"])
+        s = submission_login(d, ehlo="x")
         for i in range(25):
             sub = "crash %d-%d" % (k, i)
             s.sendmail("alice@example.test", ["erin@example.test", "frank@example.test"],
@@ -216,11 +212,7 @@ like(d2.read_log(), r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ stat
      "log line status=sent for LMTP")
 
 # dot-stuffing and several recipients in one transaction
-s = smtplib.SMTP("127.0.0.1", d2.ports["submission"], timeout=20)
-s.ehlo("x")
-s.starttls(context=client_ctx())
-s.ehlo("x")
-s.login("alice@example.test", d2.users["alice@example.test"])
+s = submission_login(d2, ehlo="x")
 s.sendmail("alice@example.test", ["gina@example.test", "alice@example.test"],
            message("dots", body="..leading dots\r\n.\r\nend\r\n").encode())
 s.quit()

@@ -571,14 +571,20 @@ def chown_run_user(path, user):
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+def submission_login(d, user="alice@example.test", ehlo="mua.example.test"):
+    """An smtplib session on Daemon d's 587, after STARTTLS and AUTH as user."""
+    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
+    s.ehlo(ehlo)
+    s.starttls(context=client_ctx())
+    s.ehlo(ehlo)
+    s.login(user, d.users[user])
+    return s
+
+
 def send_mail(d, rcpts, subject, body="hello\r\n", sender="alice@example.test"):
     """Submit one message() over 587 + STARTTLS as alice to Daemon d;
     returns smtplib's dict of refused recipients."""
-    s = smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=20)
-    s.ehlo("mua.example.test")
-    s.starttls(context=client_ctx())
-    s.ehlo("mua.example.test")
-    s.login("alice@example.test", d.users["alice@example.test"])
+    s = submission_login(d)
     refused = s.sendmail(sender, rcpts, message(subject, body=body).encode())
     s.quit()
     return refused
