@@ -45,7 +45,7 @@ ok(all(os.path.isdir(os.path.join(box("bob"), s)) for s in ("tmp", "new", "cur")
 st = os.stat(box("bob"))
 is_(oct(st.st_mode & 0o777), "0o700", "Maildir created with mode 0700")
 is_(pwd.getpwuid(st.st_uid).pw_name, d.user, "mailbox owned by the queue role's user")
-like(d.read_log(), r"[0-9A-F]{16}: to=<bob@example\.test> relay=maildir delay=\d+ status=sent",
+ok(d.wait_log(r"[0-9A-F]{16}: to=<bob@example\.test> relay=maildir delay=\d+ status=sent"),
      "one log line per delivery attempt")
 
 send_mail(d, ["team@example.test"], "to the team")
@@ -208,7 +208,7 @@ like(m, r"Subject: lmtp later", "Dovecot stored the message")
 like(m, r"(?m)^Return-Path: <alice@example\.test>", "Return-Path present")
 like(m, r"(?m)^Delivered-To: gina@example\.test", "Delivered-To present")
 ok(wait_for(lambda: d2.queue_files() == []), "queue empty after LMTP delivery")
-like(d2.read_log(), r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ status=sent \(2\.0\.0 ",
+ok(d2.wait_log(r"to=<gina@example\.test> relay=lmtp:unix:\S+ delay=\d+ status=sent \(2\.0\.0 "),
      "log line status=sent for LMTP")
 
 # dot-stuffing and several recipients in one transaction
