@@ -57,6 +57,7 @@
 #include "qspare.h"
 #include "qstatus.h"
 #include "roles.h"
+#include "sync-backoff.h"
 #include "util.h"
 
 #define QPKT_MAX          256     /* largest request or reply packet */
@@ -66,9 +67,6 @@
 #define QREPLY_LOW        512     /* ...and resume below this */
 #define QREAD_BURST       256     /* packets read per callback */
 #define QSTOP_GRACE_SECS  60      /* SIGTERM: wait this long for clients */
-#define SYNCFS_SLOW_MS    100     /* syncfs() calls slower than this... */
-#define SYNCFS_SLOW_RUN   3       /* ...this many times in a row... */
-#define SYNCFS_BACKOFF_MS 60000   /* ...mean per-file syncs for this long */
 
 struct qconn;
 
@@ -123,8 +121,7 @@ struct qrole {
 	struct event *sigterm, *sigint, *sighup;
 	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
 	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch */
-	uint64_t fs_slow_until;      /* per-file syncs until then (worker only) */
-	int fs_slow_run;             /* slow syncfs() calls in a row (worker only) */
+	struct sync_backoff fs_slow; /* syncfs() too slow lately? (worker only) */
 	struct qmgr *qmgr;           /* NULL: delivery not configured */
 	struct qspare *spares;       /* delivered files, emptied for reuse */
 	TAILQ_HEAD(, qconn) conns, dead_conns;
@@ -345,28 +342,17 @@ sync_data(struct qrole *q, struct qent_list *batch, int n)
 {
 	struct qent *e;
 
-	if (n >= 2 && q->sync_fs && now_ms() >= q->fs_slow_until) {
+	if (n >= 2 && q->sync_fs && sync_backoff_allows(&q->fs_slow, now_ms())) {
 		uint64_t t0 = now_ms();
 		int err = syncfs(q->q_dfd) < 0 ? errno : 0;
-		uint64_t took = now_ms() - t0;
+		uint64_t t1 = now_ms();
 
-		/*
-		 * Slow syncfs() calls in a row mean other programs have much
-		 * to write on this filesystem: our 250s should not wait for
-		 * them.  Go back to one fdatasync() per message for a while.
-		 * One slow call alone is usually the backlog of dirty data
-		 * the first batch after a quiet spell writes out.
-		 */
-		if (took <= SYNCFS_SLOW_MS)
-			q->fs_slow_run = 0;
-		else if (++q->fs_slow_run >= SYNCFS_SLOW_RUN) {
-			q->fs_slow_run = 0;
-			q->fs_slow_until = now_ms() + SYNCFS_BACKOFF_MS;
+		/* other writers on the filesystem: see sync-backoff.h */
+		if (sync_backoff_note(&q->fs_slow, t1 - t0, t1))
 			log_warnx("queue: syncfs of state_dir's filesystem took %llu ms, "
 			    "%d times in a row (other writers on it?): one fdatasync "
-			    "per message for the next %d s", (unsigned long long)took,
-			    SYNCFS_SLOW_RUN, SYNCFS_BACKOFF_MS / 1000);
-		}
+			    "per message for the next %d s", (unsigned long long)(t1 - t0),
+			    SYNC_BACKOFF_RUN, SYNC_BACKOFF_MS / 1000);
 
 		TAILQ_FOREACH(e, batch, batch_link) {
 			e->err = err;
