@@ -80,6 +80,9 @@ struct auth_request {
 	char rip[64];
 	char service[64];
 	uint64_t started_ms;
+	uint64_t input_ms;                  /* last step began (AUTH, end of a
+	                                       penalty, CONT): failure_delay
+	                                       counts from here */
 	enum req_state state;
 	bool orphan;                        /* free when the worker returns it */
 	bool in_table;
@@ -402,21 +405,27 @@ req_delay_cb(evutil_socket_t fd, short what, void *arg)
 	req_send_pending(arg);
 }
 
-/* req_due - when the final answer of r may go: min_time after AUTH and,
- * for failures, failure_delay after now. */
+/*
+ * req_due - when the final answer of r may go: min_time after AUTH and,
+ * for failures, failure_delay after the step that failed began (the
+ * client's last input), not after the check ended: a password hash that
+ * ran (a user that exists) and one that did not (an unknown user, a
+ * cheaper scheme) then take the same time to fail.
+ */
 static uint64_t
-req_due(const struct auth_request *r, bool failure, uint64_t now)
+req_due(const struct auth_request *r, bool failure)
 {
 	uint64_t due = r->started_ms + (uint64_t)r->srv->set.min_time_ms;
 
-	if (failure && now + (uint64_t)r->srv->set.failure_delay_ms > due)
-		due = now + (uint64_t)r->srv->set.failure_delay_ms;
+	if (failure && r->input_ms + (uint64_t)r->srv->set.failure_delay_ms > due)
+		due = r->input_ms + (uint64_t)r->srv->set.failure_delay_ms;
 	return due;
 }
 
 /*
  * req_finish - hold the final line until min_time after AUTH (and, for
- * failures, failure_delay from now), then send it and forget the request.
+ * failures, failure_delay after the last step began: req_due), then send
+ * it and forget the request.
  */
 static void
 req_finish(struct auth_request *r, char *line, bool failure)
@@ -428,7 +437,7 @@ req_finish(struct auth_request *r, char *line, bool failure)
 	r->pending = line;
 	if (r->timeout_ev)
 		event_del(r->timeout_ev);
-	due = req_due(r, failure, now);
+	due = req_due(r, failure);
 	if (due <= now) {
 		req_send_pending(r);
 		return;
@@ -455,7 +464,7 @@ req_finish_copy(struct auth_request *r, const char *line, size_t len,
 {
 	uint64_t now = now_ms();
 
-	if (req_due(r, failure, now) > now) {
+	if (req_due(r, failure) > now) {
 		req_finish(r, xstrdup(line), failure);
 		return;
 	}
@@ -837,6 +846,7 @@ req_step_fast(struct auth_request *r)
 static void
 req_start(struct auth_request *r)
 {
+	r->input_ms = now_ms();
 	if (r->srv->set.upstream != NULL)
 		proxy_begin(r);
 	else if (!req_step_fast(r)) {
@@ -1083,6 +1093,7 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 			return true;
 		}
 		r->state = RS_UPSTREAM;
+		r->input_ms = now_ms();
 		authc_continue(c->srv->set.upstream, r->up_id, argv[2]);
 		return true;
 	}
@@ -1094,6 +1105,7 @@ cmd_cont(struct auth_client *c, char **argv, size_t argc)
 		return true;
 	}
 	r->have_in = true;
+	r->input_ms = now_ms();
 	job_submit(r);
 	return true;
 }

@@ -4,11 +4,15 @@
 # AUTH PLAIN/LOGIN with and without initial response, FAIL without telling
 # unknown users from wrong passwords, bad base64, several requests in flight,
 # protocol errors disconnect, and the failure delay.
-import os, socket, sys, time
+import os, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
-d = Daemon(failure_delay=1)
+# a user whose hash is slow (a million SHA512-CRYPT rounds): its failures
+# must not take longer than an unknown user's (the timing would tell them apart)
+SLOW_HASH = subprocess.run(["perl", "-e", 'print crypt("Slow-Passw0rd", q($6$rounds=1000000$abcdefgh$))'],
+                           capture_output=True, text=True, check=True).stdout
+d = Daemon(failure_delay=1, passwd_lines=["slow@example.test:{SHA512-CRYPT}%s::::::" % SLOW_HASH])
 alice, apw = "alice@example.test", d.users["alice@example.test"]
 
 
@@ -86,6 +90,26 @@ ok("reason=" not in r4 or ("unknown" not in r4.lower() and "password" not in r4.
    "FAIL reason does not reveal the cause", r4)
 ok(t_wrong >= 0.9, "failure answered after auth.failure_delay (1 s here): %.2fs" % t_wrong)
 ok(t_unknown >= 0.9, "unknown user also delayed: %.2fs" % t_unknown)
+
+# failure_delay counts from the attempt, not from the end of the hash
+t0 = time.time()
+a.send("AUTH\t50\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("slow@example.test", "Slow-Passw0rd"))
+r = a.line()
+t_slow_ok = time.time() - t0
+like(r, r"^OK\t50\t", "the slow-hash user logs in", r)
+t0 = time.time()
+a.send("AUTH\t51\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("slow@example.test", "Wr0ngPass-x"))
+r = a.line()
+t_slow_fail = time.time() - t0
+t0 = time.time()
+a.send("AUTH\t52\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("nosuch@example.test", "Wr0ngPass-x"))
+r2 = a.line()
+t_unknown2 = time.time() - t0
+like(r, r"^FAIL\t51", "slow-hash user, wrong password: FAIL")
+ok(t_slow_ok > 0.15, "its hash takes a while (%.2fs for a success)" % t_slow_ok)
+ok(abs(t_slow_fail - t_unknown2) < min(0.15, t_slow_ok * 0.6),
+   "its failure takes as long as an unknown user's: %.2fs and %.2fs (the hash: %.2fs)"
+   % (t_slow_fail, t_unknown2, t_slow_ok))
 
 # several requests in flight: failure held, success not held behind it
 t0 = time.time()
