@@ -24,7 +24,7 @@
 #define PENALTY_BUCKETS 16384
 
 struct pentry {
-	uint8_t key[16];           /* v4-mapped address or v6 /64 prefix */
+	uint8_t key[16];           /* v4-mapped address or v6 /48 prefix */
 	int failures;
 	time_t first_failure;      /* start of the current window */
 	time_t last_failure;
@@ -99,10 +99,12 @@ make_key(const struct penalty *p, const char *rip, uint8_t key[16], bool *exempt
 	if (inet_pton(AF_INET6, rip, &s6.sin6_addr) == 1) {
 		s6.sin6_family = AF_INET6;
 		memcpy(key, &s6.sin6_addr, 16);
-		/* v4-mapped stays exact; native v6 counts per /64 */
+		/* v4-mapped stays exact; native v6 counts per /48, as
+		 * Dovecot's anvil does: a site is usually given a /48, and
+		 * a /64 each would give a guesser 65,536 fresh addresses */
 		if (!(key[10] == 0xff && key[11] == 0xff &&
 		    memcmp(key, "\0\0\0\0\0\0\0\0\0\0", 10) == 0))
-			memset(key + 8, 0, 8);
+			memset(key + 6, 0, 10);
 		for (i = 0; i < p->n_exempt; i++)
 			if (cidr_match(&p->exempt[i], (struct sockaddr *)&s6))
 				*exempt = true;

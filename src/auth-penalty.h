@@ -5,8 +5,8 @@
  * penalties, plus a hard block).  Addresses in the exempt list and
  * requests carrying `no-penalty` are spared.
  *
- * Addresses are keyed exactly for IPv4 and by /64 for IPv6 (one host
- * usually owns a /64).  The table is bounded; when it is full, entries
+ * Addresses are keyed exactly for IPv4 and by /48 for IPv6 (as Dovecot's
+ * anvil: a site usually owns a /48, a host a whole /64).  The table is bounded; when it is full, entries
  * that have expired go first, then the oldest.
  */
 #ifndef MSAGATE_AUTH_PENALTY_H

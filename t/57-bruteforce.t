@@ -2,8 +2,9 @@
 # 57-bruteforce.t - password guessing: every failure is answered late
 # without holding up others, repeated failures from one address grow a
 # delay, a threshold blocks the address (421 4.7.0 at connect or AUTH) for
-# block_time, exempt addresses and no-penalty requests are spared, and one
-# session is cut after smtp.max_auth_failures failed AUTH commands.
+# block_time (IPv6 per /48), exempt addresses and no-penalty requests are
+# spared, and one session is cut after smtp.max_auth_failures failed AUTH
+# commands.
 import os, socket, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -111,6 +112,20 @@ s.sendall(("AUTH\t200\tPLAIN\tservice=smtp\trip=127.0.0.31\tresp=%s\n" % plain_b
 line = s.recv(65536).decode()
 like(line, r"^FAIL\t200\t.*blocked=\d+", "auth socket: a blocked address gets FAIL with blocked=")
 ok(time.time() - t0 < 0.4, "and at once")
+
+# IPv6 counts per /48 (as Dovecot's anvil): failures from five /64s of one
+# /48 block all of it, and another /48 is not touched
+for i in range(5):
+    s.sendall(("AUTH\t%d\tPLAIN\tservice=smtp\trip=2001:db8:7:%x::9\tresp=%s\n"
+               % (300 + i, i + 1, plain_b64(alice, "nope"))).encode())
+got = []
+while len(got) < 5:
+    got += [l for l in s.recv(65536).decode().splitlines() if l]
+s.sendall(("AUTH\t400\tPLAIN\tservice=smtp\trip=2001:db8:7:ffff::1\tresp=%s\n" % plain_b64(alice, apw)).encode())
+like(s.recv(65536).decode(), r"^FAIL\t400\t.*blocked=\d+",
+     "IPv6: five failures from different /64s of one /48 block another /64 of it")
+s.sendall(("AUTH\t401\tPLAIN\tservice=smtp\trip=2001:db8:8::1\tresp=%s\n" % plain_b64(alice, apw)).encode())
+like(s.recv(65536).decode(), r"^OK\t401\t", "IPv6: another /48 logs in")
 s.close()
 
 # one session is cut after max_auth_failures failed AUTH commands
