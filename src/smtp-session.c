@@ -505,7 +505,26 @@ line_too_long(struct smtp_session *s)
 	smtp_session_reply(s, "500 5.5.2 Error: line too long");
 }
 
-/* Run buffered input through the state machine until it must wait. */
+/*
+ * The client closed its side and every command it sent is answered (what
+ * is left is an unfinished line or message): close once the replies are
+ * out.  An unfinished transaction is dropped, as on a lost connection.
+ */
+static void
+input_ended(struct smtp_session *s)
+{
+	if (s->state == ST_DATA || s->tx)
+		log_info("%s: lost connection after %s from [%s]", s->id,
+		         s->state == ST_DATA ? "DATA" : s->verb ? s->verb : "CONNECT",
+		         s->rip);
+	smtp_session_close(s);
+}
+
+/*
+ * Run buffered input through the state machine until it must wait; once
+ * the client has closed its side (SF_EOF) and nothing more can be done with
+ * what it sent, close.
+ */
 static void
 process_input(struct smtp_session *s)
 {
@@ -575,6 +594,8 @@ process_input(struct smtp_session *s)
 		secure_zero(line, len);
 		free(line);
 	}
+	if ((s->flags & SF_EOF) && !(s->flags & (SF_WAIT | SF_CLOSING | SF_OUTFULL)))
+		input_ended(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -680,6 +701,20 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
 		                   s->srv->cfg->hostname);
 		smtp_session_close(s);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+	    !(s->flags & SF_EOF)) {
+		/*
+		 * The client closed its side (a pipeline ending in QUIT and a
+		 * half-close, a shell pipe): it may still read.  Answer every
+		 * command it sent - a DATA being committed too: a message
+		 * queued without its 250 would be sent again, a duplicate -
+		 * then close (process_input).
+		 */
+		s->flags |= SF_EOF;
+		if (!(s->flags & SF_WAIT))
+			process_input(s);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {

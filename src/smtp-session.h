@@ -72,6 +72,8 @@ enum {
 	SF_STARTTLS  = 0x0080,       /* 220 sent, switch when flushed */
 	SF_BUSY      = 0x0100,       /* DATA in progress (SIGTERM waits) */
 	SF_OUTFULL   = 0x0200,       /* client not reading replies: pause */
+	SF_EOF       = 0x0400,       /* client closed its side: answer what it
+	                                sent, then close */
 };
 
 enum smtp_state {

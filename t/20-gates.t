@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # 20-gates.t - the session gates and limits of a submission listener: TLS
 # before AUTH, AUTH before MAIL, 503s for commands out of order, reply codes
-# for bad input, line/recipient/error limits, VRFY, pipelining.
-import os, sys
+# for bad input, line/recipient/error limits, VRFY, pipelining, a client
+# that half-closes its side after a pipeline.
+import os, re, socket, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -65,6 +66,40 @@ like(r1, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+", "pipelined message queued")
 like(s.reply(), r"^221", "QUIT after pipelined DATA: 221")
 is_(len(set(d.queue_files()) - before), 1, "exactly one queue file for the pipelined message")
 s.close()
+
+
+def half_closed(payload):
+    """Send payload on the relay port, close our side (shutdown SHUT_WR, as
+    a shell pipe or a client done sending does) and read until the server
+    closes; returns the replies."""
+    c = socket.create_connection(("127.0.0.1", d.ports["relay"]), timeout=10)
+    c.sendall(payload)
+    c.shutdown(socket.SHUT_WR)
+    buf = b""
+    while True:
+        x = c.recv(4096)
+        if not x:
+            break
+        buf += x
+    c.close()
+    return buf.decode()
+
+
+# half-close after a pipeline ending in QUIT: every command is answered,
+# the DATA too (a message queued without its 250 would be sent again)
+r = half_closed(b"HELO x.example\r\nMAIL FROM:<x@example.org>\r\nRCPT TO:<bob@example.test>\r\n"
+                b"DATA\r\nSubject: half-closed\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+m = re.search(r"250 2\.0\.0 Ok: queued as ([0-9A-F]+)\r\n221 ", r)
+ok(m is not None, "half-closed client: the 250 for its DATA and the 221 arrive", r)
+ok(m is not None and d.wait_log(r"queued: qid=%s from=<x@example\.org>" % m.group(1)),
+   "and that is the message queued")
+# an unfinished message before the half-close: answered up to 354, not queued
+mark = len(d.read_log())
+r = half_closed(b"HELO x.example\r\nMAIL FROM:<x@example.org>\r\nRCPT TO:<bob@example.test>\r\n"
+                b"DATA\r\nSubject: unfinished\r\n\r\nno end\r\n")
+ok(r.rstrip().endswith("354 End data with <CR><LF>.<CR><LF>"), "half-close in DATA: replies up to 354", r)
+ok(d.wait_log(r"lost connection after DATA"), "logged as a connection lost after DATA")
+ok("queued:" not in d.read_log()[mark:], "and nothing queued")
 
 # MAIL on 465 before AUTH
 s = d.smtp("smtps")
