@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "aliases.h"
@@ -219,6 +220,24 @@ udb_cb(void *ctx, enum userdbc_result res)
 		smtp_session_resume(s);
 }
 
+/* Is addr already a recipient of tx?  Same local part, domain in any case. */
+static bool
+rcpt_listed(const struct smtp_tx *tx, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < tx->n_rcpts; i++) {
+		const char *r = tx->rcpts[i], *rat = strrchr(r, '@');
+		size_t rll = rat ? (size_t)(rat - r) : strlen(r);
+
+		if (rll == ll && memcmp(r, addr, ll) == 0 &&
+		    (at == NULL ? rat == NULL : rat != NULL && strcasecmp(rat, at) == 0))
+			return true;
+	}
+	return false;
+}
+
 /* Ask the policy about s->rcpt_to; answer, or start a lookup and wait. */
 static void
 rcpt_decide(struct smtp_session *s)
@@ -245,11 +264,17 @@ rcpt_decide(struct smtp_session *s)
 		}
 	}
 	if (r == POLICY_OK) {
-		if (tx->n_rcpts == tx->cap_rcpts) {
-			tx->cap_rcpts = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
-			tx->rcpts = xrealloc(tx->rcpts, tx->cap_rcpts * sizeof(char *));
+		char addr[SMTP_PATH_MAX + SMTP_DOMAIN_MAX + 2];
+
+		policy_rcpt_address(s->srv->cfg, s->rcpt_to, addr, sizeof(addr));
+		/* the same recipient twice gets one copy (as Postfix's cleanup) */
+		if (!rcpt_listed(tx, addr)) {
+			if (tx->n_rcpts == tx->cap_rcpts) {
+				tx->cap_rcpts = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
+				tx->rcpts = xrealloc(tx->rcpts, tx->cap_rcpts * sizeof(char *));
+			}
+			tx->rcpts[tx->n_rcpts++] = xstrdup(addr);
 		}
-		tx->rcpts[tx->n_rcpts++] = xstrdup(s->rcpt_to->addr);
 		smtp_session_reply(s, "250 2.1.5 Ok");
 	} else {
 		log_info("%s: reject: RCPT from [%s]: %s; from=<%s>", s->id, s->rip,

@@ -280,6 +280,26 @@ policy_rcpt(const struct policy_client *c, const struct smtp_addr *to,
 	return local_user(c, to, name, domain, buf, len);
 }
 
+void
+policy_rcpt_address(const struct msagate_config *cfg, const struct smtp_addr *to,
+                    char *out, size_t olen)
+{
+	if (to->domain[0] == '\0') {
+		/* RFC 5321 4.5.1: this host's postmaster */
+		snprintf(out, olen, "postmaster@%s", cfg->relay.n_local_domains > 0 ?
+		         cfg->relay.local_domains[0] : cfg->hostname);
+		return;
+	}
+	if (to->local_len >= 2 && to->addr[0] == '"' &&
+	    to->addr[to->local_len - 1] == '"' &&
+	    classify(cfg, to->domain) == D_LOCAL) {
+		snprintf(out, olen, "%.*s@%s", (int)(to->local_len - 2), to->addr + 1,
+		         to->domain);
+		return;
+	}
+	snprintf(out, olen, "%s", to->addr);
+}
+
 /* ---- senders --------------------------------------------------------- */
 
 /* Same domain: case-insensitive, one trailing dot ignored on each. */

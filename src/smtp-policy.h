@@ -68,6 +68,17 @@ enum policy_result policy_rcpt(const struct policy_client *c,
                                const struct smtp_addr *to,
                                char *buf, size_t len);
 
+/*
+ * The address to queue for a recipient policy_rcpt accepted, into out
+ * (at least SMTP_PATH_MAX + SMTP_DOMAIN_MAX + 2 bytes): <Postmaster>
+ * gets the first local domain (the hostname when there is none), a
+ * quoted local part at a local domain loses its quotes (what they held
+ * needs none: policy_rcpt checked it as a mailbox name), so delivery and
+ * the aliases see the name that was checked.  Anything else as it came.
+ */
+void policy_rcpt_address(const struct msagate_config *cfg,
+                         const struct smtp_addr *to, char *out, size_t olen);
+
 /* May the client use this envelope sender?  POLICY_OK or the reply. */
 enum policy_result policy_sender(const struct policy_client *c,
                                  const struct smtp_addr *from,

@@ -23,7 +23,8 @@ os.mkdir(mail, 0o700)
 chown_run_user(mail, d.user)
 aliases = os.path.join(d.dir, "aliases")
 with open(aliases, "w") as f:
-    f.write("# test aliases\nteam: alice@example.test, bob@example.test\n")
+    f.write("# test aliases\nteam: alice@example.test, bob@example.test\n"
+            "postmaster: frank@example.test\n")
 os.chmod(aliases, 0o644)
 d.relay_extra = ('aliases = "%s";\n  delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };'
                  % (aliases, mail))
@@ -60,6 +61,25 @@ like((maildir_msgs(box("carol")) or [""])[0], r"Delivered-To: carol\+lists@examp
      "Delivered-To keeps the tag")
 ok(wait_for(lambda: d.queue_files() == []), "queue empty again")
 like(d.ctl("queue", "list").stdout, r"Mail queue is empty", "queue list: empty")
+
+# from outside on port 25: <Postmaster> (no domain) is this host's postmaster,
+# a quoted local part names the same mailbox as the bare one, and a
+# recipient given three times (quoted, in another case) gets one copy
+s = d.smtp("relay", source="127.0.0.9")
+s.cmd("EHLO outside.example")
+s.cmd("MAIL FROM:<someone@example.org>")
+rs = [s.cmd("RCPT TO:<Postmaster>"), s.cmd('RCPT TO:<"erin"@example.test>'),
+      s.cmd("RCPT TO:<erin@example.test>"), s.cmd("RCPT TO:<erin@EXAMPLE.test>")]
+ok(all(r.startswith("250") for r in rs), "RCPTs <Postmaster>, quoted, duplicates: 250", rs)
+like(s.cmd("DATA"), r"^354", "DATA")
+like(s.cmd("Subject: to the postmaster\r\n\r\nhello\r\n."), r"^250 2\.0\.0", "queued")
+s.cmd("QUIT")
+ok(wait_for(lambda: len(maildir_msgs(box("frank"))) == 1 and d.queue_files() == []),
+   "<Postmaster> delivered through the postmaster alias, locally", d.read_log()[-3000:])
+ok(len(maildir_msgs(box("erin"))) == 1, "the quoted and the repeated recipient: one copy, delivered",
+   d.read_log()[-3000:])
+ok(not re.search(r"to=<\"?erin\"?@example\.test> .*status=bounced|to=<Postmaster>", d.read_log()),
+   "no bounce for them, no domain-less address queued")
 
 # a foreign recipient: not delivered, not pretended, stays queued
 send_mail(d, ["someone@example.org", "dora@example.test"], "half foreign")
