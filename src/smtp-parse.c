@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -259,19 +260,25 @@ skip_keyword(const char *args, const char *kw)
 	return args;
 }
 
-/* Decimal without sign, at most 18 digits; false otherwise. */
+/*
+ * Decimal without sign, at most 20 digits (RFC 1870's size-value); a value
+ * past LLONG_MAX is LLONG_MAX (over any limit).  false otherwise.
+ */
 static bool
 parse_decimal(const char *s, size_t n, long long *out)
 {
 	long long v = 0;
 	size_t i;
 
-	if (n == 0 || n > 18)
+	if (n == 0 || n > 20)
 		return false;
 	for (i = 0; i < n; i++) {
 		if (!isdigit((unsigned char)s[i]))
 			return false;
-		v = v * 10 + (s[i] - '0');
+		if (v > (LLONG_MAX - (s[i] - '0')) / 10)
+			v = LLONG_MAX;
+		else
+			v = v * 10 + (s[i] - '0');
 	}
 	*out = v;
 	return true;

@@ -120,7 +120,7 @@ test_mail(void)
 	mail("FROM:<a@example.test> SIZE=", 0, "501 5.5.4", NULL);
 	mail("FROM:<a@example.test> SIZE=12a", 0, "501 5.5.4", NULL);
 	mail("FROM:<a@example.test> SIZE=-1", 0, "501 5.5.4", NULL);
-	mail("FROM:<a@example.test> SIZE=99999999999999999999", 0, "501 5.5.4", NULL);
+	mail("FROM:<a@example.test> SIZE=999999999999999999999", 0, "501 5.5.4", NULL);
 	mail("FROM:<a@example.test> SIZE=1 SIZE=2", 0, "501 5.5.4", NULL);
 	mail("FROM:<a@example.test> BODY=BINARYMIME", 0, "501 5.5.4", NULL);
 	mail("FROM:<a@example.test> SMTPUTF8=yes", 0, "501 5.5.4", NULL);
@@ -130,6 +130,10 @@ test_mail(void)
 	mail("FROM:<a@example.test> RET=FULL", 0, "555 5.5.4", NULL);
 	mail("FROM:<a@example.test> SIZE=2001", 2000, "552 5.3.4", NULL);
 	mail("FROM:<a@example.test> SIZE=2001", 0, "OK", NULL);
+	/* RFC 1870: up to 20 digits; past the limit is 552, not a syntax error */
+	mail("FROM:<a@example.test> SIZE=9999999999999999999", 2000, "552 5.3.4", NULL);
+	mail("FROM:<a@example.test> SIZE=99999999999999999999", 2000, "552 5.3.4", NULL);
+	mail("FROM:<a@example.test> SIZE=00000000000000002000", 2000, "OK", NULL);
 
 	/* UTF-8 (RFC 6531) */
 	mail("FROM:<j\xc3\xb6rg@example.test> SMTPUTF8", 0, "OK", "j\xc3\xb6rg@example.test");
