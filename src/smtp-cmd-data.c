@@ -10,7 +10,7 @@
  * checked against the login when the header section is complete
  * (smtp-policy.c policy_from_header); a refusal is kept for the end.
  *
- * Anything wrong (bare CR/LF, too big, write error, From: not owned) is
+ * Anything wrong (bare CR/LF, NUL, too big, write error, From: not owned) is
  * only answered at the real end of data; the file is then ABORTed,
  * nothing is queued.
  */
@@ -271,7 +271,7 @@ sink(struct smtp_session *s, const char *p, size_t n)
 {
 	struct smtp_tx *tx = s->tx;
 
-	if (tx->filter.bare || tx->filter.too_big || tx->werr)
+	if (tx->filter.bare || tx->filter.nul || tx->filter.too_big || tx->werr)
 		return;         /* refused at the end anyway: discard */
 	if (tx->hdr_done) {
 		wbuf_add(tx, p, n);
@@ -407,6 +407,14 @@ data_end(struct smtp_session *s)
 		         "(SMTP smuggling?)", s->id, s->rip);
 		tx_discard(s);
 		smtp_session_reply(s, "554 5.6.0 Message contains bare CR or LF");
+		tx_done(s);
+		return;
+	}
+	if (tx->filter.nul) {
+		log_info("%s: reject: message from [%s] contains NUL characters",
+		         s->id, s->rip);
+		tx_discard(s);
+		smtp_session_reply(s, "554 5.6.0 Message contains NUL characters");
 		tx_done(s);
 		return;
 	}

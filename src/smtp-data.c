@@ -177,6 +177,8 @@ smtp_data_feed(struct smtp_data *d, const char *in, size_t n, char *out,
 			emit(d, c, out, &o);
 			d->st = S_TEXT;
 		} else {
+			if (c == '\0')
+				d->nul = true;
 			emit(d, c, out, &o);
 			d->st = S_TEXT;
 		}

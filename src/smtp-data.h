@@ -8,6 +8,8 @@
  * - any bare CR or bare LF marks the message bad (SMTP smuggling,
  *   CVE-2023-51764 class): "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n" never end
  *   it, the caller rejects it after the real end;
+ * - a NUL octet marks it bad too (no 7bit or 8BITMIME message holds one, and
+ *   a next hop that drops NULs would read "\0." as a line starting with ".");
  * - counts the message size (after unstuffing) against a limit;
  * - finds the end of the header section and notes whether Message-ID:
  *   and Date: were present (for the RFC 6409 section 8 fix-ups).
@@ -25,6 +27,7 @@ struct smtp_data {
 	long long size;          /* octets of message produced so far */
 	long long max_size;      /* 0 = unlimited */
 	bool bare;               /* a bare CR or LF was seen */
+	bool nul;                /* a NUL octet was seen */
 	bool too_big;            /* size > max_size */
 	bool done;               /* CRLF.CRLF seen */
 

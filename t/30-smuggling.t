@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # 30-smuggling.t - SMTP smuggling (bare LF / bare CR end-of-data variants,
-# the CVE-2023-51764 class) queues nothing and never executes the smuggled
-# commands; STARTTLS command injection (the CVE-2011-0411 class) is thrown
-# away; oversize messages get 552 5.3.4 and queue nothing; a message with
-# 100 Received: fields (a mail loop) gets 554 5.4.6 and queues nothing.
+# the CVE-2023-51764 class) and NUL octets queue nothing and never execute
+# the smuggled commands; STARTTLS command injection (the CVE-2011-0411
+# class) is thrown away; oversize messages get 552 5.3.4 and queue nothing;
+# a message with 100 Received: fields (a mail loop) gets 554 5.4.6 and
+# queues nothing.
 import os, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -59,6 +60,10 @@ try_smuggle("bare CR dot bare CR", "Subject: a\r\n\r\nfirst\r.\r" + smuggled + "
 try_smuggle("CR dot CRLF", "Subject: a\r\n\r\nfirst\r.\r\n" + smuggled + ".\r\n")
 try_smuggle("bare LF in a header", "Subject: a\nX-Bad: b\r\n\r\nbody\r\n.\r\n")
 try_smuggle("bare CR in the body", "Subject: a\r\n\r\nbo\rdy\r\n.\r\n")
+# NUL: a next hop that drops it would read "\0." as the end of data
+try_smuggle("NUL dot CRLF", "Subject: a\r\n\r\nfirst\r\n\x00.\r\n" + smuggled + ".\r\n")
+try_smuggle("NUL in the body", "Subject: a\r\n\r\nbo\x00dy\r\n.\r\n")
+ok(d.wait_log(r"reject: message from \[127\.0\.0\.1\] contains NUL characters"), "NUL: logged")
 
 # a legitimate message right after still works on a new session
 before = set(d.queue_files())

@@ -1,7 +1,8 @@
 /*
  * test-smtp-data.c - unit tests of the DATA filter (src/smtp-data.c):
  * dot-unstuffing, end-of-data detection across every chunking, the bare
- * CR / bare LF smuggling variants, the size limit and header tracking.
+ * CR / bare LF smuggling variants, NUL octets, the size limit and header
+ * tracking.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -189,11 +190,33 @@ test_received(void)
 	}
 }
 
+/* A NUL anywhere marks the message (it still ends at CRLF.CRLF only). */
+static void
+test_nul(void)
+{
+	static const struct { const char *name; const char *in; size_t n; int nul; } t[] = {
+		{ "NUL in the body", "a\0b\r\n.\r\n", 8, 1 },
+		{ "NUL before a dot line", "a\r\n\0.\r\n.\r\n", 10, 1 },
+		{ "NUL in a header", "X: \0\r\n\r\nb\r\n.\r\n", 14, 1 },
+		{ "no NUL", "a\r\nb\r\n.\r\n", 9, 0 },
+	};
+	struct result r;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		for (unsigned k = 0; k < 4; k++) {
+			run(t[i].in, t[i].n, k == 0 ? 100000 : k == 1 ? 1 : 0, 0, k, &r);
+			ok(r.d.done && r.consumed == t[i].n && r.d.nul == t[i].nul && !r.d.bare,
+			   "%s: %s, ends at CRLF.CRLF (chunking %u)", t[i].name,
+			   t[i].nul ? "marked" : "not marked", k);
+		}
+}
+
 int
 main(void)
 {
 	test_basic();
 	test_smuggling();
+	test_nul();
 	test_size();
 	test_headers();
 	test_received();
