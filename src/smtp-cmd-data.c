@@ -406,6 +406,7 @@ data_end(struct smtp_session *s)
 		log_info("%s: reject: message from [%s] contains bare CR or LF "
 		         "(SMTP smuggling?)", s->id, s->rip);
 		tx_discard(s);
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "554 5.6.0 Message contains bare CR or LF");
 		tx_done(s);
 		return;
@@ -414,6 +415,7 @@ data_end(struct smtp_session *s)
 		log_info("%s: reject: message from [%s] contains NUL characters",
 		         s->id, s->rip);
 		tx_discard(s);
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "554 5.6.0 Message contains NUL characters");
 		tx_done(s);
 		return;
@@ -429,6 +431,7 @@ data_end(struct smtp_session *s)
 		log_info("%s: reject: message from [%s] has %u Received: fields "
 		         "(mail loop?)", s->id, s->rip, tx->filter.received);
 		tx_discard(s);
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "554 5.4.6 Error: too many hops (%u Received: "
 		                   "fields; mail loop?)", tx->filter.received);
 		tx_done(s);
@@ -443,6 +446,7 @@ data_end(struct smtp_session *s)
 		         s->auth_user ? log_safe(user, sizeof(user), s->auth_user, 100) : "-",
 		         log_safe(safe, sizeof(safe), tx->from_err, 250));
 		tx_discard(s);
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "%s", tx->from_err);
 		tx_done(s);
 		return;

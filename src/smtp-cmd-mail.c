@@ -156,6 +156,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *args)
 	if (policy_sender(&pc, &m.from, buf, sizeof(buf)) != POLICY_OK) {
 		log_info("%s: reject: MAIL from [%s]: %s", s->id, s->rip,
 		         log_safe(safe, sizeof(safe), buf, 250));
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "%s", buf);
 		return;
 	}
@@ -280,6 +281,7 @@ rcpt_decide(struct smtp_session *s)
 		log_info("%s: reject: RCPT from [%s]: %s; from=<%s>", s->id, s->rip,
 		         log_safe(safe, sizeof(safe), buf, 250),
 		         log_safe(from, sizeof(from), tx->sender, 200));
+		s->flags |= SF_LOGGED;
 		smtp_session_reply(s, "%s", buf);
 	}
 	rcpt_reset(s);

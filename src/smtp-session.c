@@ -307,9 +307,11 @@ smtp_session_reply(struct smtp_session *s, const char *fmt, ...)
 		return;
 	}
 	put_line(s, buf);
-	if (code >= 400 && code != 421 && code != 535 && buf[3] == ' ')
+	if (code >= 400 && code != 421 && code != 535 && buf[3] == ' ' &&
+	    !(s->flags & SF_LOGGED))
 		log_info("%s: reject: %s from [%s]: %s", s->id,
 		         s->verb ? s->verb : "-", s->rip, buf);
+	s->flags &= ~SF_LOGGED;
 }
 
 void

@@ -74,6 +74,8 @@ enum {
 	SF_OUTFULL   = 0x0200,       /* client not reading replies: pause */
 	SF_EOF       = 0x0400,       /* client closed its side: answer what it
 	                                sent, then close */
+	SF_LOGGED    = 0x0800,       /* the next reply's refusal is logged
+	                                already (with more detail) */
 };
 
 enum smtp_state {

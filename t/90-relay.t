@@ -104,6 +104,14 @@ like(s.cmd("RCPT TO:<nobody@example.test>"), r"^550 5\.1\.1 ",
 like(s.cmd("RCPT TO:<nobody+tag@EXAMPLE.test>"), r"^550 5\.1\.1 ", "unknown local user+tag: 550 5.1.1")
 like(s.cmd("RCPT TO:<user@relayed.test>"), r"^250 ", "relay_domains accepted from anyone")
 s.cmd("RSET")
+s.cmd("MAIL FROM:<logged-once@foreign.test>")
+s.cmd("RCPT TO:<logged-once@foreign.test>")
+ok(d.wait_log(r"reject: RCPT from \[127\.0\.0\.9\]: 554 5\.7\.1 <logged-once@foreign\.test>: "
+              r"Relay access denied; from=<logged-once@foreign\.test>"),
+   "a refused RCPT is logged with the reply and the sender")
+is_(len(re.findall(r"reject: RCPT .*<logged-once@foreign\.test>: Relay", d.read_log())), 1,
+    "once (not again as a bare reply line)")
+s.cmd("RSET")
 s.cmd("QUIT")
 s.close()
 nothing_new(before, "nothing queued from the refused relay attempts")
