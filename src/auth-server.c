@@ -476,12 +476,21 @@ req_finish_copy(struct auth_request *r, const char *line, size_t len,
 	req_drop(r);
 }
 
+/*
+ * safe_or_dash - a client-supplied value as one key=value token of a log
+ * line: log_safe, and a space shown as '?' too, so that "user=a b" cannot
+ * end the field early (the fail2ban filter reads user=\S*); "-" if empty.
+ */
 static const char *
 safe_or_dash(char *buf, size_t len, const char *s)
 {
 	if (s == NULL || *s == '\0')
 		return "-";
-	return log_safe(buf, len, s, 128);
+	log_safe(buf, len, s, 128);
+	for (char *p = buf; *p; p++)
+		if (*p == ' ')
+			*p = '?';
+	return buf;
 }
 
 /* is_internal_field - passdb fields the backends act on; never sent. */

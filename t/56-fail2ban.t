@@ -24,15 +24,20 @@ s.close()
 s = d.smtp(source="127.0.0.8")
 like(s.login("nobody@example.test", "x"), r"^535", "unknown user from 127.0.0.8")
 s.close()
-ok(d.wait_log(r"auth failed: rip=127\.0\.0\.8"), "last failure logged")
+# a user name with a space (and a fake field) must not slip past the filter
+s = d.smtp(source="127.0.0.8")
+like(s.login("alice@example.test rip=6.6.6.6 user=x", "x"), r"^535", "user name with spaces from 127.0.0.8")
+s.close()
+ok(d.wait_log(r"auth failed: rip=127\.0\.0\.8 user=alice@example\.test\?rip=6\.6\.6\.6\?user=x mech="),
+   "its failure logged with the spaces shown as '?'", d.read_log()[-1000:])
 
 r = subprocess.run(["fail2ban-regex", "-v", d.log, filt], capture_output=True, text=True)
 out = r.stdout
 m = re.search(r"Lines: \d+ lines, \d+ ignored, (\d+) matched", out)
-is_(int(m.group(1)) if m else -1, 4, "fail2ban-regex matches exactly the 4 failures", out[-3000:])
+is_(int(m.group(1)) if m else -1, 5, "fail2ban-regex matches exactly the 5 failures", out[-3000:])
 hosts = re.findall(r"^\|\s+(127\.0\.0\.\d+)\s+\w{3} ", out, re.M)
-ok(hosts.count("127.0.0.7") == 3 and hosts.count("127.0.0.8") == 1,
-   "the matches name the client addresses 127.0.0.7 (x3) and 127.0.0.8", hosts)
+ok(hosts.count("127.0.0.7") == 3 and hosts.count("127.0.0.8") == 2,
+   "the matches name the client addresses 127.0.0.7 (x3) and 127.0.0.8 (x2)", hosts)
 ok(apw not in d.read_log(), "no password in the log fail2ban reads")
 d.stop()
 done()
