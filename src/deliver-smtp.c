@@ -12,7 +12,9 @@
  * verification per relay.tls_verify (system CA store or
  * relay.tls_ca_file), AUTH PLAIN or LOGIN with the user:password line of
  * relay.relayhost_credentials (a file nobody but its owner may read; only
- * sent over TLS), MAIL FROM with SIZE= and BODY=8BITMIME when offered, one
+ * sent over TLS), MAIL FROM with SIZE= and BODY=8BITMIME when offered and
+ * SMTPUTF8 when the message came with it (a non-ASCII envelope address is
+ * bounced, 5.6.7, by a server without SMTPUTF8: RFC 6531 3.4), one
  * RCPT per recipient (2xx accepted, 4xx defer, 5xx bounce), DATA with
  * dot-stuffing, QUIT.  At most relay.relayhost_max_connections deliveries
  * talk to the relayhost at once.  Every read and write has a timeout;
@@ -94,7 +96,7 @@ struct smtp_conn {
 	SSL *ssl;
 	struct reply_client cl;      /* reads conn_read(), writes conn_write() */
 	/* EHLO keywords */
-	bool esmtp, starttls, size, eightbit, auth_plain, auth_login;
+	bool esmtp, starttls, size, eightbit, smtputf8, auth_plain, auth_login;
 };
 
 int
@@ -287,6 +289,21 @@ conn_write(void *arg, const char *p, size_t n)
 	return 0;
 }
 
+/* Does the envelope (sender, these recipients) hold a non-ASCII octet? */
+static bool
+needs_utf8(const char *sender, const struct delivery_rcpt *rcpts, size_t n)
+{
+	for (const unsigned char *p = (const unsigned char *)sender; *p; p++)
+		if (*p >= 0x80)
+			return true;
+	for (size_t i = 0; i < n; i++)
+		for (const unsigned char *p = (const unsigned char *)rcpts[i].address;
+		    *p; p++)
+			if (*p >= 0x80)
+				return true;
+	return false;
+}
+
 /* Note the EHLO keywords of one reply line ("250-STARTTLS"). */
 static void
 ehlo_keyword(struct smtp_conn *k, const char *kw)
@@ -297,6 +314,8 @@ ehlo_keyword(struct smtp_conn *k, const char *kw)
 		k->size = true;
 	else if (strcasecmp(kw, "8BITMIME") == 0)
 		k->eightbit = true;
+	else if (strcasecmp(kw, "SMTPUTF8") == 0)
+		k->smtputf8 = true;
 	else if (strncasecmp(kw, "AUTH", 4) == 0 && (kw[4] == ' ' || kw[4] == '=')) {
 		char tmp[REPLY_LINE_MAX], *save = NULL, *w;
 
@@ -462,7 +481,7 @@ fail:
 static int
 greet(struct smtp_ctx *c, struct smtp_conn *k)
 {
-	k->esmtp = k->starttls = k->size = k->eightbit = false;
+	k->esmtp = k->starttls = k->size = k->eightbit = k->smtputf8 = false;
 	k->auth_plain = k->auth_login = false;
 	if (reply_command_each(&k->cl, ehlo_line, k, "EHLO %s",
 	    c->hostname) < 0)
@@ -607,11 +626,22 @@ session(struct smtp_ctx *c, const struct dest *d, int fd,
 		}
 	}
 	stage = "MAIL FROM";
+	if (msg->env->smtputf8 && needs_utf8(msg->env->sender, rcpts, n) &&
+	    !(k->esmtp && k->smtputf8)) {
+		/* RFC 6531 3.4: never to a server that cannot take it */
+		snprintf(why, sizeof(why), "%.200s does not support SMTPUTF8, which "
+		    "the non-ASCII envelope address needs (RFC 6531)", d->relay);
+		delivery_set_all(rcpts, n, NULL, DELIVERY_BOUNCE, "5.6.7", why, false);
+		(void)reply_command(&k->cl, "QUIT");
+		goto out;
+	}
 	extra[0] = '\0';
 	if (k->esmtp && k->size)
 		snprintf(extra, sizeof(extra), " SIZE=%lld", msg->body_size);
 	if (k->esmtp && k->eightbit)
 		strncat(extra, " BODY=8BITMIME", sizeof(extra) - strlen(extra) - 1);
+	if (k->esmtp && k->smtputf8 && msg->env->smtputf8)
+		strncat(extra, " SMTPUTF8", sizeof(extra) - strlen(extra) - 1);
 	if (reply_command(&k->cl, "MAIL FROM:<%s>%s", msg->env->sender, extra) < 0)
 		goto ioerr;
 	if (k->cl.code / 100 != 2)

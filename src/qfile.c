@@ -122,6 +122,10 @@ qfile_format_header(const struct qenvelope *env, char **out)
 	if (env->tls != NULL)
 		bad |= add_kv(&b, "tls", env->tls);
 	bad |= add_kv(&b, "listener", env->listener ? env->listener : "");
+	if (env->smtputf8)
+		bad |= add_kv(&b, "smtputf8", "yes");
+	if (env->eightbit)
+		bad |= add_kv(&b, "body", "8BITMIME");
 	bad |= !sbuf_addstr(&b, "\n");
 	if (bad) {
 		sbuf_free(&b);
@@ -229,6 +233,10 @@ qfile_read_header(FILE *fp, struct qenvelope *env)
 		} else if (strcmp(line, "listener") == 0) {
 			if (set_str(&env->listener, val) < 0)
 				goto bad;
+		} else if (strcmp(line, "smtputf8") == 0) {
+			env->smtputf8 = strcmp(val, "yes") == 0;
+		} else if (strcmp(line, "body") == 0) {
+			env->eightbit = strcmp(val, "8BITMIME") == 0;
 		}
 		/* unknown keys are ignored: newer writers may add some */
 	}

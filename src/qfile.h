@@ -5,7 +5,7 @@
  *
  * Layout under state_dir:
  *   incoming/ID   being written; removed at queue start-up if left over
- *   incoming/spare.N  an empty file kept for reuse (qspare.h); removed at
+ *   incoming/spare.N  a file kept for reuse (qspare.h); removed at
  *                 start-up and at a clean stop
  *   queue/ID      committed (fsynced, renamed, directory fsynced)
  *
@@ -13,7 +13,9 @@
  * with no CR/LF/NUL: id, arrival (unix seconds), sender (without <>; empty
  * for the null sender), rcpt (one line each, in order), auth_user, client
  * (address), client_port, helo, tls (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"),
- * listener ("submission" or "relay").  Then one empty line, then the
+ * listener ("submission" or "relay"), smtputf8 ("yes", only when MAIL had
+ * SMTPUTF8), body ("8BITMIME", only when MAIL had BODY=8BITMIME).  Then one
+ * empty line, then the
  * message.  Unknown keys are ignored by readers.  The message size is the
  * file size minus body_offset.
  */
@@ -40,6 +42,8 @@ struct qenvelope {
 	char *helo;
 	char *tls;           /* NULL if none */
 	char *listener;
+	bool smtputf8;       /* MAIL ... SMTPUTF8 (RFC 6531): "smtputf8=yes" */
+	bool eightbit;       /* MAIL ... BODY=8BITMIME (RFC 6152): "body=8BITMIME" */
 	long long body_offset; /* set by qfile_read_header: where the message starts */
 };
 

@@ -382,6 +382,8 @@ open_cb(void *ctx, int fd, const char *qid, const char *err)
 	env.helo = s->helo;
 	env.tls = s->tls_info;
 	env.listener = (char *)smtp_listener_name(s);
+	env.smtputf8 = tx->smtputf8;
+	env.eightbit = tx->eightbit;
 	if ((hlen = qfile_format_header(&env, &hdr)) < 0)
 		tx->werr = EINVAL;
 	else

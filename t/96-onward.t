@@ -8,11 +8,13 @@
 # STARTTLS defers with a clear error; a peer that sends more after its 220
 # to STARTTLS (response injection) gets no TLS session and no MAIL; a
 # second msagated as the smarthost receives the message over STARTTLS +
-# AUTH (credentials file; a group-readable one is refused); kill -9
-# during onward delivery, then a restart: delivered at least once.  By MX
-# (relay.mx_lookup, with dnsmasq as the name server on loopback; root
-# only, the MX listens on port 25): preference order with fallback past a dead MX, A record without MX,
-# null MX and NXDOMAIN bounce, a failing DNS defers.
+# AUTH (credentials file; a group-readable one is refused), and SMTPUTF8
+# with it; a non-ASCII address to a next hop without SMTPUTF8 bounces;
+# kill -9 during onward delivery, then a restart: delivered at least once.
+# By MX (relay.mx_lookup, with dnsmasq as the name server on loopback;
+# root only, the MX listens on port 25): preference order with fallback
+# past a dead MX, A record without MX, null MX and NXDOMAIN bounce, a
+# failing DNS defers.
 import os, pwd, re, shutil, signal, smtplib, socket, subprocess, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
@@ -233,6 +235,25 @@ if hub.queue_files():
 like(hub.read_log(), r"auth.*alice@example\.test|alice@example\.test.*auth", "the smarthost logged the login")
 ok(d.users["alice@example.test"] not in d.read_log(), "the password is never logged")
 
+
+def send_utf8(rcpt, subject):
+    """Submit as alice with MAIL ... SMTPUTF8 (RFC 6531)."""
+    s = submission_login(d)
+    s.sendmail("alice@example.test", [rcpt], message(subject).encode(), mail_options=["SMTPUTF8"])
+    s.quit()
+
+
+# SMTPUTF8 is carried to a next hop that offers it (the second msagated)
+for q in hub.queue_files():
+    hub.ctl("queue", "delete", q)
+send_utf8("δοκιμή@remote.test", "utf8 onward")
+ok(wait_for(lambda: len(hub.queue_files()) == 1), "SMTPUTF8 message relayed to the smarthost",
+   d.read_log()[-2000:] + hub.read_log()[-2000:])
+if hub.queue_files():
+    qf = hub.queue_file(hub.queue_files()[0]).decode("utf-8", "replace")
+    like(qf, r"(?m)^rcpt=δοκιμή@remote\.test$", "with its UTF-8 recipient")
+    like(qf, r"(?m)^smtputf8=yes$", "sent with MAIL ... SMTPUTF8 (the smarthost recorded it)")
+
 # tls_verify against the self-signed hub, asked for an IP address: deferred
 reconfigure('relayhost = "[127.0.0.1]:%d";\n  relayhost_tls = "required";\n'
             '  tls_verify = true;\n  tls_ca_file = "%s";\n  relayhost_credentials = "%s";'
@@ -243,6 +264,21 @@ ok(d.wait_log(r"to=<verify@remote\.test> relay=smtp:\S+ delay=\d+ status=deferre
 for q in d.queue_files():
     d.ctl("queue", "delete", q)
 hub.stop()
+
+# ------------------------------------------------------------ SMTPUTF8, no support
+# smtp-sink offers no SMTPUTF8: a non-ASCII envelope address bounces (RFC
+# 6531 3.4), an all-ASCII SMTPUTF8 message is delivered
+sink.clear()
+reconfigure('relayhost = "[127.0.0.1]:%d";' % sink_port)
+send_utf8("δοκιμή@remote.test", "utf8 no support")
+ok(d.wait_log(r"to=<\S+@remote\.test> relay=smtp:\S+ delay=\d+ status=bounced \(5\.6\.7 \S+ does not support SMTPUTF8", 15),
+   "non-ASCII recipient, next hop without SMTPUTF8: bounced 5.6.7", d.read_log()[-2000:])
+send_utf8("ascii@remote.test", "utf8 ascii envelope")
+ok(wait_for(lambda: any("Subject: utf8 ascii envelope" in m for m in sink.messages()), 15),
+   "SMTPUTF8 message with an ASCII envelope: delivered anyway", d.read_log()[-2000:])
+ok(not any("utf8 no support" in m for m in sink.messages()), "the bounced one never reached it")
+ok(wait_for(lambda: d.queue_files() == [], 15), "queue empty")
+sink.stop()
 
 # ------------------------------------------------------------ kill -9 in flight
 sink.stop()

@@ -87,6 +87,8 @@ test_roundtrip(void)
 	env.helo = "client.example.test";
 	env.tls = "TLSv1.3 TLS_AES_256_GCM_SHA384";
 	env.listener = "submission";
+	env.smtputf8 = true;
+	env.eightbit = true;
 	n = qfile_format_header(&env, &hdr);
 	ok(n > 0 && hdr != NULL, "header formatted");
 	ok(strncmp(hdr, QFILE_MAGIC "\n", strlen(QFILE_MAGIC) + 1) == 0,
@@ -107,6 +109,7 @@ test_roundtrip(void)
 	is_str(got.helo, "client.example.test", "helo");
 	is_str(got.tls, "TLSv1.3 TLS_AES_256_GCM_SHA384", "tls");
 	is_str(got.listener, "submission", "listener");
+	ok(got.smtputf8 && got.eightbit, "SMTPUTF8 and BODY=8BITMIME kept");
 	is_int(got.body_offset, n, "body_offset is the header length");
 	is_str(file + got.body_offset, body, "message follows the header");
 	qenvelope_free(&got);
@@ -118,11 +121,15 @@ test_roundtrip(void)
 	env.sender = "";
 	env.auth_user = NULL;
 	env.tls = NULL;
+	env.smtputf8 = env.eightbit = false;
 	n = qfile_format_header(&env, &hdr);
 	ok(n > 0, "null sender formatted");
+	ok(strstr(hdr, "smtputf8=") == NULL && strstr(hdr, "body=") == NULL,
+	    "no smtputf8= or body= line for a plain message (older readers see none)");
 	is_int(parse(hdr, (size_t)n, &got), 0, "null sender read back");
 	is_str(got.sender, "", "null sender is empty");
 	ok(got.auth_user == NULL && got.tls == NULL, "absent keys stay NULL");
+	ok(!got.smtputf8 && !got.eightbit, "absent flags stay false");
 	qenvelope_free(&got);
 	free(hdr);
 	env.sender = "alice@example.test";
