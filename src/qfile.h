@@ -15,9 +15,8 @@
  * (address), client_port, helo, tls (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"),
  * listener ("submission" or "relay"), smtputf8 ("yes", only when MAIL had
  * SMTPUTF8), body ("8BITMIME", only when MAIL had BODY=8BITMIME).  Then one
- * empty line, then the
- * message.  Unknown keys are ignored by readers.  The message size is the
- * file size minus body_offset.
+ * empty line, then the message.  Unknown keys are ignored by readers.  The
+ * message size is the file size minus body_offset.
  */
 #ifndef MSAGATE_QFILE_H
 #define MSAGATE_QFILE_H
