@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <libconfig.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -864,6 +865,16 @@ config_load(const char *file, struct config_errors *errs)
 	if (fp == NULL) {
 		config_errors_add(errs, file, 0, "cannot open: %s", strerror(errno));
 		return NULL;
+	}
+	{
+		struct stat st;
+
+		/* libconfig's scanner exits the program on a directory */
+		if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+			config_errors_add(errs, file, 0, "not a regular file");
+			fclose(fp);
+			return NULL;
+		}
 	}
 	config_init(&lc);
 	if (!config_read(&lc, fp)) {

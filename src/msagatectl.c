@@ -15,6 +15,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "util.h"
 #include "version.h"
 
 static void
@@ -55,24 +56,17 @@ load(const char *file)
 	return cfg;
 }
 
-/* reload - SIGHUP to the pid in run_dir/msagated.pid. */
+/* reload - SIGHUP to the msagated whose pid is in run_dir/msagated.pid. */
 static int
 do_reload(const struct msagate_config *cfg)
 {
-	FILE *fp = fopen(cfg->pid_file, "r");
-	long pid = 0;
+	long pid = msagated_pid_from(cfg->pid_file);
 
-	if (fp == NULL) {
-		fprintf(stderr, "msagatectl: %s: %s (is msagated running?)\n",
-		    cfg->pid_file, strerror(errno));
+	if (pid == 0) {
+		fprintf(stderr, "msagatectl: msagated is not running (no live msagated "
+		    "process named in %s)\n", cfg->pid_file);
 		return CTL_TEMPFAIL;
 	}
-	if (fscanf(fp, "%ld", &pid) != 1 || pid <= 0) {
-		fclose(fp);
-		fprintf(stderr, "msagatectl: %s: no pid in it\n", cfg->pid_file);
-		return CTL_TEMPFAIL;
-	}
-	fclose(fp);
 	if (kill((pid_t)pid, SIGHUP) != 0) {
 		fprintf(stderr, "msagatectl: cannot signal msagated (pid %ld): %s\n",
 		    pid, strerror(errno));

@@ -164,6 +164,16 @@ bind_unix(const char *path, int type, int mode, uid_t uid, gid_t gid)
 	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		fatal("socket");
+	/* a socket something still answers on is not stale: another daemon's
+	 * (Dovecot's, a second msagated's) must not be taken over */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
+	    errno == EAGAIN || errno == EINPROGRESS)
+		fatalx("%s is in use by another running program; not starting "
+		    "(a second msagated, or another daemon's socket?)", path);
+	close(fd);
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fatal("socket");
 	if (unlink(path) < 0 && errno != ENOENT)
 		fatal("cannot remove stale socket %s", path);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
@@ -191,14 +201,10 @@ ensure_dir(const char *dir, mode_t mode, uid_t uid, gid_t gid)
 static void
 check_pidfile(void)
 {
-	FILE *fp = fopen(cfg->pid_file, "r");
-	long pid;
+	long pid = msagated_pid_from(cfg->pid_file);
 
-	if (fp == NULL)
-		return;
-	if (fscanf(fp, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0)
+	if (pid > 0)
 		fatalx("msagated already running as pid %ld (%s)", pid, cfg->pid_file);
-	fclose(fp);
 }
 
 static void
@@ -287,7 +293,8 @@ close_sockets(void)
 	size_t i;
 
 	for (i = 0; i < listeners.n; i++)
-		close(listeners.fds[i]);
+		if (listeners.fds[i] >= 0)
+			close(listeners.fds[i]);
 	for (i = 0; i < auth_fds.n_client; i++)
 		close(auth_fds.client[i]);
 	close(auth_fds.userdb);
@@ -331,6 +338,7 @@ start_child(struct child *c)
 		return;
 	}
 	/* child: default signal handling, then the role */
+	privsep_set_parent(getppid());
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
@@ -530,6 +538,13 @@ shutdown_all(void)
 	size_t i;
 
 	log_info("SIGTERM: stopping");
+	/* stop accepting now: with the smtp processes closing theirs, new
+	 * connections are refused instead of waiting in the backlog */
+	for (i = 0; i < listeners.n; i++) {
+		if (listeners.fds[i] >= 0)
+			close(listeners.fds[i]);
+		listeners.fds[i] = -1;
+	}
 	for (i = 0; i < n_children; i++)
 		if (children[i].kind == ROLE_SMTP && children[i].pid > 0)
 			kill(children[i].pid, SIGTERM);

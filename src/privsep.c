@@ -4,6 +4,7 @@
  * network or client data; started by anyone else, it stays that user.
  */
 #include <errno.h>
+#include <signal.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 #include "roles.h"
 #include "log.h"
+
+static pid_t parent_pid;             /* msagated, or 0: not a role */
 
 /*
  * privsep_drop - setgroups, setresgid, setresuid to cfg->user, then verify
@@ -51,4 +54,21 @@ privsep_drop(const struct msagate_config *cfg, const char *role)
 nnp:
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		log_warn("%s: prctl(PR_SET_NO_NEW_PRIVS)", role);
+	/* the parent's death: SIGTERM, a clean stop (set after the uid
+	 * change, which clears it); it may have died already */
+	if (parent_pid > 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) == -1)
+			log_warn("%s: prctl(PR_SET_PDEATHSIG)", role);
+		if (getppid() != parent_pid) {
+			log_warnx("%s: msagated (pid %ld) is gone; stopping", role,
+			    (long)parent_pid);
+			exit(1);
+		}
+	}
+}
+
+void
+privsep_set_parent(pid_t parent)
+{
+	parent_pid = parent;
 }

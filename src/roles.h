@@ -10,6 +10,8 @@
 #ifndef MSAGATE_ROLES_H
 #define MSAGATE_ROLES_H
 
+#include <sys/types.h>
+
 #include "config.h"
 
 /* Listening sockets handed to the SMTP role, parallel to cfg->listen. */
@@ -37,6 +39,14 @@ int role_queue_main(struct msagate_config *cfg, int queue_listen_fd);
  * When not root, logs once that everything runs as the invoking user.
  */
 void privsep_drop(const struct msagate_config *cfg, const char *role);
+
+/*
+ * privsep_set_parent - called in a freshly forked role with the parent's
+ * pid: privsep_drop() then asks for SIGTERM when that parent dies (after
+ * the uid change, which clears the request), so a role never runs on
+ * unsupervised, holding the ports, after a kill -9 of msagated.
+ */
+void privsep_set_parent(pid_t parent);
 
 /* The parent asks a role to stop: set by the SIGTERM handler of the role. */
 

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,4 +444,29 @@ now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+long
+msagated_pid_from(const char *pid_file)
+{
+	FILE *fp = fopen(pid_file, "r");
+	char path[64], comm[32];
+	long pid = 0;
+
+	if (fp == NULL)
+		return 0;
+	if (fscanf(fp, "%ld", &pid) != 1 || pid <= 0 || pid > INT_MAX)
+		pid = 0;
+	fclose(fp);
+	if (pid == 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+		return 0;
+	/* the process name (comm) of the daemon is "msagated" */
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return pid;          /* no /proc: trust the file, as before */
+	if (fgets(comm, sizeof(comm), fp) == NULL)
+		comm[0] = '\0';
+	fclose(fp);
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, "msagated") == 0 ? pid : 0;
 }

@@ -70,4 +70,11 @@ bool parse_uint(const char *s, unsigned long long max, unsigned long long *out);
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 
+/*
+ * The pid of a running msagated parent in pid_file, or 0 (no file, no pid,
+ * the process is gone, or it is some other program: a stale file whose pid
+ * was reused must neither block a start nor receive our signals).
+ */
+long msagated_pid_from(const char *pid_file);
+
 #endif

@@ -2,7 +2,7 @@
 # 60-ctl.t - msagatectl: auth test, pw (hashes that msagate and Dovecot both
 # verify), reload; SIGHUP and a changed passwd file take effect without
 # dropping established sessions; exit codes as the interface says.
-import os, shutil, signal, subprocess, sys, time
+import os, re, shutil, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -91,4 +91,85 @@ r = d.ctl("auth", "test", alice, apw)
 is_(r.returncode, 75, "auth test with the daemon down exits 75")
 r = d.ctl("reload")
 is_(r.returncode, 75, "reload with the daemon down exits 75")
+
+# a stale pid file naming another live program: reload does not signal it,
+# and msagated starts anyway
+other = subprocess.Popen(["sleep", "60"])
+pid_file = os.path.join(d.run_dir, "msagated.pid")
+with open(pid_file, "w") as f:
+    f.write("%d\n" % other.pid)
+r = d.ctl("reload")
+is_(r.returncode, 75, "reload with a stale pid file (another program's pid) exits 75")
+time.sleep(0.2)
+ok(other.poll() is None, "and that program was not signalled")
+d.start()
+ok(d.proc.poll() is None, "msagated starts over a stale pid file naming another program")
+other.kill()
+other.wait()
+
+# a second daemon told to use the first one's (live) auth socket refuses to start
+d2 = Daemon(start=False)
+with open(d2.conf) as f:
+    conf2 = f.read()
+conf2 = conf2.replace('"%s"' % d2.auth_socket, '"%s"' % d.auth_socket)
+with open(d2.conf, "w") as f:
+    f.write(conf2)
+r = subprocess.run([MSAGATED, "-f", "-c", d2.conf], capture_output=True, text=True, timeout=30)
+ok(r.returncode != 0, "a second msagated on a live auth socket exits with an error", r.stderr[-500:])
+like(r.stderr, r"%s is in use by another running program" % re.escape(d.auth_socket), "and says why")
+ok(d.ctl("auth", "test", alice, apw).returncode == 0, "the first daemon's auth socket still works")
+
+# SIGTERM: new connections are refused at once while a session in DATA finishes
+s = d.smtp()
+s.login(alice, apw)
+s.cmd("MAIL FROM:<%s>" % alice)
+s.cmd("RCPT TO:<during-stop@example.org>")
+like(s.cmd("DATA"), r"^354", "a session in DATA")
+d.proc.send_signal(signal.SIGTERM)
+
+
+def refused():
+    try:
+        socket.create_connection(("127.0.0.1", d.ports["submission"]), 1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+ok(wait_for(refused, 5), "after SIGTERM new connections are refused (not left waiting)")
+like(s.cmd("Subject: stop\r\n\r\nx\r\n."), r"^250 2\.0\.0", "the session in DATA still finishes")
+s.close()
+ok(d.proc.wait(30) == 0, "and msagated exits 0")
+
+# kill -9 of the parent: the roles stop too (they do not hold the ports)
+d.start()
+parent = d.proc.pid
+roles = [p for p in d.pids() if p != parent]
+ok(len(roles) >= 3, "the roles are running", roles)
+os.kill(parent, signal.SIGKILL)
+d.proc.wait()
+
+
+def gone(pids):
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                if f.read().split(") ")[-1].startswith("Z"):
+                    continue
+            return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
+ok(wait_for(lambda: gone(roles), 15), "after kill -9 of msagated every role has stopped")
+d.start()
+ok(d.proc.poll() is None and d.ctl("auth", "test", alice, apw).returncode == 0,
+   "and msagated starts again on the same ports and sockets")
+d.stop()
+
+# a configuration path that is a directory: an error, not a crash
+r = subprocess.run([MSAGATED, "-n", "-c", d.dir], capture_output=True, text=True)
+is_(r.returncode, 1, "msagated -n on a directory exits 1")
+like(r.stdout + r.stderr, r"not a regular file", "and says it is not a regular file")
 done()
