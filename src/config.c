@@ -846,6 +846,49 @@ tls_version(struct loader *L, const config_setting_t *t, const char *key)
 	return r;
 }
 
+/*
+ * setting_text - a setting and everything under it as canonical text (names,
+ * values, nesting; comments and layout gone), so that a reload can tell
+ * whether a section changed.  Nothing for NULL.
+ */
+static void
+setting_text(struct sbuf *b, const config_setting_t *s)
+{
+	const char *name;
+
+	if (s == NULL)
+		return;
+	if ((name = config_setting_name(s)) != NULL)
+		sbuf_printf(b, "%s=", name);
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP:
+	case CONFIG_TYPE_LIST:
+	case CONFIG_TYPE_ARRAY:
+		sbuf_addstr(b, "{");
+		for (int i = 0; i < config_setting_length(s); i++) {
+			setting_text(b, config_setting_get_elem(s, (unsigned)i));
+			sbuf_addstr(b, ";");
+		}
+		sbuf_addstr(b, "}");
+		break;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		sbuf_printf(b, "%lld", config_setting_get_int64(s));
+		break;
+	case CONFIG_TYPE_FLOAT:
+		sbuf_printf(b, "%.17g", config_setting_get_float(s));
+		break;
+	case CONFIG_TYPE_BOOL:
+		sbuf_printf(b, "%d", config_setting_get_bool(s));
+		break;
+	case CONFIG_TYPE_STRING:
+		sbuf_printf(b, "\"%s\"", config_setting_get_string(s));
+		break;
+	default:
+		break;
+	}
+}
+
 struct msagate_config *
 config_load(const char *file, struct config_errors *errs)
 {
@@ -888,6 +931,19 @@ config_load(const char *file, struct config_errors *errs)
 	root = config_root_setting(&lc);
 	cfg = xcalloc(1, sizeof(*cfg));
 	cfg->file = xstrdup(file);
+	{
+		struct sbuf b;
+
+		sbuf_init(&b, 0);
+		setting_text(&b, config_setting_get_member(root, "auth"));
+		cfg->auth_text = xstrdup(b.s ? b.s : "");
+		sbuf_reset(&b);
+		setting_text(&b, config_setting_get_member(root, "relay"));
+		setting_text(&b, config_setting_get_member(root, "hostname"));
+		setting_text(&b, config_setting_get_member(root, "queue_sync"));
+		cfg->queue_text = xstrdup(b.s ? b.s : "");
+		sbuf_free(&b);
+	}
 	check_keys(&L, root, "", root_keys);
 
 	if (gethostname(host, sizeof(host)) != 0)
@@ -957,6 +1013,8 @@ config_free(struct msagate_config *cfg)
 	if (cfg == NULL)
 		return;
 	free(cfg->file);
+	free(cfg->auth_text);
+	free(cfg->queue_text);
 	free(cfg->hostname);
 	free(cfg->user);
 	free(cfg->state_dir);

@@ -54,6 +54,9 @@ struct cidr {
 
 struct msagate_config {
 	char *file;                  /* path it was read from */
+	/* canonical text of the auth and relay sections and of hostname and
+	 * queue_sync, as read: a reload compares them (msagated.c) */
+	char *auth_text, *queue_text;
 
 	char *hostname;
 	char *user;                  /* unprivileged account for the roles */

@@ -448,7 +448,8 @@ signal_role(enum role_kind kind, int sig)
  * reload - SIGHUP: re-read and check the configuration; if good, start a
  * new generation of smtp processes (new certificates, new settings) and let
  * the old ones finish their sessions; the auth and queue roles re-read
- * their files.  Listener addresses and socket paths need a restart.
+ * their files (other changes of theirs are logged: they need a restart).
+ * Listener addresses and socket paths need a restart.
  */
 static void
 reload(void)
@@ -473,6 +474,16 @@ reload(void)
 			    strcmp(n->listen[i].address, cfg->listen[i].address) != 0)
 				log_warnx("listener %s:%d changes only on restart",
 				    n->listen[i].address, n->listen[i].port);
+	/* the auth and queue roles keep what they started with (they re-read
+	 * their files: passwd files, aliases): say so when it changed */
+	if (strcmp(n->auth_text, cfg->auth_text) != 0)
+		log_warnx("reload: the auth settings changed; the auth role re-read "
+		    "its passwd files but applies other auth settings (backends, "
+		    "mechanisms, delays, cache, penalty) only after a restart of msagated");
+	if (strcmp(n->queue_text, cfg->queue_text) != 0)
+		log_warnx("reload: the relay settings changed; the SMTP processes use "
+		    "them now, the queue role (delivery, relayhost, domains, retries) "
+		    "only after a restart of msagated");
 	/* keep addresses/paths of the running sockets */
 	for (i = 0; i < n->n_listen && i < cfg->n_listen; i++) {
 		free(n->listen[i].address);

@@ -84,6 +84,21 @@ s_old.close()
 s = d.smtp()
 like(s.login(alice, apw), r"^235", "new sessions after the reload work")
 s.close()
+ok("settings changed" not in d.read_log(), "a reload of an unchanged file warns about nothing")
+
+# settings the auth and queue roles read only at start-up: the reload says so
+with open(d.conf) as f:
+    conf = f.read()
+with open(d.conf, "w") as f:
+    f.write(conf.replace("min_time = 0;", "min_time = 0.05;").replace(
+        "relay = {", "relay = {\n  retry_min = 120;", 1))
+r = d.ctl("reload")
+ok(d.wait_log(r"reload: the auth settings changed; .*only after a restart"),
+   "a changed auth setting: the reload logs that it needs a restart", d.read_log()[-1500:])
+ok(d.wait_log(r"reload: the relay settings changed; the SMTP processes use them now, the queue role"),
+   "a changed relay setting: likewise for the queue role")
+with open(d.conf, "w") as f:
+    f.write(conf)
 
 # auth service unreachable: 454 at SMTP, 75 from msagatectl
 d.stop()
@@ -134,6 +149,8 @@ def refused():
         return False
     except ConnectionRefusedError:
         return True
+    except OSError:             # a timeout or reset while the listeners close
+        return False
 
 
 ok(wait_for(refused, 5), "after SIGTERM new connections are refused (not left waiting)")
