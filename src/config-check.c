@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,13 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 			    cfg->user);
 	}
 	check_tls(cfg, errs);
+	/* what the daemon itself would refuse at start-up or at first use */
+	if (cfg->auth.socket_user && getpwnam(cfg->auth.socket_user) == NULL)
+		config_errors_add(errs, cfg->file, 0, "auth.socket_user \"%s\" does not exist",
+		    cfg->auth.socket_user);
+	if (cfg->auth.socket_group && getgrnam(cfg->auth.socket_group) == NULL)
+		config_errors_add(errs, cfg->file, 0, "auth.socket_group \"%s\" does not exist",
+		    cfg->auth.socket_group);
 	/* relay maps: report their own FILE:LINE problems */
 	if (cfg->relay.aliases) {
 		char *err = NULL;
@@ -162,5 +170,24 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 			config_errors_add(errs, cfg->file, cfg->relay.alias_user_line,
 			    "relay.alias_user \"%s\" has uid or gid 0; commands and files "
 			    "of aliases never run as root", cfg->relay.alias_user);
+	}
+}
+
+void
+config_check_later(const struct msagate_config *cfg, struct config_errors *errs)
+{
+	if (cfg->relay.tls_ca_file && access(cfg->relay.tls_ca_file, R_OK) != 0)
+		config_errors_add(errs, cfg->file, 0, "relay.tls_ca_file %s: %s",
+		    cfg->relay.tls_ca_file, strerror(errno));
+	if (cfg->relay.relayhost_credentials) {
+		struct stat st;
+
+		if (stat(cfg->relay.relayhost_credentials, &st) != 0)
+			config_errors_add(errs, cfg->file, 0, "relay.relayhost_credentials %s: %s",
+			    cfg->relay.relayhost_credentials, strerror(errno));
+		else if (st.st_mode & 077)
+			config_errors_add(errs, cfg->file, 0, "relay.relayhost_credentials %s: "
+			    "group or others may read it, so it is refused (chmod 600 %s)",
+			    cfg->relay.relayhost_credentials, cfg->relay.relayhost_credentials);
 	}
 }

@@ -320,6 +320,9 @@ load_listen(struct loader *L, struct msagate_config *cfg, const config_setting_t
 		return;
 	}
 	n = config_setting_length(ls);
+	if (n == 0)
+		config_errors_add(L->errs, L->file, line_of(ls),
+		    "\"listen\" is empty: nothing to serve");
 	cfg->listen = xcalloc((size_t)n + 1, sizeof(*cfg->listen));
 	for (i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(ls, (unsigned)i);
@@ -338,7 +341,7 @@ load_listen(struct loader *L, struct msagate_config *cfg, const config_setting_t
 		l->port = (int)get_int(L, e, "port", 0, 1, 65535);
 		role = get_str(L, e, "role", "submission");
 		tls = get_str(L, e, "tls", NULL);
-		if (l->port == 0)
+		if (l->port == 0 && config_setting_get_member(e, "port") == NULL)
 			config_errors_add(L->errs, L->file, l->line, "listen entry needs a \"port\"");
 		if (inet_pton(AF_INET, l->address, &tmp) != 1 &&
 		    inet_pton(AF_INET6, l->address, &tmp) != 1)
@@ -365,6 +368,10 @@ load_listen(struct loader *L, struct msagate_config *cfg, const config_setting_t
 		if (l->role == LISTEN_SUBMISSION && l->tls == LISTEN_TLS_NONE)
 			config_errors_add(L->errs, L->file, l->line,
 			    "a submission listener needs tls = \"starttls\" or \"implicit\" (RFC 8314)");
+		if (l->role == LISTEN_RELAY && l->tls == LISTEN_TLS_IMPLICIT)
+			config_errors_add(L->errs, L->file, l->line,
+			    "a relay listener takes tls = \"starttls\" or \"none\" (MTAs do not "
+			    "speak implicit TLS on port 25)");
 		free(role);
 		free(tls);
 		cfg->n_listen++;
@@ -399,6 +406,9 @@ load_backends(struct loader *L, struct msagate_config *cfg, const config_setting
 		return;
 	}
 	n = config_setting_length(bs);
+	if (n == 0)
+		config_errors_add(L->errs, L->file, line_of(bs),
+		    "auth.backends is empty: no way to check passwords");
 	cfg->auth.backends = xcalloc((size_t)n + 1, sizeof(*cfg->auth.backends));
 	for (i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(bs, (unsigned)i);
@@ -729,6 +739,10 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 		    (close[1] == '\0' || close[1] == ':') :
 		    rh[0] != ':' && (port == NULL || strchr(port + 1, ':') == NULL);
 
+		/* no white space or control characters anywhere */
+		for (const char *c = rh; good && *c; c++)
+			if ((unsigned char)*c <= ' ' || *c == 0x7f)
+				good = false;
 		if (good && port != NULL) {
 			const char *p = rh[0] == '[' ? port : port + 1;
 
@@ -997,6 +1011,19 @@ config_load(const char *file, struct config_errors *errs)
 	lg = config_setting_get_member(root, "log");
 	check_keys(&L, lg, "log", log_keys);
 	cfg->log.facility = get_str(&L, lg, "facility", "mail");
+	{
+		static const char *const fac[] = { "mail", "daemon", "auth", "authpriv",
+			"user", "local0", "local1", "local2", "local3", "local4", "local5",
+			"local6", "local7", NULL };
+		size_t k;
+
+		for (k = 0; fac[k] && strcmp(fac[k], cfg->log.facility) != 0; k++)
+			;
+		if (fac[k] == NULL)
+			config_errors_add(errs, file, lg ? line_of(config_setting_get_member(lg, "facility")) : 0,
+			    "log.facility \"%s\" unknown (mail, daemon, auth, authpriv, user, "
+			    "local0..local7)", cfg->log.facility);
+	}
 	cfg->log.debug = get_bool(&L, lg, "debug", false);
 
 	cfg->pid_file = xasprintf("%s/msagated.pid", cfg->run_dir);

@@ -189,6 +189,12 @@ struct msagate_config *config_load(const char *file, struct config_errors *errs)
  * backends' files readable and valid.  (src/config-check.c, daemon only.)
  */
 void config_check_deep(const struct msagate_config *cfg, struct config_errors *errs);
+/*
+ * config_check_later - files read only when they are needed (the onward
+ * relay's CA file and credentials): problems for `msagated -n`, warnings
+ * at start-up and reload (they may be fixed before the first use).
+ */
+void config_check_later(const struct msagate_config *cfg, struct config_errors *errs);
 void config_free(struct msagate_config *cfg);
 void config_errors_add(struct config_errors *errs, const char *file, int line,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));

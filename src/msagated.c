@@ -99,6 +99,21 @@ load_checked(const char *file, bool to_stdout)
 	c = config_load(file, &errs);
 	if (c)
 		config_check_deep(c, &errs);
+	if (c) {
+		struct config_errors later = { 0 };
+
+		config_check_later(c, &later);
+		for (i = 0; i < later.n; i++) {
+			if (to_stdout) {
+				/* -n: a problem like the others (moved over) */
+				errs.msg = xrealloc(errs.msg, (errs.n + 1) * sizeof(char *));
+				errs.msg[errs.n++] = later.msg[i];
+				later.msg[i] = NULL;
+			} else
+				log_warnx("%s", later.msg[i]);
+		}
+		config_errors_free(&later);
+	}
 	for (i = 0; i < errs.n; i++) {
 		if (to_stdout)
 			printf("%s\n", errs.msg[i]);

@@ -2,7 +2,7 @@
 # 00-config.t - `msagated -n` reports every configuration problem as
 # FILE:LINE: message and exits 1, exits 0 on a good file; -V and -h work
 # (and --version, --help, for msagatectl too).
-import os, subprocess, sys
+import os, re, subprocess, sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -56,6 +56,16 @@ cases = [
     ("bad listen role", good.replace('role = "relay"', 'role = "bogus"'), 'role = "bogus"', r"role \"bogus\""),
     ("bad queue_sync", good.replace('hostname = ', 'queue_sync = "sometimes";\nhostname = '),
      "queue_sync", r"queue_sync \"sometimes\" unknown"),
+    ("implicit TLS on a relay listener", good.replace('role = "relay"; tls = "starttls"', 'role = "relay"; tls = "implicit"'),
+     'role = "relay"', r"relay listener takes tls"),
+    ("empty listen list", re.sub(r"listen = \(.*?\n\);", "listen = ( );", good, flags=re.S),
+     "listen = ( );", r"\"listen\" is empty"),
+    ("empty backends list", re.sub(r"backends = \(.*?\);", "backends = ( );", good),
+     "backends = ( );", r"auth\.backends is empty"),
+    ("unknown log facility", good + '\nlog = { facility = "mial"; };\n', 'facility = "mial"',
+     r"log\.facility \"mial\" unknown"),
+    ("relayhost with a space", good.replace("relay = {", 'relay = {\n  relayhost = "mx example";', 1),
+     "mx example", r"relay\.relayhost \"mx example\""),
 ]
 for name, text, needle, pattern in cases:
     r, path = check(text)
@@ -71,6 +81,19 @@ bad = good.replace('"127.0.0.1/32"', '"nonsense"').replace('hostname = ', 'bogus
 r, path = check(bad)
 ok(r.returncode == 1 and "nonsense" in r.stdout and "bogus_key" in r.stdout,
    "every problem is reported, not just the first", r.stdout)
+
+# files the daemon needs only later: problems for -n (FILE: message)
+cred = os.path.join(d.dir, "creds")
+with open(cred, "w") as f:
+    f.write("u:p\n")
+os.chmod(cred, 0o644)
+r, path = check(good.replace("relay = {", 'relay = {\n  relayhost = "[127.0.0.1]:2525";\n'
+                             '  relayhost_credentials = "%s";' % cred, 1)
+                .replace("socket_mode = 0660;", 'socket_mode = 0660;\n  socket_group = "no-such-group-xyz";'))
+is_(r.returncode, 1, "-n with a group-readable credentials file and an unknown socket_group exits 1")
+like(r.stdout, r"relayhost_credentials %s: group or others may read it" % re.escape(cred),
+     "the credentials file's mode is reported")
+like(r.stdout, r"auth\.socket_group \"no-such-group-xyz\" does not exist", "the unknown group is reported")
 
 # key that does not match the certificate
 other = os.path.join(d.dir, "other-key.pem")
