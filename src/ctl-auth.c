@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -307,7 +308,13 @@ ctl_pw(int argc, char **argv)
 	}
 	if (pw[0] == '\0') {
 		fprintf(stderr, "msagatectl: empty passwords are not allowed\n");
-		return CTL_NEGATIVE;
+		return CTL_USAGE;
+	}
+	if (strcasecmp(scheme, "PLAIN") == 0 && strchr(pw, ':') != NULL) {
+		secure_zero(pw, sizeof(pw));
+		fprintf(stderr, "msagatectl: a {PLAIN} password cannot contain ':' "
+		    "(it separates the passwd-file fields); use a hashed scheme\n");
+		return CTL_USAGE;
 	}
 	if (tty) {
 		long n = read_line_fd("Retype new password: ", pw2, sizeof(pw2));

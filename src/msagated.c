@@ -74,7 +74,7 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: msagated [-fndV] [-c FILE]\n"
+	    "usage: msagated [-fndVh] [-c FILE]\n"
 	    "  -c FILE  configuration file (default %s)\n"
 	    "  -f       stay in the foreground, log to stderr\n"
 	    "  -n       check the configuration, print every problem as FILE:LINE: message,\n"
@@ -640,12 +640,12 @@ main(int argc, char **argv)
 		case 'd': debug = true; break;
 		case 'V': printf("msagated %s\n", MSAGATE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (optind != argc) {
 		usage(stderr);
-		return 1;
+		return 2;
 	}
 	log_init("msagated", true, debug, NULL);
 	if (check_only) {

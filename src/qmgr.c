@@ -821,6 +821,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		if (errno == ENOENT) {
 			/* deleted with msagatectl meanwhile */
 			(void)unlinkat(m->st_dfd, qm->id, 0);
+			log_info("%s: removed (msagatectl queue delete)", qm->id);
 			qm->outcome = QO_GONE;
 		} else {
 			log_warn("queue: %s: cannot open", qm->id);
@@ -1163,6 +1164,13 @@ qmgr_flush(struct qmgr *m)
 	while ((qm = TAILQ_FIRST(&m->waiting)) != NULL) {
 		TAILQ_REMOVE(&m->waiting, qm, link);
 		m->n_waiting--;
+		if (faccessat(m->q_dfd, qm->id, F_OK, 0) != 0 && errno == ENOENT) {
+			/* deleted with msagatectl: not a message to flush */
+			(void)unlinkat(m->st_dfd, qm->id, 0);
+			log_info("%s: removed (msagatectl queue delete)", qm->id);
+			free(qm);
+			continue;
+		}
 		make_ready(m, qm);
 		n++;
 	}

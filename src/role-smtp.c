@@ -267,9 +267,11 @@ raise_fd_limit(const struct msagate_config *cfg)
 		(void)getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max + 64)
-		log_info("smtp.max_connections = %d but only %llu file "
-		         "descriptors (ulimit -n): accept will fail earlier", max,
-		         (unsigned long long)rl.rlim_cur);
+		log_info("smtp.max_connections = %d, but the file descriptor limit "
+		         "(ulimit -n) is %llu and about 64 are needed besides the "
+		         "connections: accepting will fail near %lld connections", max,
+		         (unsigned long long)rl.rlim_cur,
+		         (long long)rl.rlim_cur - 64);
 }
 
 int
