@@ -459,11 +459,26 @@ signal_role(enum role_kind kind, int sig)
 			kill(children[i].pid, sig);
 }
 
+/* same_auth_sockets - do a and b name the same auth and userdb sockets? */
+static bool
+same_auth_sockets(const struct msagate_config *a, const struct msagate_config *b)
+{
+	if (strcmp(a->auth.socket, b->auth.socket) != 0 ||
+	    strcmp(a->auth.userdb_socket, b->auth.userdb_socket) != 0 ||
+	    a->auth.n_listeners != b->auth.n_listeners)
+		return false;
+	for (size_t i = 0; i < a->auth.n_listeners; i++)
+		if (strcmp(a->auth.listeners[i].path, b->auth.listeners[i].path) != 0)
+			return false;
+	return true;
+}
+
 /*
  * reload - SIGHUP: re-read and check the configuration; if good, start a
  * new generation of smtp processes (new certificates, new settings) and let
  * the old ones finish their sessions; the auth and queue roles re-read
- * their files (other changes of theirs are logged: they need a restart).
+ * their files; changed auth settings get a new auth role (queue role
+ * changes are logged: they need a restart).
  * Listener addresses and socket paths need a restart.
  */
 static void
@@ -471,6 +486,7 @@ reload(void)
 {
 	struct msagate_config *n;
 	size_t i;
+	bool auth_changed, auth_swap;
 
 	log_info("SIGHUP: reloading %s", cfg->file);
 	n = load_checked(cfg->file, false);
@@ -489,12 +505,18 @@ reload(void)
 			    strcmp(n->listen[i].address, cfg->listen[i].address) != 0)
 				log_warnx("listener %s:%d changes only on restart",
 				    n->listen[i].address, n->listen[i].port);
-	/* the auth and queue roles keep what they started with (they re-read
-	 * their files: passwd files, aliases): say so when it changed */
-	if (strcmp(n->auth_text, cfg->auth_text) != 0)
-		log_warnx("reload: the auth settings changed; the auth role re-read "
-		    "its passwd files but applies other auth settings (backends, "
-		    "mechanisms, delays, cache, penalty) only after a restart of msagated");
+	/*
+	 * Changed auth settings: a new auth role takes over the same sockets
+	 * (it holds nothing durable) while the old one stops accepting and
+	 * exits once its clients have moved (auth role, SIGTERM).  Different
+	 * socket paths need a restart.  The queue role keeps what it started
+	 * with (it re-reads its aliases): say so when that changed.
+	 */
+	auth_changed = strcmp(n->auth_text, cfg->auth_text) != 0;
+	auth_swap = auth_changed && same_auth_sockets(n, cfg);
+	if (auth_changed && !auth_swap)
+		log_warnx("reload: the auth socket paths changed: the auth settings "
+		    "apply only after a restart of msagated");
 	if (strcmp(n->queue_text, cfg->queue_text) != 0)
 		log_warnx("reload: the relay settings changed; the SMTP processes use "
 		    "them now, the queue role (delivery, relayhost, domains, retries) "
@@ -526,7 +548,18 @@ reload(void)
 			if (children[i].pid > 0)
 				kill(children[i].pid, SIGUSR1);
 		}
-	signal_role(ROLE_AUTH, SIGHUP);
+	if (auth_swap) {
+		for (i = 0; i < n_children; i++)
+			if (children[i].kind == ROLE_AUTH && !children[i].retiring) {
+				children[i].retiring = true;
+				if (children[i].pid > 0)
+					kill(children[i].pid, SIGTERM);
+			}
+		add_child(ROLE_AUTH, 0);
+		log_info("reload: the auth settings changed: a new auth role applies "
+		    "them; the old one stops once its clients have moved over");
+	} else
+		signal_role(ROLE_AUTH, SIGHUP);
 	signal_role(ROLE_QUEUE, SIGHUP);
 	start_smtp_generation();
 }

@@ -86,17 +86,43 @@ like(s.login(alice, apw), r"^235", "new sessions after the reload work")
 s.close()
 ok("settings changed" not in d.read_log(), "a reload of an unchanged file warns about nothing")
 
-# settings the auth and queue roles read only at start-up: the reload says so
+# changed auth settings: a new auth role applies them; sessions stay up
+s_old = d.smtp()
+like(s_old.login(alice, apw), r"^235", "a session authenticated before the auth settings change")
+t0 = time.time()
+s = d.smtp()
+like(s.login(alice, "Wr0ngPass-x"), r"^535", "a wrong password before the change")
+t_before = time.time() - t0
+s.close()
 with open(d.conf) as f:
     conf = f.read()
 with open(d.conf, "w") as f:
-    f.write(conf.replace("min_time = 0;", "min_time = 0.05;").replace(
+    f.write(conf.replace("failure_delay = 0;", "failure_delay = 1;").replace(
         "relay = {", "relay = {\n  retry_min = 120;", 1))
 r = d.ctl("reload")
-ok(d.wait_log(r"reload: the auth settings changed; .*only after a restart"),
-   "a changed auth setting: the reload logs that it needs a restart", d.read_log()[-1500:])
+ok(d.wait_log(r"reload: the auth settings changed: a new auth role applies them"),
+   "a changed auth setting: a new auth role", d.read_log()[-1500:])
 ok(d.wait_log(r"reload: the relay settings changed; the SMTP processes use them now, the queue role"),
-   "a changed relay setting: likewise for the queue role")
+   "a changed relay setting: the reload says the queue role needs a restart")
+time.sleep(6)     # the old auth role hands its clients over (at most 5 s)
+t0 = time.time()
+s = d.smtp()
+like(s.login(alice, "Wr0ngPass-x"), r"^535", "a wrong password after the change")
+t_after = time.time() - t0
+ok(t_before < 0.8 and t_after >= 0.9,
+   "the new failure_delay applies (%.2fs before, %.2fs after)" % (t_before, t_after))
+s.close()
+s = d.smtp()
+like(s.login(alice, apw), r"^235", "the right password still logs in")
+s.close()
+like(s_old.cmd("MAIL FROM:<%s>" % alice), r"^250", "the session from before the change still works")
+s_old.cmd("RCPT TO:<after-auth-swap@example.org>")
+s_old.cmd("DATA")
+like(s_old.cmd("Subject: across the auth swap\r\n\r\nx\r\n."), r"^250 2\.0\.0", "and queues a message")
+s_old.close()
+ok(d.ctl("auth", "test", alice, apw).returncode == 0, "the auth socket answers (new auth role)")
+ok(len([l for l in d.read_log().splitlines() if "auth role ready" in l]) >= 2,
+   "a second auth role started")
 with open(d.conf, "w") as f:
     f.write(conf)
 
