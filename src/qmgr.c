@@ -1174,7 +1174,9 @@ qmgr_flush(struct qmgr *m)
 		make_ready(m, qm);
 		n++;
 	}
+	/* nothing waits now: the timer is unarmed (the next deferral arms it) */
 	evtimer_del(m->timer);
+	m->timer_at = 0;
 	dispatch(m);
 	return n;
 }

@@ -10,6 +10,7 @@
 # second msagated as the smarthost receives the message over STARTTLS +
 # AUTH (credentials file; a group-readable one is refused), and SMTPUTF8
 # with it; a non-ASCII address to a next hop without SMTPUTF8 bounces;
+# deferred mail is retried by the timer also after a `queue flush`;
 # kill -9 during onward delivery, then a restart: delivered at least once.
 # By MX (relay.mx_lookup, with dnsmasq as the name server on loopback;
 # root only, the MX listens on port 25): preference order with fallback
@@ -278,6 +279,28 @@ ok(wait_for(lambda: any("Subject: utf8 ascii envelope" in m for m in sink.messag
    "SMTPUTF8 message with an ASCII envelope: delivered anyway", d.read_log()[-2000:])
 ok(not any("utf8 no support" in m for m in sink.messages()), "the bounced one never reached it")
 ok(wait_for(lambda: d.queue_files() == [], 15), "queue empty")
+sink.stop()
+
+# ------------------------------------------------------------ retries after a flush
+# a flush while a message waits for its retry must leave the retry timer
+# working: later deferrals are retried on their own
+sink.stop()
+sink.clear()
+sink.opts = ["-r", "RCPT"]        # 4xx to every RCPT
+sink.start()
+reconfigure('relayhost = "[127.0.0.1]:%d";\n  retry_min = 1;\n  retry_max = 2;' % sink_port)
+send_mail(d, ["later@remote.test"], "retried after a flush")
+ok(d.wait_log(r"to=<later@remote\.test> .*status=deferred", 10), "4xx from the smarthost: deferred")
+mark = len(d.read_log())
+d.ctl("queue", "flush")
+ok(wait_for(lambda: re.search(r"to=<later@remote\.test> .*status=deferred", d.read_log()[mark:]), 10),
+   "flushed while waiting: tried again, deferred again")
+sink.stop()
+sink.opts = []
+sink.start()
+ok(wait_for(lambda: any("retried after a flush" in m for m in sink.messages()), 15),
+   "then the retry timer delivers it on its own (retry_max 2 s)", d.read_log()[-1500:])
+ok(wait_for(lambda: d.queue_files() == [], 10), "queue empty")
 sink.stop()
 
 # ------------------------------------------------------------ kill -9 in flight
