@@ -433,9 +433,13 @@ maybe_expire(struct attempt *a, struct item *it)
 
 	if (!a->expired || it->r.status != DELIVERY_DEFER)
 		return;
-	snprintf(why, sizeof(why), "message expired after %lld days in the "
-	    "queue; last error: %.250s", (long long)(a->m->lifetime / 86400),
-	    it->r.detail);
+	long long t = (long long)a->m->lifetime;
+	/* in the largest whole unit: "5 days", "4 hours", "30 minutes" */
+	long long v = t >= 86400 ? t / 86400 : t >= 3600 ? t / 3600 : t >= 60 ? t / 60 : t;
+	const char *u = t >= 86400 ? "day" : t >= 3600 ? "hour" : t >= 60 ? "minute" : "second";
+
+	snprintf(why, sizeof(why), "message expired after %lld %s%s in the "
+	    "queue; last error: %.250s", v, u, v == 1 ? "" : "s", it->r.detail);
 	delivery_set(&it->r, DELIVERY_BOUNCE, "5.4.7", "%s", why);
 }
 

@@ -411,6 +411,8 @@ test_qmgr_runs(void)
 	    strstr(s, "multipart/report") != NULL && strstr(s, "Status: 5.4.7") != NULL &&
 	    strstr(s, "Subject: old\n") != NULL,
 	    "one bounce (multipart/report, 5.4.7) in the sender's Maildir");
+	ok(s != NULL && strstr(s, "message expired after 5 days in the queue") != NULL,
+	    "it says how long the message was kept (the default lifetime, 5 days)");
 	free(s);
 	qmgr_free(m);
 
