@@ -85,8 +85,12 @@ delivery_set_all_lost(struct delivery_rcpt *r, size_t n, const bool *decided,
 {
 	char why[512];
 
-	snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
-	    relay, stage, strerror(err));
+	if (err == 0)           /* end of stream: the peer closed it */
+		snprintf(why, sizeof(why), "lost connection with %.200s during %s: "
+		    "the server closed the connection", relay, stage);
+	else
+		snprintf(why, sizeof(why), "lost connection with %.200s during %s: %s",
+		    relay, stage, strerror(err));
 	delivery_set_all(r, n, decided, DELIVERY_DEFER, "4.4.2", why, false);
 }
 

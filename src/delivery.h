@@ -85,7 +85,8 @@ void delivery_set_all(struct delivery_rcpt *r, size_t n, const bool *decided,
     enum delivery_status st, const char *dsn, const char *why, bool remote);
 
 /*
- * The connection to relay was lost during stage (err an errno value):
+ * The connection to relay was lost during stage (err an errno value, 0
+ * when the peer closed it):
  * defer every recipient not yet decided with 4.4.2.
  */
 void delivery_set_all_lost(struct delivery_rcpt *r, size_t n,

@@ -38,7 +38,7 @@ reply_read_line(struct reply_reader *r, char *line, size_t size)
 			got = r->read(r->ctx, r->buf, sizeof(r->buf));
 			if (got <= 0) {
 				if (got == 0)
-					errno = ECONNRESET;
+					errno = 0;      /* the peer closed: see delivery_set_all_lost */
 				return -1;
 			}
 			r->len = (size_t)got;

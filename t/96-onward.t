@@ -281,6 +281,16 @@ ok(not any("utf8 no support" in m for m in sink.messages()), "the bounced one ne
 ok(wait_for(lambda: d.queue_files() == [], 15), "queue empty")
 sink.stop()
 
+# ------------------------------------------------------------ the smarthost hangs up
+sink.stop()
+sink.opts = ["-q", "DATA"]        # disconnects, without a reply, at DATA
+sink.start()
+reconfigure('relayhost = "[127.0.0.1]:%d";' % sink_port)
+send_mail(d, ["hangup@remote.test"], "hang up")
+ok(d.wait_log(r"to=<hangup@remote\.test> .*status=deferred \(4\.4\.2 lost connection with "
+              r"smtp:\[127\.0\.0\.1\]:\d+ during DATA: the server closed the connection\)", 10),
+   "a smarthost that closes the connection: deferred 4.4.2, said as it is", d.read_log()[-1500:])
+
 # ------------------------------------------------------------ retries after a flush
 # a flush while a message waits for its retry must leave the retry timer
 # working: later deferrals are retried on their own
