@@ -223,6 +223,14 @@ ctl_auth(const struct msagate_config *cfg, int argc, char **argv)
 	info.secured = true;         /* a local admin tool, like doveadm */
 	info.no_penalty = true;
 	info.session = "msagatectl";
+	if (access(cfg->auth.socket, W_OK) != 0 && errno == EACCES) {
+		/* not a temporary failure: the wrong user (like queue commands) */
+		secure_zero(b64, strlen(b64));
+		free(b64);
+		fprintf(stderr, "msagatectl: %s: permission denied (run it as root or "
+		    "as a user of the socket's group)\n", cfg->auth.socket);
+		return CTL_USAGE;
+	}
 	if ((t.base = event_base_new()) == NULL) {
 		fprintf(stderr, "msagatectl: event_base_new failed\n");
 		return CTL_TEMPFAIL;

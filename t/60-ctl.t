@@ -126,6 +126,14 @@ ok(len([l for l in d.read_log().splitlines() if "auth role ready" in l]) >= 2,
 with open(d.conf, "w") as f:
     f.write(conf)
 
+# a user who may not use the auth socket: a usage error (2), not "try later"
+if os.geteuid() == 0 and shutil.which("setpriv"):
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        MSAGATECTL, "-c", d.conf, "auth", "test", alice, apw],
+                       capture_output=True, text=True)
+    is_(r.returncode, 2, "auth test by a user without access to the socket exits 2", r.stderr)
+    like(r.stderr, r"permission denied", "and says permission denied")
+
 # auth service unreachable: 454 at SMTP, 75 from msagatectl
 d.stop()
 r = d.ctl("auth", "test", alice, apw)
