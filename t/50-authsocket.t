@@ -72,15 +72,18 @@ is_(a.line(), "CONT\t3\tUGFzc3dvcmQ6", "LOGIN asks Password:")
 a.send("CONT\t3\t" + base64.b64encode(apw.encode()).decode())
 is_(a.line(), "OK\t3\tuser=" + alice, "LOGIN: OK")
 
+
+
+def timed_plain(n, user, password, params):
+    """AUTH PLAIN n for user/password with params; (reply line, seconds)."""
+    t0 = time.time()
+    a.send("AUTH\t%d\tPLAIN\tservice=smtp\t%s\tresp=%s" % (n, params, plain_b64(user, password)))
+    return a.line(), time.time() - t0
+
+
 # wrong password and unknown user look the same, and are delayed
-t0 = time.time()
-a.send("AUTH\t4\tPLAIN\tservice=smtp\trip=127.0.0.1\tresp=" + plain_b64(alice, "Wr0ngPass-x"))
-r4 = a.line()
-t_wrong = time.time() - t0
-t0 = time.time()
-a.send("AUTH\t5\tPLAIN\tservice=smtp\trip=127.0.0.1\tresp=" + plain_b64("nosuchuser@example.test", "Wr0ngPass-x"))
-r5 = a.line()
-t_unknown = time.time() - t0
+r4, t_wrong = timed_plain(4, alice, "Wr0ngPass-x", "rip=127.0.0.1")
+r5, t_unknown = timed_plain(5, "nosuchuser@example.test", "Wr0ngPass-x", "rip=127.0.0.1")
 like(r4, r"^FAIL\t4(\t|$)", "wrong password: FAIL")
 like(r5, r"^FAIL\t5(\t|$)", "unknown user: FAIL")
 is_(re.sub(r"\tuser=[^\t]*", "", r4.replace("\t4", "\tN")),
@@ -92,19 +95,10 @@ ok(t_wrong >= 0.9, "failure answered after auth.failure_delay (1 s here): %.2fs"
 ok(t_unknown >= 0.9, "unknown user also delayed: %.2fs" % t_unknown)
 
 # failure_delay counts from the attempt, not from the end of the hash
-t0 = time.time()
-a.send("AUTH\t50\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("slow@example.test", "Slow-Passw0rd"))
-r = a.line()
-t_slow_ok = time.time() - t0
+r, t_slow_ok = timed_plain(50, "slow@example.test", "Slow-Passw0rd", "no-penalty")
 like(r, r"^OK\t50\t", "the slow-hash user logs in", r)
-t0 = time.time()
-a.send("AUTH\t51\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("slow@example.test", "Wr0ngPass-x"))
-r = a.line()
-t_slow_fail = time.time() - t0
-t0 = time.time()
-a.send("AUTH\t52\tPLAIN\tservice=smtp\tno-penalty\tresp=" + plain_b64("nosuch@example.test", "Wr0ngPass-x"))
-r2 = a.line()
-t_unknown2 = time.time() - t0
+r, t_slow_fail = timed_plain(51, "slow@example.test", "Wr0ngPass-x", "no-penalty")
+r2, t_unknown2 = timed_plain(52, "nosuch@example.test", "Wr0ngPass-x", "no-penalty")
 like(r, r"^FAIL\t51", "slow-hash user, wrong password: FAIL")
 ok(t_slow_ok > 0.15, "its hash takes a while (%.2fs for a success)" % t_slow_ok)
 ok(abs(t_slow_fail - t_unknown2) < min(0.15, t_slow_ok * 0.6),
