@@ -295,19 +295,20 @@ pf_parse_line(char *line, const char *default_domain, const char **msg)
 }
 
 /*
- * pf_load - read the whole file.  strict (config check): the first bad
- * line is an error "PATH:LINE: message".  Otherwise bad lines are logged
- * and skipped.  st receives the file's stat.  NULL + *error on failure.
+ * pf_load - read the whole file.  strict (config check): bad lines are
+ * an error, one "PATH:LINE: message" line each (the first PF_MAX_WARN).
+ * Otherwise bad lines are logged and skipped.  st receives the file's stat.  NULL + *error on failure.
  */
 static struct pf_table *
 pf_load(const char *path, const char *default_domain, bool strict,
     struct stat *st, char **error)
 {
 	FILE *fp;
-	int fd, lineno = 0, warned = 0;
+	int fd, lineno = 0, warned = 0, nbad = 0;
 	char *buf;
 	struct pf_table *t;
 	bool skipping = false;
+	struct sbuf bad;
 
 	*error = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -337,6 +338,7 @@ pf_load(const char *path, const char *default_domain, bool strict,
 	t->bucket = xcalloc(t->nbucket, sizeof(*t->bucket));
 	buf = xmalloc(PF_MAX_LINE + 2);
 
+	sbuf_init(&bad, 0);
 	while (fgets(buf, PF_MAX_LINE + 2, fp) != NULL) {
 		size_t len = strlen(buf);
 		const char *msg = NULL;
@@ -375,8 +377,11 @@ pf_load(const char *path, const char *default_domain, bool strict,
 		}
 		if (e == NULL) {
 			if (strict) {
-				*error = xasprintf("%s:%d: %s", path, lineno, msg);
-				goto out;
+				/* every bad line, one "PATH:LINE: message" each */
+				if (nbad++ < PF_MAX_WARN)
+					sbuf_printf(&bad, "%s%s:%d: %s", nbad > 1 ? "\n" : "",
+					    path, lineno, msg);
+				continue;
 			}
 			if (warned++ < PF_MAX_WARN)
 				log_warnx("passwd-file %s:%d: %s (line ignored)",
@@ -398,9 +403,12 @@ pf_load(const char *path, const char *default_domain, bool strict,
 	}
 	if (ferror(fp))
 		*error = xasprintf("%s: read error: %s", path, strerror(errno));
+	else if (nbad > 0)
+		*error = nbad > PF_MAX_WARN ? xasprintf("%s\n%s: %d more bad lines",
+		    bad.s, path, nbad - PF_MAX_WARN) : xstrdup(bad.s);
 	else if (t->dummy == NULL)
 		t->dummy = pf_dummy_hash;
-out:
+	sbuf_free(&bad);
 	secure_zero(buf, PF_MAX_LINE + 2);
 	free(buf);
 	fclose(fp);

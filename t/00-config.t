@@ -82,6 +82,16 @@ r, path = check(bad)
 ok(r.returncode == 1 and "nonsense" in r.stdout and "bogus_key" in r.stdout,
    "every problem is reported, not just the first", r.stdout)
 
+# a passwd file with several bad lines: each one is reported with its line
+pw2 = os.path.join(d.dir, "users-bad")
+with open(pw2, "w") as f:
+    f.write("# users\nbad1\nok@example.test:{PLAIN}pw::::::\nx:{NOSUCH}a::::::\nbad5\n"
+            "ok@example.test:{PLAIN}again::::::\n")
+r, path = check(good.replace(d.passwd, pw2))
+is_(r.returncode, 1, "-n with a passwd file with bad lines exits 1")
+for ln in (2, 4, 5, 6):
+    like(r.stdout, r"%s:%d: " % (re.escape(pw2), ln), "passwd file line %d reported" % ln)
+
 # files the daemon needs only later: problems for -n (FILE: message)
 cred = os.path.join(d.dir, "creds")
 with open(cred, "w") as f:
