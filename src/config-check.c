@@ -176,10 +176,11 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 void
 config_check_later(const struct msagate_config *cfg, struct config_errors *errs)
 {
-	if (cfg->relay.tls_ca_file && access(cfg->relay.tls_ca_file, R_OK) != 0)
+	if (cfg->relay.tls_ca_file && cfg->relay.tls_ca_file[0] &&
+	    access(cfg->relay.tls_ca_file, R_OK) != 0)
 		config_errors_add(errs, cfg->file, 0, "relay.tls_ca_file %s: %s",
 		    cfg->relay.tls_ca_file, strerror(errno));
-	if (cfg->relay.relayhost_credentials) {
+	if (cfg->relay.relayhost_credentials && cfg->relay.relayhost_credentials[0]) {
 		struct stat st;
 
 		if (stat(cfg->relay.relayhost_credentials, &st) != 0)

@@ -737,6 +737,11 @@ main(int argc, char **argv)
 		}
 		for (i = 0; i < n_children; i++) {
 			struct child *c = &children[i];
+			if (c->pid == 0 && c->retiring) {
+				/* retired while waiting for a restart: gone */
+				children[i--] = children[--n_children];
+				continue;
+			}
 			if (c->pid == 0 && c->restart_at) {
 				if (c->restart_at <= now)
 					start_child(c);

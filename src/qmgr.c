@@ -530,6 +530,7 @@ queue_notice(struct attempt *a, const struct sbuf *msg, const char *noun,
 	nenv.client = "";
 	nenv.helo = "";
 	nenv.listener = "bounce";
+	nenv.smtputf8 = a->env.smtputf8;     /* a UTF-8 sender needs it too */
 	if (qmgr_queue_file(a->m->in_dfd, a->m->q_dfd, &nenv, msg->s,
 	    msg->len) < 0) {
 		log_warn("queue: %s: cannot queue the %s", a->qm->id, noun);

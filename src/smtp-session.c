@@ -217,6 +217,8 @@ smtp_session_free(struct smtp_session *s)
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->n_sessions--;
 	smtp_clients_add(srv->clients, (struct sockaddr *)&s->peer, -1);
+	if (s->eof_timer != NULL)
+		event_free(s->eof_timer);
 	free(s->helo);
 	free(s->auth_user);
 	free(s->tls_info);
@@ -247,6 +249,36 @@ schedule_free(struct smtp_session *s)
 	if (event_base_once(s->srv->base, -1, EV_TIMEOUT, deferred_free_cb, s,
 	                    &zero) != 0)
 		fatalx("event_base_once failed");
+}
+
+/* The client closed its side and the answer it waits for never came. */
+static void
+eof_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("%s: timeout after %s from [%s] (the client had closed its side)",
+	         s->id, s->state == ST_DATA ? "DATA" : s->verb ? s->verb : "CONNECT",
+	         s->rip);
+	schedule_free(s);
+}
+
+/*
+ * A session whose client has closed its side waits for another role (no
+ * reading, so no read timeout): give up after the idle timeout.  Re-armed
+ * by each new wait.
+ */
+static void
+arm_eof_timer(struct smtp_session *s)
+{
+	struct timeval tv = { limit(s->srv->cfg->smtp.idle_timeout, DEF_IDLE_TIMEOUT), 0 };
+
+	if (s->eof_timer == NULL)
+		s->eof_timer = evtimer_new(s->srv->base, eof_timeout_cb, s);
+	if (s->eof_timer == NULL || evtimer_add(s->eof_timer, &tv) != 0)
+		schedule_free(s);
 }
 
 void
@@ -598,6 +630,8 @@ process_input(struct smtp_session *s)
 	}
 	if ((s->flags & SF_EOF) && !(s->flags & (SF_WAIT | SF_CLOSING | SF_OUTFULL)))
 		input_ended(s);
+	else if ((s->flags & (SF_EOF | SF_WAIT | SF_CLOSING)) == (SF_EOF | SF_WAIT))
+		arm_eof_timer(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -705,17 +739,24 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_session_close(s);
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
-	    !(s->flags & SF_EOF)) {
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
 		/*
 		 * The client closed its side (a pipeline ending in QUIT and a
 		 * half-close, a shell pipe): it may still read.  Answer every
 		 * command it sent - a DATA being committed too: a message
 		 * queued without its 250 would be sent again, a duplicate -
-		 * then close (process_input).
+		 * then close (process_input).  Reading stays off for good
+		 * (bufferevent_openssl would report the EOF again), and with
+		 * reading goes the read timeout: a wait for another role is
+		 * bounded by eof_timer instead.
 		 */
+		if (s->flags & SF_EOF)
+			return;
 		s->flags |= SF_EOF;
-		if (!(s->flags & SF_WAIT))
+		bufferevent_disable(bev, EV_READ);
+		if (s->flags & SF_WAIT)
+			arm_eof_timer(s);
+		else
 			process_input(s);
 		return;
 	}

@@ -121,6 +121,7 @@ struct smtp_session {
 	unsigned rport, lport;
 	unsigned flags;
 	bool freeing;                /* free scheduled */
+	struct event *eof_timer;     /* SF_EOF while waiting: bounds the wait */
 	enum smtp_state state;
 	int n_errors;
 	int auth_failures;           /* failed AUTH commands */

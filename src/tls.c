@@ -48,6 +48,16 @@ tls_server_ctx(const struct msagate_config *cfg)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_SINGLE_ECDH_USE);
 	SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+	/*
+	 * A client that closes its side without close_notify (OpenSSL 3 calls
+	 * that an error) still gets the replies it is owed, as with a
+	 * close_notify; SMTP frames its data itself (CRLF.CRLF), so a
+	 * truncated stream cannot pass for a whole message.  Postfix does
+	 * the same.
+	 */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
 	/* Idle sessions give their read/write buffers back (small memory). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);

@@ -105,6 +105,10 @@ like(r.stdout, r"relayhost_credentials %s: group or others may read it" % re.esc
      "the credentials file's mode is reported")
 like(r.stdout, r"auth\.socket_group \"no-such-group-xyz\" does not exist", "the unknown group is reported")
 
+r, path = check(good.replace("relay = {", 'relay = {\n  tls_ca_file = "";\n  relayhost_credentials = "";', 1))
+is_(r.returncode, 0, "empty tls_ca_file and relayhost_credentials (the documented defaults) are fine",
+    r.stdout)
+
 # key that does not match the certificate
 other = os.path.join(d.dir, "other-key.pem")
 subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", other], check=True, capture_output=True)

@@ -2,8 +2,9 @@
 # 20-gates.t - the session gates and limits of a submission listener: TLS
 # before AUTH, AUTH before MAIL, 503s for commands out of order, reply codes
 # for bad input, line/recipient/error limits, VRFY, pipelining, a client
-# that half-closes its side after a pipeline.
-import os, re, socket, sys
+# that half-closes its side after a pipeline (plain, and TLS with and
+# without close_notify; a wait that never ends is cut by the idle timeout).
+import os, re, signal, socket, ssl, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -93,6 +94,61 @@ m = re.search(r"250 2\.0\.0 Ok: queued as ([0-9A-F]+)\r\n221 ", r)
 ok(m is not None, "half-closed client: the 250 for its DATA and the 221 arrive", r)
 ok(m is not None and d.wait_log(r"queued: qid=%s from=<x@example\.org>" % m.group(1)),
    "and that is the message queued")
+
+
+def tls_half_closed(payload, close_notify):
+    """payload over implicit TLS (465), then the client closes its side: with
+    a close_notify first, or (as many clients do) just the TCP half-close;
+    returns what the server sends until it closes."""
+    c = socket.create_connection(("127.0.0.1", d.ports["smtps"]), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    o = client_ctx().wrap_bio(inc, out)
+    while True:
+        try:
+            o.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            c.sendall(out.read())
+            inc.write(c.recv(65536))
+    o.write(payload)
+    if close_notify:
+        try:
+            o.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+    c.sendall(out.read())
+    c.shutdown(socket.SHUT_WR)
+    res = b""
+    while True:
+        x = c.recv(65536)
+        if x:
+            inc.write(x)
+        else:
+            inc.write_eof()
+        try:
+            while True:
+                y = o.read(65536)
+                if not y:
+                    break
+                res += y
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+        if not x:
+            break
+    c.close()
+    return res.decode()
+
+
+for notify in (True, False):
+    r = tls_half_closed(("EHLO x\r\nAUTH PLAIN %s\r\nMAIL FROM:<%s>\r\nRCPT TO:<bob@example.test>\r\n"
+                         "DATA\r\nSubject: tls half\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+                         % (plain_b64(alice, apw), alice)).encode(), notify)
+    ok(re.search(r"235 .*250 2\.0\.0 Ok: queued as [0-9A-F]+\r\n221 ", r, re.S),
+       "TLS client half-closing %s: AUTH, the 250 for its DATA and the 221 arrive"
+       % ("after its close_notify" if notify else "without close_notify"), r)
+
 # an unfinished message before the half-close: answered up to 354, not queued
 mark = len(d.read_log())
 r = half_closed(b"HELO x.example\r\nMAIL FROM:<x@example.org>\r\nRCPT TO:<bob@example.test>\r\n"
@@ -131,4 +187,28 @@ like(s.cmd("AUTH PLAIN " + plain_b64(alice, apw)), r"^(235|503)", "AUTH without 
 like(s.cmd("MAIL FROM:<%s>" % alice), r"^(503|250)", "MAIL without EHLO gets a clear answer")
 s.close()
 d.stop()
+# a half-closed client whose message waits on a queue role that does not
+# answer: no read timeout runs without reading, so a timer ends the wait
+d3 = Daemon(smtp_extra="idle_timeout = 2;")
+qpid = int(re.findall(r"msagated/queue\[(\d+)\]", d3.read_log())[0])
+os.kill(qpid, signal.SIGSTOP)
+try:
+    c = socket.create_connection(("127.0.0.1", d3.ports["relay"]), timeout=15)
+    c.sendall(b"HELO x.example\r\nMAIL FROM:<x@example.org>\r\nRCPT TO:<bob@example.test>\r\n"
+              b"DATA\r\nSubject: stuck\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    c.shutdown(socket.SHUT_WR)
+    t0 = time.time()
+    try:
+        while c.recv(4096):
+            pass
+        closed = time.time() - t0
+    except socket.timeout:
+        closed = None
+    c.close()
+    ok(closed is not None and closed < 10, "the session is closed after the idle timeout (%s s)" % closed)
+    ok(d3.wait_log(r"timeout after \S+ from \[127\.0\.0\.1\] \(the client had closed its side\)"),
+       "and logged as a timeout", d3.read_log()[-1000:])
+finally:
+    os.kill(qpid, signal.SIGCONT)
+d3.stop()
 done()

@@ -126,6 +126,33 @@ ok(len([l for l in d.read_log().splitlines() if "auth role ready" in l]) >= 2,
 with open(d.conf, "w") as f:
     f.write(conf)
 
+
+def auth_role_pids():
+    ids = set(int(x) for x in re.findall(r"msagated/auth\[(\d+)\]", d.read_log()))
+    return [p for p in d.pids() if p in ids and os.path.exists("/proc/%d" % p)
+            and not open("/proc/%d/stat" % p).read().split(") ")[-1].startswith("Z")]
+
+
+# a reload while the auth role waits for its restart (it died several times
+# in a row: back-off) must not leave two auth roles
+for i in range(4):
+    before = auth_role_pids()
+    for p in before:
+        os.kill(p, signal.SIGKILL)
+    if i < 3:
+        wait_for(lambda: [p for p in auth_role_pids() if p not in before], 5)
+time.sleep(0.3)
+with open(d.conf, "w") as f:
+    f.write(conf.replace("failure_delay = 0;", "failure_delay = 0.5;"))
+d.ctl("reload")
+ok(wait_for(lambda: len(auth_role_pids()) == 1, 10) and
+   (time.sleep(2) or len(auth_role_pids()) == 1),
+   "an auth role in its restart back-off at a reload: one auth role afterwards", auth_role_pids())
+ok(d.ctl("auth", "test", alice, apw).returncode == 0, "and it answers")
+with open(d.conf, "w") as f:
+    f.write(conf)
+d.ctl("reload")
+
 # a user who may not use the auth socket: a usage error (2), not "try later"
 if os.geteuid() == 0 and shutil.which("setpriv"):
     r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
