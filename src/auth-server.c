@@ -47,6 +47,8 @@
 #include <unistd.h>
 #include <sys/queue.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -1357,6 +1359,41 @@ auth_server_reload(struct auth_server *srv)
 	srv->reload_pending = true;
 	pthread_cond_signal(&srv->qcond);
 	pthread_mutex_unlock(&srv->qlock);
+}
+
+void
+auth_server_close_idle(struct auth_server *srv)
+{
+	struct auth_conn *k, *next;
+
+	for (k = LIST_FIRST(&srv->clients.conns); k != NULL; k = next) {
+		struct auth_client *c = k->owner;
+
+		next = LIST_NEXT(k, entry);
+		if (c->n_requests == 0 &&
+		    evbuffer_get_length(bufferevent_get_output(k->bev)) == 0)
+			client_free(c);
+	}
+}
+
+void
+auth_server_send_held(struct auth_server *srv)
+{
+	struct auth_conn *k;
+
+	LIST_FOREACH(k, &srv->clients.conns, entry) {
+		struct auth_client *c = k->owner;
+
+		for (size_t i = 0; i < REQ_BUCKETS; i++) {
+			struct auth_request *r, *next;
+
+			for (r = LIST_FIRST(&c->table[i]); r != NULL; r = next) {
+				next = LIST_NEXT(r, hentry);
+				if (r->state == RS_FINISHING && r->pending != NULL)
+					req_send_pending(r);
+			}
+		}
+	}
 }
 
 unsigned

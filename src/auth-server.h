@@ -62,6 +62,15 @@ void auth_server_stop_listening(struct auth_server *srv);
 void auth_server_reload(struct auth_server *srv);
 /* Connected clients right now. */
 unsigned auth_server_client_count(const struct auth_server *srv);
+/*
+ * Stopping (a reload's new auth role takes over, or SIGTERM): close the
+ * clients that have nothing in flight and nothing unsent, so they
+ * reconnect to the new role at once...
+ */
+void auth_server_close_idle(struct auth_server *srv);
+/* ...and at the end of the grace, send the answers held back for their
+ * delay (min_time, failure_delay) now rather than drop them. */
+void auth_server_send_held(struct auth_server *srv);
 
 /* Where the mechanism steps ran (since auth_server_new; loop only). */
 struct auth_server_stats {

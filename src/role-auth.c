@@ -13,8 +13,10 @@
  * With auth.cache_ttl (default 60 s) the role keeps a verified-credential
  * cache (src/auth-cache.h) for passwd-file hashes, and with
  * auth.cache_verdicts also for the OKs of PAM and an upstream Dovecot
- * (through the chain or, in proxy mode, the server).  SIGHUP re-reads the passwd files and flushes that cache; SIGTERM
- * stops accepting and exits once the clients are gone (bounded).
+ * (through the chain or, in proxy mode, the server).  SIGHUP re-reads the
+ * passwd files and flushes that cache; SIGTERM stops accepting, closes each
+ * client once it has nothing in flight and exits when all are gone
+ * (bounded; answers held for their delay are sent, not dropped).
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -37,6 +39,7 @@
 
 #define STOP_GRACE_MS	5000    /* SIGTERM: wait at most this for clients */
 #define STOP_POLL_MS	200
+#define STOP_FLUSH_MS	400     /* then this long for the last answers to go */
 
 struct role_auth {
 	struct event_base *base;
@@ -46,6 +49,7 @@ struct role_auth {
 	struct auth_cache *cache;       /* auth.cache_ttl, else NULL */
 	struct event *ev_hup, *ev_term, *ev_int, *ev_stop;
 	uint64_t stop_deadline;
+	bool held_sent;                 /* the grace is over: held answers sent */
 };
 
 static void
@@ -62,16 +66,29 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	auth_server_reload(ra->srv);
 }
 
-/* stop_poll - exit when every client has gone, or when the grace ends. */
+/*
+ * stop_poll - clients with nothing in flight are closed at once (they
+ * reconnect to a reload's new auth role); exit when every client has gone.
+ * When the grace ends, answers held for their delay go out now, and the
+ * role waits STOP_FLUSH_MS more for them to be written.
+ */
 static void
 stop_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct role_auth *ra = arg;
 	struct timeval tv = { 0, STOP_POLL_MS * 1000 };
+	uint64_t now = now_ms();
 
 	(void)fd;
 	(void)what;
-	if (auth_server_client_count(ra->srv) == 0 || now_ms() >= ra->stop_deadline) {
+	if (now >= ra->stop_deadline && !ra->held_sent) {
+		auth_server_send_held(ra->srv);
+		ra->held_sent = true;
+		ra->stop_deadline = now + STOP_FLUSH_MS;
+	}
+	auth_server_close_idle(ra->srv);
+	if (auth_server_client_count(ra->srv) == 0 ||
+	    (ra->held_sent && now >= ra->stop_deadline)) {
 		event_base_loopexit(ra->base, NULL);
 		return;
 	}

@@ -104,7 +104,7 @@ ok(d.wait_log(r"reload: the auth settings changed: a new auth role applies them"
    "a changed auth setting: a new auth role", d.read_log()[-1500:])
 ok(d.wait_log(r"reload: the relay settings changed; the SMTP processes use them now, the queue role"),
    "a changed relay setting: the reload says the queue role needs a restart")
-time.sleep(6)     # the old auth role hands its clients over (at most 5 s)
+time.sleep(2)     # the old auth role hands its idle clients over at once
 t0 = time.time()
 s = d.smtp()
 like(s.login(alice, "Wr0ngPass-x"), r"^535", "a wrong password after the change")
