@@ -98,17 +98,29 @@ maildir_free(void *ctx)
 	free(c);
 }
 
-/* May this string become one path component? */
+/*
+ * May this string become one path component?  Printable ASCII but '/', '\\'
+ * and '"', and well-formed UTF-8 (an SMTPUTF8 local part: jörg@...); not
+ * empty, no leading dot.
+ */
 static bool
 safe_component(const char *s)
 {
-	if (s[0] == '\0' || s[0] == '.')
-		return false;
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
+	const unsigned char *p = (const unsigned char *)s;
 
-		if (ch <= 0x20 || ch >= 0x7f || ch == '/' || ch == '\\' || ch == '"')
+	if (p[0] == '\0' || p[0] == '.')
+		return false;
+	while (*p != '\0') {
+		unsigned char ch = *p;
+		int more = ch >= 0xf0 && ch <= 0xf4 ? 3 : ch >= 0xe0 && ch <= 0xef ? 2 :
+		    ch >= 0xc2 && ch <= 0xdf ? 1 : ch < 0x80 ? 0 : -1;
+
+		if (more < 0 || (more == 0 && (ch <= 0x20 || ch == 0x7f || ch == '/' ||
+		    ch == '\\' || ch == '"')))
 			return false;
+		for (p++; more > 0; more--, p++)
+			if ((*p & 0xc0) != 0x80)
+				return false;
 	}
 	return true;
 }

@@ -15,6 +15,7 @@ from dovecotauth import PrivateDovecot, user_exists
 # every recipient must exist for the relay policy (passwd file or aliases)
 LOCALS = ["carol", "dora", "erin", "frank", "gina", "nosuchuser"]
 USERS = dict(Daemon.USERS, **{"%s@example.test" % u: "pw-" + u for u in LOCALS})
+USERS["jörg@example.test"] = "pw-joerg"          # an SMTPUTF8 local part
 
 # ------------------------------------------------------------ Maildir
 d = Daemon(start=False, users=USERS)
@@ -80,6 +81,15 @@ ok(len(maildir_msgs(box("erin"))) == 1, "the quoted and the repeated recipient: 
    d.read_log()[-3000:])
 ok(not re.search(r"to=<\"?erin\"?@example\.test> .*status=bounced|to=<Postmaster>", d.read_log()),
    "no bounce for them, no domain-less address queued")
+
+# a UTF-8 local part (SMTPUTF8) of a user that exists: delivered to its Maildir
+s = smtplib.SMTP("127.0.0.1", d.ports["relay"], timeout=20)
+s.ehlo("outside.example")
+s.sendmail("sénder@example.org", ["jörg@example.test"], message("utf8 local").encode(),
+           mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+s.quit()
+ok(wait_for(lambda: len(maildir_msgs(box("jörg"))) == 1 and d.queue_files() == []),
+   "SMTPUTF8 mail to jörg@example.test lands in example.test/jörg/Maildir", d.read_log()[-2000:])
 
 # a foreign recipient: not delivered, not pretended, stays queued
 send_mail(d, ["someone@example.org", "dora@example.test"], "half foreign")
