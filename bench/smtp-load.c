@@ -882,6 +882,12 @@ main(int argc, char **argv)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/*
+	 * One read(2) for a record's header and body (and whatever follows):
+	 * safe here because drive() reads until SSL_read wants more, so
+	 * nothing read ahead waits for the next readable event.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (!o_resume)
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	/* sessions reach new_session_cb (TLS 1.2 and 1.3 tickets alike) */
