@@ -906,6 +906,18 @@ setting_text(struct sbuf *b, const config_setting_t *s)
 struct msagate_config *
 config_load(const char *file, struct config_errors *errs)
 {
+	FILE *fp = fopen(file, "r");
+
+	if (fp == NULL) {
+		config_errors_add(errs, file, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	return config_load_fp(fp, file, errs);
+}
+
+struct msagate_config *
+config_load_fp(FILE *fp, const char *file, struct config_errors *errs)
+{
 	static const char *const root_keys[] = { "hostname", "user", "state_dir",
 		"queue_sync", "run_dir", "tls", "listen", "auth", "relay", "smtp", "log", NULL };
 	static const char *const tls_keys[] = { "cert", "key", "min_protocol",
@@ -916,13 +928,7 @@ config_load(const char *file, struct config_errors *errs)
 	config_t lc;
 	config_setting_t *root, *t, *lg;
 	char host[256];
-	FILE *fp;
 
-	fp = fopen(file, "r");
-	if (fp == NULL) {
-		config_errors_add(errs, file, 0, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
 	{
 		struct stat st;
 
@@ -951,11 +957,6 @@ config_load(const char *file, struct config_errors *errs)
 		sbuf_init(&b, 0);
 		setting_text(&b, config_setting_get_member(root, "auth"));
 		cfg->auth_text = xstrdup(b.s ? b.s : "");
-		sbuf_reset(&b);
-		setting_text(&b, config_setting_get_member(root, "relay"));
-		setting_text(&b, config_setting_get_member(root, "hostname"));
-		setting_text(&b, config_setting_get_member(root, "queue_sync"));
-		cfg->queue_text = xstrdup(b.s ? b.s : "");
 		sbuf_free(&b);
 	}
 	check_keys(&L, root, "", root_keys);
@@ -1041,7 +1042,6 @@ config_free(struct msagate_config *cfg)
 		return;
 	free(cfg->file);
 	free(cfg->auth_text);
-	free(cfg->queue_text);
 	free(cfg->hostname);
 	free(cfg->user);
 	free(cfg->state_dir);

@@ -10,6 +10,7 @@
 #define MSAGATE_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -54,9 +55,9 @@ struct cidr {
 
 struct msagate_config {
 	char *file;                  /* path it was read from */
-	/* canonical text of the auth and relay sections and of hostname and
-	 * queue_sync, as read: a reload compares them (msagated.c) */
-	char *auth_text, *queue_text;
+	/* canonical text of the auth section as read: a reload compares it
+	 * to know whether a new auth role is needed (msagated.c) */
+	char *auth_text;
 
 	char *hostname;
 	char *user;                  /* unprivileged account for the roles */
@@ -183,6 +184,11 @@ struct config_errors {
  * file cannot be read or parsed at all (also recorded in errs).
  */
 struct msagate_config *config_load(const char *file, struct config_errors *errs);
+/* config_load_fp - the same from an open stream (closed), named FILE in
+ * messages: the queue role reads a reload through a descriptor the
+ * parent opened. */
+struct msagate_config *config_load_fp(FILE *fp, const char *file,
+    struct config_errors *errs);
 /*
  * config_check_deep - the checks of `msagated -n` that look outside the
  * file: the user exists, certificate and key readable and matching, the

@@ -46,6 +46,7 @@ struct child {
 	time_t started;
 	int fast_deaths;         /* consecutive deaths soon after start */
 	time_t restart_at;       /* 0 = running or none pending */
+	int ctl;                 /* queue role: our end of its reload socket, or -1 */
 };
 
 #define MAX_CHILDREN 160
@@ -337,15 +338,32 @@ start_child(struct child *c)
 {
 	sigset_t none;
 	pid_t pid;
-	int rc = 1;
+	int rc = 1, sv[2] = { -1, -1 };
 
+	if (c->ctl >= 0) {
+		close(c->ctl);
+		c->ctl = -1;
+	}
+	/* the queue role gets reloads (a descriptor of the config) on sv[1] */
+	if (c->kind == ROLE_QUEUE &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		log_warn("socketpair for the queue role");
+		sv[0] = sv[1] = -1;
+	}
 	pid = fork();
 	if (pid < 0) {
 		log_warn("fork for %s role", role_names[c->kind]);
 		c->restart_at = time(NULL) + 5;
+		if (sv[0] >= 0) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		return;
 	}
 	if (pid > 0) {
+		if (sv[1] >= 0)
+			close(sv[1]);
+		c->ctl = sv[0];
 		c->pid = pid;
 		c->started = time(NULL);
 		c->restart_at = 0;
@@ -354,6 +372,11 @@ start_child(struct child *c)
 	}
 	/* child: default signal handling, then the role */
 	privsep_set_parent(getppid());
+	for (size_t i = 0; i < n_children; i++)
+		if (children[i].ctl >= 0)
+			close(children[i].ctl);
+	if (sv[0] >= 0)
+		close(sv[0]);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
@@ -372,7 +395,7 @@ start_child(struct child *c)
 		close_auth_fds();
 		for (size_t i = 0; i < listeners.n; i++)
 			close(listeners.fds[i]);
-		rc = role_queue_main(cfg, queue_fd);
+		rc = role_queue_main(cfg, queue_fd, sv[1]);
 		break;
 	case ROLE_AUTH:
 		close(queue_fd);
@@ -398,6 +421,7 @@ add_child(enum role_kind kind, int slot)
 		fatalx("too many role processes");
 	c = &children[n_children++];
 	memset(c, 0, sizeof(*c));
+	c->ctl = -1;
 	c->kind = kind;
 	c->slot = slot;
 	start_child(c);
@@ -427,6 +451,10 @@ reap(void)
 			if (c->pid != pid)
 				continue;
 			c->pid = 0;
+			if (c->ctl >= 0) {
+				close(c->ctl);
+				c->ctl = -1;
+			}
 			if (c->retiring || got_term) {
 				log_debug("%s role pid %ld finished", role_names[c->kind], (long)pid);
 				*c = children[--n_children];
@@ -459,6 +487,32 @@ signal_role(enum role_kind kind, int sig)
 			kill(children[i].pid, sig);
 }
 
+/*
+ * send_queue_reload - hand the running queue role the configuration just
+ * checked, as a descriptor (the file may be readable by root only).  A
+ * queue role waiting for its restart starts with it anyway.
+ */
+static void
+send_queue_reload(void)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < n_children; i++) {
+		struct child *c = &children[i];
+
+		if (c->kind != ROLE_QUEUE || c->retiring || c->pid <= 0 || c->ctl < 0)
+			continue;
+		if ((fd = open(cfg->file, O_RDONLY | O_CLOEXEC)) < 0) {
+			log_warn("reload: %s", cfg->file);
+			return;
+		}
+		if (send_fd(c->ctl, fd, 'R') < 0)
+			log_warn("reload: cannot reach the queue role");
+		close(fd);
+	}
+}
+
 /* same_auth_sockets - do a and b name the same auth and userdb sockets? */
 static bool
 same_auth_sockets(const struct msagate_config *a, const struct msagate_config *b)
@@ -476,9 +530,10 @@ same_auth_sockets(const struct msagate_config *a, const struct msagate_config *b
 /*
  * reload - SIGHUP: re-read and check the configuration; if good, start a
  * new generation of smtp processes (new certificates, new settings) and let
- * the old ones finish their sessions; the auth and queue roles re-read
- * their files; changed auth settings get a new auth role (queue role
- * changes are logged: they need a restart).
+ * the old ones finish their sessions; the auth role re-reads its files
+ * (changed auth settings get a new auth role); the queue role is handed
+ * the new configuration and delivers with its relay settings from now on
+ * (role-queue.c: a few keys of its delivery helper stay as started).
  * Listener addresses and socket paths need a restart.
  */
 static void
@@ -509,18 +564,13 @@ reload(void)
 	 * Changed auth settings: a new auth role takes over the same sockets
 	 * (it holds nothing durable) while the old one stops accepting and
 	 * exits once its clients have moved (auth role, SIGTERM).  Different
-	 * socket paths need a restart.  The queue role keeps what it started
-	 * with (it re-reads its aliases): say so when that changed.
+	 * socket paths need a restart.
 	 */
 	auth_changed = strcmp(n->auth_text, cfg->auth_text) != 0;
 	auth_swap = auth_changed && same_auth_sockets(n, cfg);
 	if (auth_changed && !auth_swap)
 		log_warnx("reload: the auth socket paths changed: the auth settings "
 		    "apply only after a restart of msagated");
-	if (strcmp(n->queue_text, cfg->queue_text) != 0)
-		log_warnx("reload: the relay settings changed; the SMTP processes use "
-		    "them now, the queue role (delivery, relayhost, domains, retries) "
-		    "only after a restart of msagated");
 	/* keep addresses/paths of the running sockets */
 	for (i = 0; i < n->n_listen && i < cfg->n_listen; i++) {
 		free(n->listen[i].address);
@@ -560,7 +610,7 @@ reload(void)
 		    "them; the old one stops once its clients have moved over");
 	} else
 		signal_role(ROLE_AUTH, SIGHUP);
-	signal_role(ROLE_QUEUE, SIGHUP);
+	send_queue_reload();
 	start_smtp_generation();
 }
 

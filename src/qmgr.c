@@ -71,11 +71,15 @@ struct qmsg {
 };
 TAILQ_HEAD(qmsg_list, qmsg);
 
-struct qmgr {
+/*
+ * The settings of one configuration: a reload (qmgr_reconfigure) makes a
+ * new generation, and an attempt keeps the one it started with until it
+ * ends, so a delivery in progress never sees its method freed under it.
+ */
+struct qgen {
+	unsigned refs;               /* under qmgr.mu: the qmgr's and attempts' */
 	const struct msagate_config *cfg;
-	struct event_base *base;
-	int in_dfd, q_dfd, st_dfd;
-	struct qspare *spares;       /* delivered files recycled here, or NULL */
+	struct msagate_config *own_cfg;  /* freed with it (a reload's), or NULL */
 	const struct delivery_method *method;
 	void *mctx;
 	/* onward relay of foreign recipients (NULL: no relayhost) */
@@ -84,9 +88,17 @@ struct qmgr {
 	time_t lifetime;
 	time_t delay_warning;        /* 0: no delay warnings */
 	unsigned retry_min, retry_max;
+};
+
+struct qmgr {
+	struct qgen *g;              /* the current settings (under mu) */
+	struct event_base *base;
+	int in_dfd, q_dfd, st_dfd;
+	struct qspare *spares;       /* delivered files recycled here, or NULL */
 
 	/* aliases: shared by the workers, refreshed under alias_mu */
 	pthread_mutex_t alias_mu;
+	char *alias_path;            /* relay.aliases of the current settings */
 	struct aliases *aliases;
 	time_t alias_checked;
 	bool alias_warned;
@@ -135,6 +147,100 @@ cfg_secs(int ms, time_t def)
 	if (ms <= 0)
 		return def;
 	return ms < 1000 ? 1 : (time_t)((ms + 999) / 1000);
+}
+
+/* ---- settings generations ------------------------------------------ */
+
+/*
+ * gen_new - the delivery methods and schedule of cfg; NULL (logged) if
+ * the delivery configuration is unusable.  own: cfg is freed with it.
+ */
+static struct qgen *
+gen_new(const struct msagate_config *cfg, struct msagate_config *own)
+{
+	struct qgen *g = xcalloc(1, sizeof(*g));
+	char *err = NULL;
+
+	g->refs = 1;
+	g->cfg = cfg;
+	g->lifetime = cfg_secs(cfg->relay.queue_lifetime_ms, QMGR_LIFETIME);
+	g->delay_warning = cfg_secs(cfg->relay.delay_warning_ms, 0);
+	g->retry_min = (unsigned)cfg_secs(cfg->relay.retry_min_ms, QMGR_RETRY_MIN);
+	g->retry_max = (unsigned)cfg_secs(cfg->relay.retry_max_ms, QMGR_RETRY_MAX);
+	if (g->retry_max < g->retry_min)
+		g->retry_max = g->retry_min;
+	g->method = delivery_method_find(cfg->relay.delivery_method);
+	if (g->method == NULL) {
+		log_warnx("queue: unknown delivery method \"%s\"",
+		    cfg->relay.delivery_method ? cfg->relay.delivery_method : "");
+		free(g);
+		return NULL;
+	}
+	if ((g->mctx = g->method->init(cfg, &err)) == NULL) {
+		log_warnx("queue: delivery method %s: %s", g->method->name,
+		    err ? err : "cannot initialise");
+		free(err);
+		free(g);
+		return NULL;
+	}
+	if ((cfg->relay.relayhost != NULL && cfg->relay.relayhost[0] != '\0') ||
+	    cfg->relay.mx_lookup) {
+		g->onward = &delivery_smtp;
+		if ((g->octx = g->onward->init(cfg, &err)) == NULL) {
+			log_warnx("queue: onward relay: %s", err ? err : "cannot initialise");
+			free(err);
+			g->method->free(g->mctx);
+			free(g);
+			return NULL;
+		}
+	}
+	g->own_cfg = own;
+	return g;
+}
+
+static void
+gen_free(struct qgen *g)
+{
+	if (g == NULL)
+		return;
+	g->method->free(g->mctx);
+	if (g->onward != NULL)
+		g->onward->free(g->octx);
+	if (g->own_cfg != NULL)
+		config_free(g->own_cfg);
+	free(g);
+}
+
+/* The one line that says how mail is delivered (start and reload). */
+static void
+gen_log(const struct qgen *g, size_t n_threads, const char *what)
+{
+	log_info("queue: %s: delivery to local domains by %s, other domains by %s, "
+	    "%zu workers, retries %u..%u s, lifetime %lld s, delay warning %s", what,
+	    g->method->relay(g->mctx),
+	    g->onward ? g->onward->relay(g->octx) : "none (deferred)", n_threads,
+	    g->retry_min, g->retry_max, (long long)g->lifetime,
+	    g->delay_warning > 0 ? "on" : "off");
+}
+
+/* The aliases file of the current settings (the loop thread). */
+static void
+set_alias_path(struct qmgr *m, const struct msagate_config *cfg)
+{
+	const char *p = cfg->relay.aliases;
+
+	if (p != NULL && p[0] == '\0')
+		p = NULL;
+	pthread_mutex_lock(&m->alias_mu);
+	if (p == NULL || m->alias_path == NULL || strcmp(p, m->alias_path) != 0) {
+		free(m->alias_path);
+		m->alias_path = p != NULL ? xstrdup(p) : NULL;
+		aliases_free(m->aliases);
+		m->aliases = NULL;
+		m->alias_checked = 0;
+		m->alias_warned = false;
+	}
+	pthread_mutex_unlock(&m->alias_mu);
 }
 
 /* ---- writing a queue file (bounces) --------------------------------- */
@@ -204,6 +310,7 @@ struct item {
 /* The state of one attempt. */
 struct attempt {
 	struct qmgr *m;
+	const struct qgen *g;        /* the settings it started with */
 	struct qmsg *qm;
 	struct qenvelope env;
 	struct qstatus st;
@@ -253,12 +360,11 @@ aliases_maybe_refresh(struct qmgr *m, time_t now)
 {
 	char *err = NULL;
 
-	if (m->cfg->relay.aliases == NULL || m->cfg->relay.aliases[0] == '\0' ||
-	    now - m->alias_checked < ALIASES_RECHECK_SECS)
+	if (m->alias_path == NULL || now - m->alias_checked < ALIASES_RECHECK_SECS)
 		return;
 	m->alias_checked = now;
 	if (m->aliases == NULL) {
-		m->aliases = aliases_load(m->cfg->relay.aliases, &err);
+		m->aliases = aliases_load(m->alias_path, &err);
 	} else if (aliases_refresh(&m->aliases, &err) == 0) {
 		m->alias_warned = false;
 		return;
@@ -282,6 +388,7 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
     size_t *n, char **error)
 {
 	struct qmgr *m = a->m;
+	const struct msagate_config *cfg = a->g->cfg;
 	const char *rcpt = a->env.rcpts[idx];
 	struct aliases_policy pol;
 	int rc = 0;
@@ -290,18 +397,18 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
 	*kinds = NULL;
 	*n = 0;
 	*error = NULL;
-	if (address_is_local(m->cfg, rcpt)) {
+	if (address_is_local(cfg, rcpt)) {
 		pthread_mutex_lock(&m->alias_mu);
 		aliases_maybe_refresh(m, a->now);
 		if (m->aliases != NULL) {
 			memset(&pol, 0, sizeof(pol));
-			pol.local_domains = (const char *const *)m->cfg->relay.local_domains;
-			pol.n_local_domains = m->cfg->relay.n_local_domains;
-			pol.recipient_delimiter = m->cfg->relay.recipient_delimiter ?
-			    m->cfg->relay.recipient_delimiter : "";
-			pol.allow_include = m->cfg->relay.allow_alias_include;
-			pol.allow_pipe = m->cfg->relay.allow_alias_commands;
-			pol.allow_file = m->cfg->relay.allow_alias_files;
+			pol.local_domains = (const char *const *)cfg->relay.local_domains;
+			pol.n_local_domains = cfg->relay.n_local_domains;
+			pol.recipient_delimiter = cfg->relay.recipient_delimiter ?
+			    cfg->relay.recipient_delimiter : "";
+			pol.allow_include = cfg->relay.allow_alias_include;
+			pol.allow_pipe = cfg->relay.allow_alias_commands;
+			pol.allow_file = cfg->relay.allow_alias_files;
 			/* a refused command, file or include bounces alone */
 			pol.keep_refused = true;
 			rc = aliases_expand(m->aliases, &pol, rcpt, out, kinds, n, error);
@@ -433,7 +540,7 @@ maybe_expire(struct attempt *a, struct item *it)
 
 	if (!a->expired || it->r.status != DELIVERY_DEFER)
 		return;
-	long long t = (long long)a->m->lifetime;
+	long long t = (long long)a->g->lifetime;
 	/* in the largest whole unit: "5 days", "4 hours", "30 minutes" */
 	long long v = t >= 86400 ? t / 86400 : t >= 3600 ? t / 3600 : t >= 60 ? t / 60 : t;
 	const char *u = t >= 86400 ? "day" : t >= 3600 ? "hour" : t >= 60 ? "minute" : "second";
@@ -547,7 +654,7 @@ queue_notice(struct attempt *a, const struct sbuf *msg, const char *noun,
 static bool
 send_bounce(struct attempt *a, int qfd, long long body_offset)
 {
-	struct qmgr *m = a->m;
+	const struct msagate_config *cfg = a->g->cfg;
 	size_t n, hlen;
 	struct dsn_rcpt *dr = dsn_rcpts(a, DELIVERY_BOUNCE, &n);
 	struct sbuf msg;
@@ -556,7 +663,7 @@ send_bounce(struct attempt *a, int qfd, long long body_offset)
 
 	headers = read_headers(qfd, body_offset, &hlen);
 	sbuf_init(&msg, 0);
-	dsn_build(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost", &a->env,
+	dsn_build(&msg, cfg->hostname ? cfg->hostname : "localhost", &a->env,
 	    dr, n, headers, hlen, a->now);
 	ok = queue_notice(a, &msg, "bounce", "non-delivery", a->qm->bounce_id,
 	    sizeof(a->qm->bounce_id)) == 0;
@@ -609,15 +716,15 @@ handle_bounces(struct attempt *a, int qfd, long long body_offset)
 static void
 maybe_warn(struct attempt *a, int qfd, long long body_offset)
 {
-	struct qmgr *m = a->m;
+	const struct qgen *g = a->g;
 	struct dsn_rcpt *dr;
 	struct sbuf msg;
 	char *headers;
 	size_t n, hlen;
 	int fd;
 
-	if (m->delay_warning <= 0 || a->st.warned || a->env.sender[0] == '\0' ||
-	    a->now - a->env.arrival < m->delay_warning || a->status_failed)
+	if (g->delay_warning <= 0 || a->st.warned || a->env.sender[0] == '\0' ||
+	    a->now - a->env.arrival < g->delay_warning || a->status_failed)
 		return;
 	dr = dsn_rcpts(a, DELIVERY_DEFER, &n);
 	if (n == 0) {
@@ -626,8 +733,8 @@ maybe_warn(struct attempt *a, int qfd, long long body_offset)
 	}
 	headers = read_headers(qfd, body_offset, &hlen);
 	sbuf_init(&msg, 0);
-	dsn_build_delay(&msg, m->cfg->hostname ? m->cfg->hostname : "localhost",
-	    &a->env, dr, n, headers, hlen, a->now, a->env.arrival + m->lifetime);
+	dsn_build_delay(&msg, g->cfg->hostname ? g->cfg->hostname : "localhost",
+	    &a->env, dr, n, headers, hlen, a->now, a->env.arrival + g->lifetime);
 	if (queue_notice(a, &msg, "delay warning", "delay", a->qm->warn_id,
 	    sizeof(a->qm->warn_id)) < 0)
 		goto out;
@@ -653,7 +760,7 @@ static void
 deliver_alias_target(struct attempt *a, struct item *it,
     const struct delivery_msg *dm)
 {
-	const struct msagate_config *cfg = a->m->cfg;
+	const struct msagate_config *cfg = a->g->cfg;
 	const char *relay = it->kind == ALIAS_COMMAND ? "command" :
 	    it->kind == ALIAS_FILE ? "file" : "include";
 	struct sbuf h;
@@ -804,7 +911,7 @@ read_qheader(int qfd, struct qenvelope *env)
 }
 
 static void
-attempt_message(struct qmgr *m, struct qmsg *qm)
+attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 {
 	struct attempt a;
 	struct delivery_msg dm;
@@ -814,6 +921,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 
 	memset(&a, 0, sizeof(a));
 	a.m = m;
+	a.g = g;
 	a.qm = qm;
 	a.sfd = -1;
 	sbuf_init(&a.held, 0);
@@ -865,7 +973,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 		log_warn("queue: %s: cannot read status file; will retry", qm->id);
 		goto out;
 	}
-	a.expired = a.now - a.env.arrival >= m->lifetime;
+	a.expired = a.now - a.env.arrival >= g->lifetime;
 	a.idx_open = xcalloc(a.env.n_rcpts ? a.env.n_rcpts : 1, sizeof(bool));
 
 	/* what is left to do */
@@ -889,7 +997,7 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 			if (!qstatus_final_done(&a.st, idx, finals[f]))
 				add_item(&a, idx, finals[f], kinds[f],
 				    kinds[f] != ALIAS_ADDRESS ||
-				    address_is_local(m->cfg, finals[f]));
+				    address_is_local(g->cfg, finals[f]));
 		}
 		aliases_free_list(finals, nf);
 		free(kinds);
@@ -922,15 +1030,15 @@ attempt_message(struct qmgr *m, struct qmsg *qm)
 			settle(&a, it, "none");
 		} else if (it->kind != ALIAS_ADDRESS) {
 			deliver_alias_target(&a, it, &dm);
-		} else if (!it->local && m->onward == NULL) {
+		} else if (!it->local && g->onward == NULL) {
 			delivery_set(&it->r, DELIVERY_DEFER, "4.4.0", ONWARD_DETAIL);
 			it->decided = true;
 			settle(&a, it, "none");
 		}
 	}
-	deliver_group(&a, &dm, m->method, m->mctx, true);
-	if (m->onward != NULL)
-		deliver_group(&a, &dm, m->onward, m->octx, false);
+	deliver_group(&a, &dm, g->method, g->mctx, true);
+	if (g->onward != NULL)
+		deliver_group(&a, &dm, g->onward, g->octx, false);
 	handle_bounces(&a, qfd, a.env.body_offset);
 	maybe_warn(&a, qfd, a.env.body_offset);
 
@@ -995,6 +1103,7 @@ worker_main(void *arg)
 {
 	struct qmgr *m = arg;
 	struct qmsg *qm;
+	struct qgen *g;
 
 	worker_lower_priority();
 	pthread_mutex_lock(&m->mu);
@@ -1005,9 +1114,17 @@ worker_main(void *arg)
 			break;
 		qm = TAILQ_FIRST(&m->jobs);
 		TAILQ_REMOVE(&m->jobs, qm, link);
+		g = m->g;
+		g->refs++;
 		pthread_mutex_unlock(&m->mu);
-		attempt_message(m, qm);
+		attempt_message(m, g, qm);
 		pthread_mutex_lock(&m->mu);
+		if (--g->refs == 0) {
+			/* the last attempt of a replaced configuration */
+			pthread_mutex_unlock(&m->mu);
+			gen_free(g);
+			pthread_mutex_lock(&m->mu);
+		}
 		/* a non-empty list means the loop was told already */
 		if (TAILQ_EMPTY(&m->done))
 			while (write(m->notify_w, "x", 1) < 0 && errno == EINTR)
@@ -1127,7 +1244,7 @@ notify_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		qm->tries++;
 		qm->next_try = time(NULL) + (time_t)qmgr_retry_delay(qm->tries,
-		    m->retry_min, m->retry_max);
+		    m->g->retry_min, m->g->retry_max);
 		qm->state = QM_WAITING;
 		TAILQ_INSERT_TAIL(&m->waiting, qm, link);
 		m->n_waiting++;
@@ -1245,21 +1362,17 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
     int q_dfd, int st_dfd)
 {
 	struct qmgr *m;
-	char *err = NULL;
 	int p[2];
 
 	m = xcalloc(1, sizeof(*m));
-	m->cfg = cfg;
+	if ((m->g = gen_new(cfg, NULL)) == NULL) {
+		free(m);
+		return NULL;
+	}
 	m->base = base;
 	m->in_dfd = in_dfd;
 	m->q_dfd = q_dfd;
 	m->st_dfd = st_dfd;
-	m->lifetime = cfg_secs(cfg->relay.queue_lifetime_ms, QMGR_LIFETIME);
-	m->delay_warning = cfg_secs(cfg->relay.delay_warning_ms, 0);
-	m->retry_min = (unsigned)cfg_secs(cfg->relay.retry_min_ms, QMGR_RETRY_MIN);
-	m->retry_max = (unsigned)cfg_secs(cfg->relay.retry_max_ms, QMGR_RETRY_MAX);
-	if (m->retry_max < m->retry_min)
-		m->retry_max = m->retry_min;
 	m->n_workers = cfg->relay.delivery_workers > 0 ?
 	    (size_t)cfg->relay.delivery_workers : QMGR_WORKERS;
 	if (m->n_workers > QMGR_WORKERS_MAX)
@@ -1268,35 +1381,13 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 	TAILQ_INIT(&m->waiting);
 	TAILQ_INIT(&m->jobs);
 	TAILQ_INIT(&m->done);
-	m->method = delivery_method_find(cfg->relay.delivery_method);
-	if (m->method == NULL) {
-		log_warnx("queue: unknown delivery method \"%s\"",
-		    cfg->relay.delivery_method ? cfg->relay.delivery_method : "");
-		free(m);
-		return NULL;
-	}
-	if ((m->mctx = m->method->init(cfg, &err)) == NULL) {
-		log_warnx("queue: delivery method %s: %s", m->method->name,
-		    err ? err : "cannot initialise");
-		free(err);
-		free(m);
-		return NULL;
-	}
-	if ((cfg->relay.relayhost != NULL && cfg->relay.relayhost[0] != '\0') ||
-	    cfg->relay.mx_lookup) {
-		m->onward = &delivery_smtp;
-		if ((m->octx = m->onward->init(cfg, &err)) == NULL) {
-			log_warnx("queue: onward relay: %s", err ? err : "cannot initialise");
-			free(err);
-			m->method->free(m->mctx);
-			free(m);
-			return NULL;
-		}
-	}
 	pthread_mutex_init(&m->alias_mu, NULL);
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
+	set_alias_path(m, cfg);
+	pthread_mutex_lock(&m->alias_mu);
 	aliases_maybe_refresh(m, time(NULL));
+	pthread_mutex_unlock(&m->alias_mu);
 
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
 		fatal("queue: pipe");
@@ -1321,13 +1412,31 @@ qmgr_new(const struct msagate_config *cfg, struct event_base *base, int in_dfd,
 		}
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
-	log_info("queue: delivery to local domains by %s, other domains by %s, "
-	    "%zu workers, retries %u..%u s, lifetime %lld s, delay warning %s",
-	    m->method->relay(m->mctx),
-	    m->onward ? m->onward->relay(m->octx) : "none (deferred)", m->n_threads,
-	    m->retry_min, m->retry_max, (long long)m->lifetime,
-	    m->delay_warning > 0 ? "on" : "off");
+	gen_log(m->g, m->n_threads, "started");
 	return m;
+}
+
+int
+qmgr_reconfigure(struct qmgr *m, struct msagate_config *cfg)
+{
+	struct qgen *g, *old;
+
+	if ((g = gen_new(cfg, cfg)) == NULL) {
+		config_free(cfg);
+		return -1;
+	}
+	set_alias_path(m, cfg);
+	pthread_mutex_lock(&m->mu);
+	old = m->g;
+	m->g = g;
+	if (--old->refs > 0)
+		old = NULL;      /* attempts in progress: the last one frees it */
+	pthread_mutex_unlock(&m->mu);
+	gen_free(old);
+	gen_log(g, m->n_threads, "reloaded");
+	/* new retry bounds apply from the next failure; due ones go now */
+	arm_timer(m);
+	return 0;
 }
 
 void
@@ -1381,10 +1490,9 @@ qmgr_free(struct qmgr *m)
 	event_free(m->notify_ev);
 	close(m->notify_r);
 	close(m->notify_w);
-	m->method->free(m->mctx);
-	if (m->onward != NULL)
-		m->onward->free(m->octx);
+	gen_free(m->g);
 	aliases_free(m->aliases);
+	free(m->alias_path);
 	pthread_mutex_destroy(&m->alias_mu);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);

@@ -45,6 +45,15 @@ struct qmgr;
 struct qmgr *qmgr_new(const struct msagate_config *cfg, struct event_base *base,
     int in_dfd, int q_dfd, int st_dfd);
 /*
+ * qmgr_reconfigure - SIGHUP: deliver with cfg's settings from now on
+ * (delivery method, relayhost, local domains, aliases file, retries,
+ * lifetime, hostname).  Attempts in progress finish with the settings
+ * they started with.  Takes cfg (freed when no attempt uses it any more,
+ * or at once on failure).  0, or -1 (logged; the old settings stay).
+ * The number of delivery threads stays as started.
+ */
+int qmgr_reconfigure(struct qmgr *m, struct msagate_config *cfg);
+/*
  * qmgr_set_spares - delivered messages' files go to this pool of spares
  * (qspare.h) instead of being unlinked, while it has room.  Call before
  * qmgr_scan(); the pool must outlive the qmgr.

@@ -114,13 +114,17 @@ struct qconn {
 };
 
 struct qrole {
-	struct msagate_config *cfg;
+	struct msagate_config *cfg;  /* as started (state_dir, user) */
+	struct msagate_config *run_cfg; /* a reload's, if qmgr started with it */
 	struct event_base *base;
 	int listen_fd;
+	int ctl_fd;                  /* from the parent: reloads (-1: none) */
 	struct event *lev, *kick, *reap, *grace, *notify_ev, *spare_tick;
-	struct event *sigterm, *sigint, *sighup;
+	struct event *sigterm, *sigint, *sighup, *ctl_ev;
 	int in_dfd, q_dfd, st_dfd;   /* incoming/, queue/ and status/ */
-	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch */
+	bool sync_fs;                /* queue_sync = "filesystem": syncfs() a batch
+	                                (under mu: a reload may change it) */
+	bool batch_sync_fs;          /* sync_fs for the worker's batch (worker) */
 	struct sync_backoff fs_slow; /* syncfs() too slow lately? (worker only) */
 	struct qmgr *qmgr;           /* NULL: delivery not configured */
 	struct qspare *spares;       /* delivered files, emptied for reuse */
@@ -144,6 +148,7 @@ struct qrole {
 	int notify_r, notify_w;
 
 	bool stopping, draining, grace_over, hard_stop;
+	bool started_as_root;        /* before privsep_drop() */
 	unsigned long n_committed;
 };
 
@@ -342,7 +347,7 @@ sync_data(struct qrole *q, struct qent_list *batch, int n)
 {
 	struct qent *e;
 
-	if (n >= 2 && q->sync_fs && sync_backoff_allows(&q->fs_slow, now_ms())) {
+	if (n >= 2 && q->batch_sync_fs && sync_backoff_allows(&q->fs_slow, now_ms())) {
 		uint64_t t0 = now_ms();
 		int err = syncfs(q->q_dfd) < 0 ? errno : 0;
 		uint64_t t1 = now_ms();
@@ -454,6 +459,7 @@ worker_main(void *arg)
 		if (!q->has_work)
 			break;
 		/* everything pending is this batch */
+		q->batch_sync_fs = q->sync_fs;
 		TAILQ_INIT(&q->batch);
 		n = 0;
 		while ((e = TAILQ_FIRST(&q->pending)) != NULL) {
@@ -1148,7 +1154,135 @@ sighup_cb(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	(void)arg;
-	log_info("queue: SIGHUP: nothing to reload");
+	log_info("queue: SIGHUP: reloads come from msagated (send it SIGHUP)");
+}
+
+/*
+ * keep_started - settings the queue role cannot change while it runs stay
+ * as started in n (the reloaded configuration), with a log line when they
+ * differ: the delivery helper's (forked as root at start: alias user,
+ * commands, files, minimum uid, and whether it exists at all for Maildir
+ * delivery as other users) and the number of delivery threads.
+ */
+static void
+keep_started(const struct msagate_config *o, struct msagate_config *n,
+    bool started_as_root)
+{
+	bool helper_keys = n->relay.allow_alias_commands != o->relay.allow_alias_commands ||
+	    n->relay.allow_alias_files != o->relay.allow_alias_files ||
+	    n->relay.delivery_min_uid != o->relay.delivery_min_uid ||
+	    n->relay.alias_command_timeout_ms != o->relay.alias_command_timeout_ms ||
+	    strcmp(n->relay.alias_user ? n->relay.alias_user : "",
+	    o->relay.alias_user ? o->relay.alias_user : "") != 0;
+	char *t;
+
+	if (helper_keys)
+		log_warnx("queue: reload: relay.allow_alias_commands, allow_alias_files, "
+		    "alias_user, alias_command_timeout and delivery.min_uid change "
+		    "only on a restart of msagated");
+	n->relay.allow_alias_commands = o->relay.allow_alias_commands;
+	n->relay.allow_alias_files = o->relay.allow_alias_files;
+	n->relay.delivery_min_uid = o->relay.delivery_min_uid;
+	n->relay.alias_command_timeout_ms = o->relay.alias_command_timeout_ms;
+	t = n->relay.alias_user;
+	n->relay.alias_user = o->relay.alias_user ? xstrdup(o->relay.alias_user) : NULL;
+	free(t);
+	if (n->relay.delivery_workers != o->relay.delivery_workers) {
+		log_warnx("queue: reload: relay.delivery_workers changes only on a "
+		    "restart of msagated");
+		n->relay.delivery_workers = o->relay.delivery_workers;
+	}
+	/* Maildir delivery as the recipients needs the helper forked at start */
+	if (started_as_root && !deliver_helper_privileged() &&
+	    n->relay.delivery_method != NULL && o->relay.delivery_method != NULL &&
+	    strcmp(n->relay.delivery_method, "maildir") == 0 &&
+	    strcmp(o->relay.delivery_method, "maildir") != 0) {
+		log_warnx("queue: reload: a change of relay.delivery to maildir needs a "
+		    "restart of msagated (the delivery helper is started only then); "
+		    "delivering by %s until then", o->relay.delivery_method);
+		t = n->relay.delivery_method;
+		n->relay.delivery_method = xstrdup(o->relay.delivery_method);
+		free(t);
+		t = n->relay.delivery_path;
+		n->relay.delivery_path = o->relay.delivery_path ?
+		    xstrdup(o->relay.delivery_path) : NULL;
+		free(t);
+		t = n->relay.delivery_socket;
+		n->relay.delivery_socket = o->relay.delivery_socket ?
+		    xstrdup(o->relay.delivery_socket) : NULL;
+		free(t);
+	}
+}
+
+/*
+ * reload - deliver with the relay settings of the configuration on cfd
+ * from now on.  The parent has checked it already; what cannot change
+ * while the role runs stays as started (keep_started).
+ */
+static void
+reload(struct qrole *q, int cfd)
+{
+	struct config_errors errs = { 0 };
+	struct msagate_config *n;
+	FILE *fp;
+
+	if ((fp = fdopen(cfd, "r")) == NULL) {
+		log_warn("queue: reload");
+		close(cfd);
+		return;
+	}
+	n = config_load_fp(fp, q->cfg->file, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		log_warnx("queue: reload: %s", errs.msg[i]);
+	config_errors_free(&errs);
+	if (n == NULL) {
+		log_warnx("queue: reload: keeping the running settings");
+		return;
+	}
+	keep_started(q->cfg, n, q->started_as_root);
+	pthread_mutex_lock(&q->mu);
+	q->sync_fs = n->queue_sync_fs;
+	pthread_mutex_unlock(&q->mu);
+	if (q->qmgr != NULL) {
+		(void)qmgr_reconfigure(q->qmgr, n);     /* takes n */
+		return;
+	}
+	/* delivery was not configured until now */
+	if ((q->qmgr = qmgr_new(n, q->base, q->in_dfd, q->q_dfd, q->st_dfd)) == NULL) {
+		config_free(n);
+		return;
+	}
+	config_free(q->run_cfg);
+	q->run_cfg = n;
+	qmgr_set_spares(q->qmgr, q->spares);
+	qmgr_scan(q->qmgr);
+}
+
+/* ctl_cb - the parent's socket: a reload (a descriptor of the checked
+ * configuration file, which may be readable by root only), or EOF. */
+static void
+ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct qrole *q = arg;
+	int cfd;
+	char tag;
+	int r = recv_fd(fd, &cfd, &tag);
+
+	(void)what;
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		event_del(q->ctl_ev);    /* the parent is gone: SIGTERM follows */
+		return;
+	}
+	if (tag != 'R' || cfd < 0) {
+		log_warnx("queue: unknown message from msagated; ignored");
+		if (cfd >= 0)
+			close(cfd);
+		return;
+	}
+	log_info("queue: reloading the relay settings");
+	reload(q, cfd);
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -1175,7 +1309,7 @@ new_event(struct qrole *q, int fd, short what, event_callback_fn cb)
 }
 
 int
-role_queue_main(struct msagate_config *cfg, int listen_fd)
+role_queue_main(struct msagate_config *cfg, int listen_fd, int ctl_fd)
 {
 	struct qrole qr, *q = &qr;
 	struct qconn *c;
@@ -1184,6 +1318,8 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	memset(q, 0, sizeof(*q));
 	q->cfg = cfg;
 	q->listen_fd = listen_fd;
+	q->ctl_fd = ctl_fd;
+	q->started_as_root = geteuid() == 0;
 	TAILQ_INIT(&q->conns);
 	TAILQ_INIT(&q->dead_conns);
 	TAILQ_INIT(&q->pending);
@@ -1239,6 +1375,12 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_add(q->sigterm, NULL);
 	event_add(q->sigint, NULL);
 	event_add(q->sighup, NULL);
+	if (ctl_fd >= 0) {
+		if (set_nonblock(ctl_fd) < 0)
+			fatal("queue: control socket");
+		q->ctl_ev = new_event(q, ctl_fd, EV_READ | EV_PERSIST, ctl_cb);
+		event_add(q->ctl_ev, NULL);
+	}
 
 	q->spares = qspare_new(q->in_dfd, QSPARE_MAX);
 	q->spare_tick = new_event(q, -1, EV_PERSIST, spare_tick_cb);
@@ -1277,6 +1419,7 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	pthread_mutex_unlock(&q->mu);
 	pthread_join(q->th, NULL);
 	qmgr_free(q->qmgr);
+	config_free(q->run_cfg);
 	qspare_clear(q->spares);
 	qspare_free(q->spares);
 
@@ -1291,6 +1434,8 @@ role_queue_main(struct msagate_config *cfg, int listen_fd)
 	event_free(q->sigterm);
 	event_free(q->sigint);
 	event_free(q->sighup);
+	if (q->ctl_ev != NULL)
+		event_free(q->ctl_ev);
 	event_base_free(q->base);
 	close(q->notify_r);
 	close(q->notify_w);

@@ -31,7 +31,8 @@ struct auth_fds {
 
 int role_smtp_main(struct msagate_config *cfg, const struct smtp_listeners *ls);
 int role_auth_main(struct msagate_config *cfg, const struct auth_fds *fds);
-int role_queue_main(struct msagate_config *cfg, int queue_listen_fd);
+/* ctl_fd: the parent's end for reloads (SOCK_SEQPACKET), or -1 */
+int role_queue_main(struct msagate_config *cfg, int queue_listen_fd, int ctl_fd);
 
 /*
  * privsep_drop - when running as root, switch to cfg->user (setgroups,

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include "util.h"
 #include "log.h"
@@ -416,6 +417,77 @@ write_all(int fd, const void *buf, size_t n)
 		left -= (size_t)w;
 	}
 	return (ssize_t)n;
+}
+
+int
+send_fd(int sock, int fd, char tag)
+{
+	struct msghdr mh;
+	struct iovec iov = { &tag, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct cmsghdr *ch;
+
+	memset(&mh, 0, sizeof(mh));
+	memset(&u, 0, sizeof(u));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	ch = CMSG_FIRSTHDR(&mh);
+	ch->cmsg_level = SOL_SOCKET;
+	ch->cmsg_type = SCM_RIGHTS;
+	ch->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(ch), &fd, sizeof(int));
+	for (;;) {
+		if (sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+int
+recv_fd(int sock, int *fd, char *tag)
+{
+	struct msghdr mh;
+	struct iovec iov = { tag, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct cmsghdr *ch;
+	ssize_t n;
+
+	*fd = -1;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	do
+		n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n < 0 ? -1 : 0;
+	for (ch = CMSG_FIRSTHDR(&mh); ch != NULL; ch = CMSG_NXTHDR(&mh, ch)) {
+		size_t k;
+
+		if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (k = 0; k < (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(ch) + k * sizeof(int), sizeof(int));
+			if (*fd < 0)
+				*fd = got;
+			else
+				close(got);
+		}
+	}
+	return 1;
 }
 
 bool

@@ -63,6 +63,12 @@ void random_bytes(void *buf, size_t n);
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 ssize_t write_all(int fd, const void *buf, size_t n);   /* -1 with errno */
+/* One byte `tag` with descriptor fd (SCM_RIGHTS) on a UNIX socket; 0 or -1. */
+int send_fd(int sock, int fd, char tag);
+/* The other side: 1 with *fd (-1 if none came; close-on-exec) and *tag,
+ * 0 at EOF, -1 with errno (EAGAIN: nothing yet).  Extra descriptors are
+ * closed. */
+int recv_fd(int sock, int *fd, char *tag);
 
 /* Parse a decimal number in [min,max]; false otherwise. */
 bool parse_uint(const char *s, unsigned long long max, unsigned long long *out);

@@ -144,7 +144,7 @@ start_role(void)
 
 	if (pid == 0) {
 		signal(SIGTERM, SIG_DFL);
-		_exit(role_queue_main(&cfg, lfd));
+		_exit(role_queue_main(&cfg, lfd, -1));
 	}
 	return pid;
 }

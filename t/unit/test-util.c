@@ -1,7 +1,12 @@
 /*
  * test-util.c - unit tests for src/util.c: base64 (strict decoding),
- * Dovecot tab-escaping, constant-time comparison, sbuf bounds, numbers.
+ * Dovecot tab-escaping, constant-time comparison, sbuf bounds, numbers,
+ * descriptor passing.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
@@ -110,6 +115,30 @@ test_numbers(void)
 	ok(!parse_uint("99999999999999999999999", ~0ULL, &v), "overflow refused");
 }
 
+/* a descriptor and its tag across a SOCK_SEQPACKET pair (reloads) */
+static void
+test_fd_passing(void)
+{
+	int sv[2], p[2], fd = -2;
+	char tag = 0, buf[8] = "";
+
+	ok(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0 && pipe(p) == 0, "setup");
+	ok(recv_fd(sv[1], &fd, &tag) == -1 && errno == EAGAIN, "nothing yet: EAGAIN");
+	ok(send_fd(sv[0], p[0], 'R') == 0, "send_fd");
+	close(p[0]);
+	ok(recv_fd(sv[1], &fd, &tag) == 1 && tag == 'R' && fd >= 0, "recv_fd: tag and fd");
+	ok(write(p[1], "hi", 2) == 2 && read(fd, buf, sizeof(buf)) == 2 &&
+	    memcmp(buf, "hi", 2) == 0, "the descriptor received is the pipe's");
+	ok((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0, "received close-on-exec");
+	close(fd);
+	ok(write(sv[0], "X", 1) == 1 && recv_fd(sv[1], &fd, &tag) == 1 && fd == -1 &&
+	    tag == 'X', "a message without a descriptor: fd -1");
+	close(sv[0]);
+	ok(recv_fd(sv[1], &fd, &tag) == 0, "EOF: 0");
+	close(sv[1]);
+	close(p[1]);
+}
+
 int
 main(void)
 {
@@ -118,5 +147,6 @@ main(void)
 	test_ct_equal();
 	test_sbuf();
 	test_numbers();
+	test_fd_passing();
 	return done_testing();
 }
