@@ -579,7 +579,7 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	}
 	load_backends(L, cfg, a);
 	cfg->auth.failure_delay_ms = get_ms(L, a, "failure_delay", 2000, 10000);
-	cfg->auth.min_time_ms = get_ms(L, a, "min_time", 100, 5000);
+	cfg->auth.min_time_ms = get_ms(L, a, "min_time", 0, 5000);
 	cfg->auth.workers = (int)get_int(L, a, "workers", nproc > 0 ? nproc : 2, 1, 64);
 	cfg->auth.allow_authzid = get_bool(L, a, "allow_authzid", false);
 	/* verified-credential cache (src/auth-cache.h): on for passwd-file

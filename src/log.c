@@ -166,6 +166,16 @@ fatalx(const char *fmt, ...)
 }
 
 char *
+log_token(char *buf, size_t len, const char *s, size_t max)
+{
+	log_safe(buf, len, s, max);
+	for (char *p = buf; *p; p++)
+		if (*p == ' ')
+			*p = '?';
+	return buf;
+}
+
+char *
 log_safe(char *buf, size_t len, const char *s, size_t max)
 {
 	size_t i, o = 0;

@@ -28,5 +28,11 @@ bool log_debug_enabled(void);
  * len) replacing control and non-ASCII bytes with '?'.  Returns buf.
  */
 char *log_safe(char *buf, size_t len, const char *s, size_t max);
+/*
+ * log_token - the same for a value logged as one key=value token (user=):
+ * spaces become '?' too, so that a chosen name cannot add fields that
+ * log scanners (fail2ban) would read.
+ */
+char *log_token(char *buf, size_t len, const char *s, size_t max);
 
 #endif

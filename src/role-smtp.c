@@ -26,6 +26,7 @@
 #include "queue-client.h"
 #include "roles.h"
 #include "smtp-clients.h"
+#include "smtp-policy.h"
 #include "smtp-session.h"
 #include "tls.h"
 #include "userdbc.h"
@@ -100,7 +101,10 @@ accept_cb(struct evconnlistener *ev, evutil_socket_t fd, struct sockaddr *sa,
 		       "address; try again later");
 		return;
 	}
-	if (smtp_clients_count(srv->clients, sa) >= per) {
+	/* clients inside mynetworks are exempt, as in Postfix
+	 * (smtpd_client_event_limit_exceptions = $mynetworks) */
+	if (smtp_clients_count(srv->clients, sa) >= per &&
+	    !policy_in_mynetworks(cfg, sa)) {
 		if (getnameinfo(sa, (socklen_t)salen, ip, sizeof(ip), NULL, 0,
 		                NI_NUMERICHOST) != 0)
 			snprintf(ip, sizeof(ip), "?");

@@ -245,7 +245,7 @@ auth_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 		s->flags |= SF_AUTH;
 		s->state = ST_CMD;
 		log_info("%s: auth ok: rip=%s user=%s mech=%s", s->id, s->rip,
-		         log_safe(safe, sizeof(safe), s->auth_user, 100),
+		         log_token(safe, sizeof(safe), s->auth_user, 100),
 		         s->auth_mech);
 		smtp_session_reply(s, "235 2.7.0 Authentication successful");
 		break;
@@ -255,13 +255,16 @@ auth_cb(void *ctx, enum authc_result res, const char *data, const char *extra)
 		if (user == NULL)
 			user = s->auth_login;
 		log_info("%s: auth failed: rip=%s user=%s mech=%s", s->id, s->rip,
-		         user && *user ? log_safe(safe, sizeof(safe), user, 100) : "-",
+		         user && *user ? log_token(safe, sizeof(safe), user, 100) : "-",
 		         s->auth_mech);
 		/* smtp.max_auth_failures per session (0: only max_errors) */
 		if (s->srv->cfg->smtp.max_auth_failures > 0 &&
 		    ++s->auth_failures >= s->srv->cfg->smtp.max_auth_failures) {
 			log_info("%s: too many failed authentications from [%s], "
 			         "disconnecting", s->id, s->rip);
+			/* the answer to this AUTH first, as Postfix does: a
+			 * client shows "wrong password", not a temporary error */
+			smtp_session_reply(s, "535 5.7.8 Authentication credentials invalid");
 			smtp_session_reply(s, "421 4.7.0 %s Error: too many failed "
 			    "authentications", s->srv->cfg->hostname);
 			smtp_session_close(s);

@@ -445,7 +445,7 @@ data_end(struct smtp_session *s)
 		char safe[300], user[128];
 
 		log_info("%s: reject: DATA from [%s] user=%s: %s", s->id, s->rip,
-		         s->auth_user ? log_safe(user, sizeof(user), s->auth_user, 100) : "-",
+		         s->auth_user ? log_token(user, sizeof(user), s->auth_user, 100) : "-",
 		         log_safe(safe, sizeof(safe), tx->from_err, 250));
 		tx_discard(s);
 		s->flags |= SF_LOGGED;
@@ -492,7 +492,7 @@ commit_cb(void *ctx, int ok, const char *err)
 		         "user=%s client=[%s]", s->id, tx->qid,
 		         log_safe(from, sizeof(from), tx->sender, 150),
 		         tx->n_rcpts, tx->filter.size,
-		         s->auth_user ? log_safe(user, sizeof(user), s->auth_user, 100) : "-",
+		         s->auth_user ? log_token(user, sizeof(user), s->auth_user, 100) : "-",
 		         s->rip);
 		smtp_session_reply(s, "250 2.0.0 Ok: queued as %s", tx->qid);
 	} else {

@@ -198,7 +198,7 @@ smtp_session_free(struct smtp_session *s)
 	smtp_tx_free(s);
 	log_info("%s: disconnect from [%s]:%u tls=%s user=%s errors=%d", s->id,
 	         s->rip, s->rport, s->tls_info ? s->tls_info : "-",
-	         s->auth_user ? log_safe(user, sizeof(user), s->auth_user, 100) : "-",
+	         s->auth_user ? log_token(user, sizeof(user), s->auth_user, 100) : "-",
 	         s->n_errors);
 	if (s->bev) {
 		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);

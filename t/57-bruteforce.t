@@ -5,7 +5,7 @@
 # block_time (IPv6 per /48), exempt addresses and no-penalty requests are
 # spared, and one session is cut after smtp.max_auth_failures failed AUTH
 # commands.
-import os, socket, sys, threading, time
+import os, re, socket, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
@@ -133,7 +133,20 @@ s = d.smtp(source="127.0.0.40")
 s.login(alice, "bad-1")
 like(s.auth_plain(alice, "bad-2"), r"^535", "2nd failure in the session: 535")
 r = s.auth_plain(alice, "bad-3")
-ok(r.startswith("421") or (r.startswith("535") and s.closed()), "3rd failure: 421 4.7.0 and the session is closed", r)
+like(r, r"^535 5\.7\.8", "3rd failure: still 535 5.7.8 for the AUTH (spec: wrong credentials)")
+like(s.reply(), r"^421 4\.7\.0 .*too many failed authentications", "then 421 4.7.0")
 ok(s.closed(), "connection closed")
+log = d.read_log()
+ok(re.search(r"auth failed: rip=127\.0\.0\.40 user=alice@example\.test mech=PLAIN", log),
+   "the SMTP role logs the failure with user=")
+
+# a user name with spaces cannot add fields to the SMTP role's log line
+s = d.smtp(source="127.0.0.41")
+like(s.login("x rip=192.0.2.99 user=y", "bad"), r"^535", "a name with spaces: 535")
+s.close()
+ok(d.wait_log(r"msagated/smtp\[\d+\]: \w+: auth failed: rip=127\.0\.0\.41 "
+              r"user=x\?rip=192\.0\.2\.99\?user=y mech="),
+   "the SMTP role logs its spaces as '?'", d.read_log()[-800:])
+ok("user=x rip=" not in d.read_log(), "no log line carries the forged field")
 d.stop()
 done()

@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
-# 70-limits.t - connection limits (per client address and in total), the
-# idle timeout, and that one slow client does not stall the others.
+# 70-limits.t - connection limits (per client address outside mynetworks,
+# and in total), the idle timeout, and that one slow client does not stall
+# the others.
 import os, socket, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from msagatetest import *
 
-d = Daemon(smtp_extra="max_connections_per_client = 3; max_connections = 6; idle_timeout = 2;")
+d = Daemon(smtp_extra="max_connections_per_client = 3; max_connections = 8; idle_timeout = 2;")
 alice, apw = "alice@example.test", d.users["alice@example.test"]
 
-held = [d.smtp() for _ in range(3)]
-ok(all(s.greeting.startswith("220") for s in held), "3 sessions from 127.0.0.1 accepted")
-extra = socket.create_connection(("127.0.0.1", d.ports["submission"]), 5)
+# 127.0.0.5 is outside mynetworks (127.0.0.1/32): at most 3 at once
+held = [d.smtp(source="127.0.0.5") for _ in range(3)]
+ok(all(s.greeting.startswith("220") for s in held), "3 sessions from 127.0.0.5 accepted")
+extra = socket.create_connection(("127.0.0.1", d.ports["submission"]), 5,
+                                 source_address=("127.0.0.5", 0))
 extra.settimeout(5)
 r = extra.recv(512).decode()
 like(r, r"^421 4\.7\.0", "4th session from the same address: 421 4.7.0")
 extra.close()
+ok(d.wait_log(r"too many connections from \[127\.0\.0\.5\] \(limit 3\)"), "and logged")
+
+# inside mynetworks the per-client limit does not apply (as in Postfix)
+mine = [d.smtp() for _ in range(4)]
+ok(all(s.greeting.startswith("220") for s in mine),
+   "4 sessions from 127.0.0.1 (mynetworks) accepted: exempt from the per-client limit")
 
 # other loopback addresses play other clients: still served
-others = [d.smtp(source="127.0.0.%d" % i) for i in (2, 3, 4)]
+others = [d.smtp(source="127.0.0.2")]
 ok(all(s.greeting.startswith("220") for s in others), "clients from other addresses are served")
 over = socket.create_connection(("127.0.0.1", d.ports["submission"]), 5, source_address=("127.0.0.9", 0))
 over.settimeout(5)
 like(over.recv(512).decode(), r"^421 4\.7\.0", "past max_connections in total: 421 4.7.0")
 over.close()
-for s in held + others:
+for s in held + mine + others:
     s.close()
 time.sleep(0.3)
 

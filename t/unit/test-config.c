@@ -55,6 +55,7 @@ test_defaults(void)
 	is_str(c->user, "msagate", "default user");
 	is_int(c->relay.message_size_limit, 26214400, "default message_size_limit");
 	is_int(c->auth.failure_delay_ms, 2000, "default failure delay 2 s");
+	is_int(c->auth.min_time_ms, 0, "default min_time 0: successes answered at once");
 	is_int(c->auth.n_mechanisms, 2, "default mechanisms PLAIN LOGIN");
 	is_int(c->auth.socket_mode, 0660, "default socket mode 0660");
 	is_int(c->smtp.max_line, 512, "default command line limit 512");
