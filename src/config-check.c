@@ -114,17 +114,20 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 	check_tls(cfg, errs);
 	/* what the daemon itself would refuse at start-up or at first use */
 	if (cfg->auth.socket_user && getpwnam(cfg->auth.socket_user) == NULL)
-		config_errors_add(errs, cfg->file, 0, "auth.socket_user \"%s\" does not exist",
+		config_errors_add(errs, cfg->file, config_line(cfg, "auth.socket_user"),
+		    "auth.socket_user \"%s\" does not exist",
 		    cfg->auth.socket_user);
 	if (cfg->auth.socket_group && getgrnam(cfg->auth.socket_group) == NULL)
-		config_errors_add(errs, cfg->file, 0, "auth.socket_group \"%s\" does not exist",
+		config_errors_add(errs, cfg->file, config_line(cfg, "auth.socket_group"),
+		    "auth.socket_group \"%s\" does not exist",
 		    cfg->auth.socket_group);
 	/* relay maps: report their own FILE:LINE problems */
 	if (cfg->relay.aliases) {
 		char *err = NULL;
 		struct aliases *a = aliases_load(cfg->relay.aliases, &err);
 		if (a == NULL)
-			config_errors_add(errs, cfg->file, 0, "relay.aliases: %s",
+			config_errors_add(errs, cfg->file, config_line(cfg, "relay.aliases"),
+			    "relay.aliases: %s",
 			    err ? err : "cannot load");
 		aliases_free(a);
 		free(err);
@@ -133,7 +136,8 @@ config_check_deep(const struct msagate_config *cfg, struct config_errors *errs)
 		char *err = NULL;
 		struct sender_logins *m = sender_logins_load(cfg->relay.sender_logins, &err);
 		if (m == NULL)
-			config_errors_add(errs, cfg->file, 0, "relay.sender_logins: %s",
+			config_errors_add(errs, cfg->file, config_line(cfg, "relay.sender_logins"),
+			    "relay.sender_logins: %s",
 			    err ? err : "cannot load");
 		sender_logins_free(m);
 		free(err);
@@ -178,16 +182,21 @@ config_check_later(const struct msagate_config *cfg, struct config_errors *errs)
 {
 	if (cfg->relay.tls_ca_file && cfg->relay.tls_ca_file[0] &&
 	    access(cfg->relay.tls_ca_file, R_OK) != 0)
-		config_errors_add(errs, cfg->file, 0, "relay.tls_ca_file %s: %s",
+		config_errors_add(errs, cfg->file, config_line(cfg, "relay.tls_ca_file"),
+		    "relay.tls_ca_file %s: %s",
 		    cfg->relay.tls_ca_file, strerror(errno));
 	if (cfg->relay.relayhost_credentials && cfg->relay.relayhost_credentials[0]) {
 		struct stat st;
 
 		if (stat(cfg->relay.relayhost_credentials, &st) != 0)
-			config_errors_add(errs, cfg->file, 0, "relay.relayhost_credentials %s: %s",
+			config_errors_add(errs, cfg->file,
+			    config_line(cfg, "relay.relayhost_credentials"),
+			    "relay.relayhost_credentials %s: %s",
 			    cfg->relay.relayhost_credentials, strerror(errno));
 		else if (st.st_mode & 077)
-			config_errors_add(errs, cfg->file, 0, "relay.relayhost_credentials %s: "
+			config_errors_add(errs, cfg->file,
+			    config_line(cfg, "relay.relayhost_credentials"),
+			    "relay.relayhost_credentials %s: "
 			    "group or others may read it, so it is refused (chmod 600 %s)",
 			    cfg->relay.relayhost_credentials, cfg->relay.relayhost_credentials);
 	}

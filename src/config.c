@@ -25,6 +25,7 @@
 struct loader {
 	const char *file;
 	struct config_errors *errs;
+	struct msagate_config *cfg;  /* where get_str records lines */
 };
 
 void
@@ -63,6 +64,42 @@ static int
 line_of(const config_setting_t *s)
 {
 	return s ? (int)config_setting_source_line(s) : 0;
+}
+
+/* record_line - remember where setting s is ("relay.delivery.path"); not
+ * for settings inside lists (backends and listeners keep their own). */
+static void
+record_line(struct loader *L, const config_setting_t *s)
+{
+	char path[256] = "";
+	const config_setting_t *p;
+	struct msagate_config *cfg = L->cfg;
+
+	if (cfg == NULL || s == NULL)
+		return;
+	for (p = s; p != NULL && config_setting_parent(p) != NULL;
+	    p = config_setting_parent(p)) {
+		const char *name = config_setting_name(p);
+		char tmp[256];
+
+		if (name == NULL)
+			return;
+		snprintf(tmp, sizeof(tmp), "%s%s%s", name, path[0] ? "." : "", path);
+		snprintf(path, sizeof(path), "%s", tmp);
+	}
+	cfg->key_lines = xrealloc(cfg->key_lines,
+	    (cfg->n_key_lines + 1) * sizeof(*cfg->key_lines));
+	cfg->key_lines[cfg->n_key_lines].path = xstrdup(path);
+	cfg->key_lines[cfg->n_key_lines++].line = line_of(s);
+}
+
+int
+config_line(const struct msagate_config *cfg, const char *path)
+{
+	for (size_t i = 0; i < cfg->n_key_lines; i++)
+		if (strcmp(cfg->key_lines[i].path, path) == 0)
+			return cfg->key_lines[i].line;
+	return 0;
 }
 
 /* check_keys - report every member of group s whose name is not in known[]. */
@@ -105,6 +142,7 @@ get_str(struct loader *L, const config_setting_t *g, const char *key,
 		    "\"%s\" must be a string", key);
 		return def ? xstrdup(def) : NULL;
 	}
+	record_line(L, s);
 	return xstrdup(config_setting_get_string(s));
 }
 
@@ -311,7 +349,7 @@ load_listen(struct loader *L, struct msagate_config *cfg, const config_setting_t
 	int i, n;
 
 	if (ls == NULL) {
-		config_errors_add(L->errs, L->file, 0, "no \"listen\" list: nothing to serve");
+		config_errors_add(L->errs, L->file, 1, "no \"listen\" list: nothing to serve");
 		return;
 	}
 	if (!config_setting_is_list(ls) && !config_setting_is_array(ls)) {
@@ -508,7 +546,7 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (a == NULL)
-		config_errors_add(L->errs, L->file, 0, "no \"auth\" section");
+		config_errors_add(L->errs, L->file, 1, "no \"auth\" section");
 	check_keys(L, a, "auth", keys);
 	cfg->auth.socket = get_str(L, a, "socket", NULL);
 	if (cfg->auth.socket == NULL)
@@ -923,7 +961,7 @@ config_load_fp(FILE *fp, const char *file, struct config_errors *errs)
 	static const char *const tls_keys[] = { "cert", "key", "min_protocol",
 		"ciphers", NULL };
 	static const char *const log_keys[] = { "facility", "debug", NULL };
-	struct loader L = { file, errs };
+	struct loader L = { file, errs, NULL };
 	struct msagate_config *cfg;
 	config_t lc;
 	config_setting_t *root, *t, *lg;
@@ -950,6 +988,7 @@ config_load_fp(FILE *fp, const char *file, struct config_errors *errs)
 	fclose(fp);
 	root = config_root_setting(&lc);
 	cfg = xcalloc(1, sizeof(*cfg));
+	L.cfg = cfg;
 	cfg->file = xstrdup(file);
 	{
 		struct sbuf b;
@@ -1040,6 +1079,9 @@ config_free(struct msagate_config *cfg)
 
 	if (cfg == NULL)
 		return;
+	for (i = 0; i < cfg->n_key_lines; i++)
+		free(cfg->key_lines[i].path);
+	free(cfg->key_lines);
 	free(cfg->file);
 	free(cfg->auth_text);
 	free(cfg->hostname);

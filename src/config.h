@@ -167,6 +167,10 @@ struct msagate_config {
 	} log;
 
 	int user_line;               /* line of `user`, for error messages */
+	/* the line of every string setting read ("relay.aliases"), so that
+	 * later checks report FILE:LINE too (config_line) */
+	struct config_key_line { char *path; int line; } *key_lines;
+	size_t n_key_lines;
 
 	char *pid_file;              /* run_dir/msagated.pid */
 	char *queue_socket;          /* run_dir/queue */
@@ -184,6 +188,8 @@ struct config_errors {
  * file cannot be read or parsed at all (also recorded in errs).
  */
 struct msagate_config *config_load(const char *file, struct config_errors *errs);
+/* config_line - the line of setting `path` ("auth.socket_group"), or 0. */
+int config_line(const struct msagate_config *cfg, const char *path);
 /* config_load_fp - the same from an open stream (closed), named FILE in
  * messages: the queue role reads a reload through a descriptor the
  * parent opened. */

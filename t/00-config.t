@@ -66,6 +66,14 @@ cases = [
      r"log\.facility \"mial\" unknown"),
     ("relayhost with a space", good.replace("relay = {", 'relay = {\n  relayhost = "mx example";', 1),
      "mx example", r"relay\.relayhost \"mx example\""),
+    ("unknown socket_group", good.replace("socket_mode = 0660;",
+                                          'socket_mode = 0660;\n  socket_group = "no-such-group-xyz";'),
+     "socket_group", r"auth\.socket_group \"no-such-group-xyz\" does not exist"),
+    ("missing aliases file", good.replace("relay = {", 'relay = {\n  aliases = "/nonexistent/aliases";', 1),
+     "/nonexistent/aliases", r"relay\.aliases: /nonexistent/aliases"),
+    ("missing relay CA file", good.replace("relay = {", 'relay = {\n  tls_ca_file = "/nonexistent/ca.pem";', 1),
+     "/nonexistent/ca.pem", r"relay\.tls_ca_file /nonexistent/ca\.pem"),
+    ("no auth section", re.sub(r"\nauth = \{.*?\n\};", "", good, flags=re.S), None, r"no \"auth\" section"),
 ]
 for name, text, needle, pattern in cases:
     r, path = check(text)
