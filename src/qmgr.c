@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -325,6 +326,20 @@ struct attempt {
 	bool hold;                   /* keep status lines in memory (below) */
 	struct sbuf held;            /* lines not written yet */
 };
+
+/*
+ * final_listed - is this final address already an item of the attempt
+ * (another recipient or an alias that leads to the same mailbox)?  Each
+ * mailbox gets one copy, as Postfix's duplicate filter gives.
+ */
+static bool
+final_listed(const struct attempt *a, const char *final, enum alias_kind kind)
+{
+	for (size_t i = 0; i < a->n_items; i++)
+		if (a->items[i].kind == kind && strcasecmp(a->items[i].final, final) == 0)
+			return true;
+	return false;
+}
 
 static void
 add_item(struct attempt *a, size_t idx, const char *final, enum alias_kind kind,
@@ -994,6 +1009,11 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 			continue;
 		}
 		for (size_t f = 0; f < nf; f++) {
+			if (final_listed(&a, finals[f], kinds[f])) {
+				log_debug("%s: %s: %s once only (duplicate)", qm->id,
+				    a.env.rcpts[idx], finals[f]);
+				continue;
+			}
 			if (!qstatus_final_done(&a.st, idx, finals[f]))
 				add_item(&a, idx, finals[f], kinds[f],
 				    kinds[f] != ALIAS_ADDRESS ||

@@ -55,6 +55,13 @@ ok(wait_for(lambda: len(maildir_msgs(box("alice"))) == 1 and len(maildir_msgs(bo
    "alias expands to two users", d.read_log()[-3000:])
 like(maildir_msgs(box("alice"))[0], r"Delivered-To: alice@example\.test\n", "Delivered-To is the final address")
 
+# alice named directly and through the alias: one copy for each mailbox
+send_mail(d, ["team@example.test", "alice@example.test", "Alice@Example.test"], "team and alice")
+ok(wait_for(lambda: len(maildir_msgs(box("bob"))) == 3 and d.queue_files() == []),
+   "the alias and a direct recipient: delivered", d.read_log()[-3000:])
+time.sleep(0.3)
+is_(len(maildir_msgs(box("alice"))), 2, "alice got one copy, not two or three")
+
 send_mail(d, ["carol+lists@example.test"], "tagged")
 ok(wait_for(lambda: len(maildir_msgs(box("carol"))) == 1), "user+tag goes to user's Maildir",
    d.read_log()[-3000:])
