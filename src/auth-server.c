@@ -1141,21 +1141,18 @@ static bool
 client_line(void *arg, char *line)
 {
 	struct auth_client *c = arg;
-	char *argv[AUTH_PROTO_MAX_ARGS];
+	/*
+	 * every field a line can hold (unknown parameters are ignored, as
+	 * Dovecot does, however many): the event loop's thread only
+	 */
+	static char *argv[AUTH_PROTO_MAX_LINE / 2 + 1];
 	size_t argc;
 	unsigned int pid;
 
 	if (strncmp(line, "CONT\t", 5) == 0)
 		argc = auth_proto_split(line, argv, 3);
-	else {
-		argc = auth_proto_split(line, argv, AUTH_PROTO_MAX_ARGS);
-		/* more fields than we split: refuse rather than misread resp= */
-		if (argc == AUTH_PROTO_MAX_ARGS &&
-		    strchr(argv[argc - 1], '\t') != NULL) {
-			proto_error(c, "sent too many parameters");
-			return false;
-		}
-	}
+	else
+		argc = auth_proto_split(line, argv, sizeof(argv) / sizeof(argv[0]));
 
 	switch (c->state) {
 	case CS_VERSION:

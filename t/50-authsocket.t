@@ -128,6 +128,10 @@ like(a.line(), r"^FAIL\t9", "PLAIN with a foreign authorization identity: FAIL")
 # tab-escaped service value and unknown parameters are fine
 a.send("AUTH\t10\tPLAIN\tservice=sm\x01ttp\tfoo=bar\tflag\tresp=" + plain_b64(alice, apw))
 is_(a.line(), "OK\t10\tuser=" + alice, "escaped fields and unknown parameters accepted")
+# however many unknown parameters (Dovecot ignores them; the line limit is 16384)
+a.send("AUTH\t11\tPLAIN\tservice=smtp\t" + "\t".join("x%d=1" % i for i in range(2000)) +
+       "\tresp=" + plain_b64(alice, apw))
+is_(a.line(), "OK\t11\tuser=" + alice, "2000 unknown parameters: still OK")
 # protocol errors disconnect
 a.send("AUTH\t0\tPLAIN\tservice=smtp")
 ok(a.closed(), "request id 0: disconnected")
