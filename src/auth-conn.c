@@ -202,6 +202,9 @@ conn_input(struct auth_conn *c)
 			auth_conn_proto_error(c, "sent a NUL byte");
 			return;
 		}
+		/* CRLF from a hand-written peer: the CR goes, as in Dovecot */
+		if (n >= 2 && line[n - 2] == '\r')
+			line[n - 2] = '\0';
 		alive = cls->line(c->owner, line);
 		line_wipe(line, n, stackline);
 		if (!alive)

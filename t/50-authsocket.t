@@ -132,6 +132,9 @@ is_(a.line(), "OK\t10\tuser=" + alice, "escaped fields and unknown parameters ac
 a.send("AUTH\t11\tPLAIN\tservice=smtp\t" + "\t".join("x%d=1" % i for i in range(2000)) +
        "\tresp=" + plain_b64(alice, apw))
 is_(a.line(), "OK\t11\tuser=" + alice, "2000 unknown parameters: still OK")
+# a line ended by CRLF (a hand-written client): the CR is dropped, as Dovecot does
+a.send("AUTH\t12\tPLAIN\tservice=smtp\tresp=" + plain_b64(alice, apw) + "\r")
+is_(a.line(), "OK\t12\tuser=" + alice, "AUTH ended by CRLF: OK")
 # protocol errors disconnect
 a.send("AUTH\t0\tPLAIN\tservice=smtp")
 ok(a.closed(), "request id 0: disconnected")
