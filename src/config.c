@@ -608,12 +608,27 @@ load_auth(struct loader *L, struct msagate_config *cfg, const config_setting_t *
 		for (k = 0; known[k]; k++)
 			if (strcmp(known[k], cfg->auth.mechanisms[i]) == 0)
 				found = true;
-		if (!found)
+		if (!found) {
+			const char *mech = cfg->auth.mechanisms[i], *why;
+			size_t ml = strlen(mech);
+
+			/* Cyrus has more plugins; say why these are not offered */
+			if (strcmp(mech, "ANONYMOUS") == 0)
+				why = "it would let anyone submit mail without a password";
+			else if (strcmp(mech, "EXTERNAL") == 0)
+				why = "the Dovecot auth protocol carries no client "
+				    "certificate identity for it";
+			else if (ml > 5 && strcmp(mech + ml - 5, "-PLUS") == 0)
+				why = "the Dovecot auth protocol carries no TLS channel "
+				    "binding; use the mechanism without -PLUS";
+			else
+				why = "msagate's backends cannot serve it";
 			config_errors_add(L->errs, L->file,
 			    line_of(config_setting_get_member(a, "mechanisms")),
-			    "auth.mechanisms: \"%s\" is not supported (PLAIN, LOGIN, "
-			    "CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, SCRAM-SHA-224/256/384/512)",
-			    cfg->auth.mechanisms[i]);
+			    "auth.mechanisms: \"%s\" is not supported: %s (supported: "
+			    "PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5, SCRAM-SHA-1, "
+			    "SCRAM-SHA-224/256/384/512)", mech, why);
+		}
 	}
 	load_backends(L, cfg, a);
 	cfg->auth.failure_delay_ms = get_ms(L, a, "failure_delay", 2000, 10000);

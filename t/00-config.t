@@ -73,6 +73,10 @@ cases = [
      "/nonexistent/aliases", r"relay\.aliases: /nonexistent/aliases"),
     ("missing relay CA file", good.replace("relay = {", 'relay = {\n  tls_ca_file = "/nonexistent/ca.pem";', 1),
      "/nonexistent/ca.pem", r"relay\.tls_ca_file /nonexistent/ca\.pem"),
+    ("ANONYMOUS mechanism", good.replace('mechanisms = [ "PLAIN"', 'mechanisms = [ "ANONYMOUS", "PLAIN"'),
+     "ANONYMOUS", r"\"ANONYMOUS\" is not supported: it would let anyone submit mail"),
+    ("a -PLUS mechanism", good.replace('mechanisms = [ "PLAIN"', 'mechanisms = [ "SCRAM-SHA-256-PLUS", "PLAIN"'),
+     "SCRAM-SHA-256-PLUS", r"no TLS channel binding"),
     ("no auth section", re.sub(r"\nauth = \{.*?\n\};", "", good, flags=re.S), None, r"no \"auth\" section"),
 ]
 for name, text, needle, pattern in cases:
