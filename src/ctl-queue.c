@@ -183,6 +183,10 @@ open_qfile(int dfd, const char *id, struct qenvelope *env, long long *size)
 	return fp;
 }
 
+/* queue list: one line per message (the spec's interface) */
+#define LIST_HEADER "-Queue ID-------  --Size--  ---Arrival Time----  " \
+    "<Sender>  ->  Recipient  (state or last error); ...\n"
+
 static int
 queue_list(const struct msagate_config *cfg)
 {
@@ -205,35 +209,29 @@ queue_list(const struct msagate_config *cfg)
 			if (errno == ENOENT)
 				continue;        /* removed meanwhile */
 			if (shown++ == 0)
-				printf("-Queue ID-------  --Size--  ---Arrival Time----  "
-				    "-Sender/Recipient-------\n");
+				printf(LIST_HEADER);
 			printf("%-16s  %8s  %-19s  (unreadable: %s)\n", ids[i], "?", "?",
 			    errno == EINVAL ? "bad queue file" : strerror(errno));
 			continue;
 		}
 		fclose(fp);
 		if (shown++ == 0)
-			printf("-Queue ID-------  --Size--  ---Arrival Time----  "
-			    "-Sender/Recipient-------\n");
-		printf("%-16s  %8lld  %-19s  ", env.id, size,
+			printf(LIST_HEADER);
+		printf("%-16s  %8lld  %-19s  <", env.id, size,
 		    fmt_time(env.arrival, tbuf, sizeof(tbuf)));
-		if (env.sender[0] == '\0')
-			printf("<>");
-		else
-			put_safe(stdout, env.sender);
-		putchar('\n');
-		/* the last state (or error) per recipient */
+		put_safe(stdout, env.sender);
+		printf(">  ->");
+		/* each recipient with its last state (or error), on the same line */
 		{
 			struct qstatus st;
 
 			if (sdfd < 0 || qstatus_load(sdfd, ids[i], &st) < 0)
 				memset(&st, 0, sizeof(st));
 			for (size_t r = 0; r < env.n_rcpts; r++) {
-				printf("%51s", "");
+				printf(r == 0 ? "  " : ";  ");
 				put_safe(stdout, env.rcpts[r]);
 				printf("  ");
 				put_rcpt_state(&st, r);
-				putchar('\n');
 			}
 			qstatus_free(&st);
 		}

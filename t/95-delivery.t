@@ -110,6 +110,11 @@ like(r.stdout, r"someone@example\.org\s+\(deferred to <someone@example\.org>: 4\
      "queue list shows the last error per recipient")
 like(r.stdout, r"dora@example\.test\s+\(sent", "and the delivered one as sent")
 if q:
+    lines = [l for l in r.stdout.splitlines() if q[0] in l]
+    ok(len(lines) == 1 and "<alice@example.test>" in lines[0] and
+       "someone@example.org" in lines[0] and "dora@example.test" in lines[0],
+       "queue list: one line per message with id, sender and recipients (spec)", r.stdout)
+    like(r.stdout, r"-- \d+ Kbytes in 1 Request\.", "and a total at the end")
     r = d.ctl("queue", "show", q[0])
     like(r.stdout, r"rcpt: <someone@example\.org> \(deferred", "queue show: per-recipient status")
     like(r.stdout, r"status: .* sent <dora@example\.test>", "queue show: status history")
