@@ -5,19 +5,28 @@
  * (Dovecot's lmtp service, for example).
  *
  * LHLO, MAIL FROM, one RCPT TO per recipient, DATA with dot-stuffing, one
- * reply per accepted recipient after the final dot, QUIT.  4xx replies and
+ * reply per accepted recipient after the final dot.  4xx replies and
  * connection trouble defer, 5xx bounce.  The LMTP server adds Return-Path:
  * and Delivered-To: itself (it is the final delivery agent), so the
  * message is sent as queued.  Every read and write has a timeout; this
  * runs in a delivery worker thread.
+ *
+ * Connections are kept for the next message (as Postfix's LMTP client
+ * caches them): after a transaction whose every reply was read, the
+ * connection goes to a small pool; the next delivery takes it, checks it
+ * with RSET (a failure there means a fresh connection, never a failed
+ * delivery) and skips the greeting and LHLO.  A connection idle for more
+ * than LMTP_IDLE_SECS, or used LMTP_MAX_TX times, is closed with QUIT.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "delivery.h"
@@ -25,6 +34,11 @@
 #include "util.h"
 
 #define LMTP_TIMEOUT_SECS  120    /* per read or write */
+#define LMTP_POOL_MAX      8      /* idle connections kept */
+#define LMTP_IDLE_SECS     10     /* kept idle at most (servers time out later) */
+#define LMTP_MAX_TX        1000   /* transactions on one connection */
+
+struct lmtp_conn;
 
 struct lmtp_ctx {
 	char *target;                /* as configured */
@@ -34,13 +48,70 @@ struct lmtp_ctx {
 	char *path;                  /* unix */
 	char *host, *port;           /* inet */
 	char *label;                 /* inet: "host:port", for messages */
+	pthread_mutex_t mu;          /* guards the pool */
+	struct lmtp_conn *idle[LMTP_POOL_MAX];
+	size_t n_idle;
 };
 
 /* One connection. */
 struct lmtp_conn {
 	int fd;
 	struct reply_client cl;
+	time_t used;                 /* last transaction ended */
+	unsigned n_tx;               /* transactions done on it */
 };
+
+/* close_conn - QUIT (best effort, when it is in a clean state) and free. */
+static void
+close_conn(struct lmtp_conn *k, bool quit)
+{
+	if (k == NULL)
+		return;
+	if (quit && k->fd >= 0)
+		(void)reply_command(&k->cl, "QUIT");
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k);
+}
+
+/* pool_take - the newest idle connection still fresh enough, or NULL. */
+static struct lmtp_conn *
+pool_take(struct lmtp_ctx *c)
+{
+	struct lmtp_conn *k = NULL, *stale[LMTP_POOL_MAX];
+	size_t n_stale = 0;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&c->mu);
+	while (c->n_idle > 0 && k == NULL) {
+		struct lmtp_conn *x = c->idle[--c->n_idle];
+
+		if (now - x->used > LMTP_IDLE_SECS || now < x->used)
+			stale[n_stale++] = x;
+		else
+			k = x;
+	}
+	pthread_mutex_unlock(&c->mu);
+	for (size_t i = 0; i < n_stale; i++)
+		close_conn(stale[i], true);
+	return k;
+}
+
+/* pool_put - keep k for the next delivery (or close it when full). */
+static void
+pool_put(struct lmtp_ctx *c, struct lmtp_conn *k)
+{
+	k->used = time(NULL);
+	if (++k->n_tx < LMTP_MAX_TX) {
+		pthread_mutex_lock(&c->mu);
+		if (c->n_idle < LMTP_POOL_MAX) {
+			c->idle[c->n_idle++] = k;
+			k = NULL;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	close_conn(k, true);
+}
 
 static void
 lmtp_free(void *ctx)
@@ -49,6 +120,9 @@ lmtp_free(void *ctx)
 
 	if (c == NULL)
 		return;
+	while (c->n_idle > 0)
+		close_conn(c->idle[--c->n_idle], true);
+	pthread_mutex_destroy(&c->mu);
 	free(c->target);
 	free(c->relay);
 	free(c->hostname);
@@ -71,6 +145,7 @@ lmtp_init(const struct msagate_config *cfg, char **error)
 		return NULL;
 	}
 	c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->mu, NULL);
 	c->target = xstrdup(s);
 	c->relay = xasprintf("lmtp:%s", s);
 	c->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
@@ -159,13 +234,25 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
     struct delivery_rcpt *rcpts, size_t n)
 {
 	struct lmtp_ctx *c = ctx;
-	struct lmtp_conn *k = xcalloc(1, sizeof(*k));
-	struct reply_client *cl = &k->cl;
+	struct lmtp_conn *k;
+	struct reply_client *cl;
 	bool *decided = xcalloc(n ? n : 1, sizeof(bool));
 	size_t n_acc = 0;
 	char why[512];
 	const char *stage = "greeting";
 
+	/* a kept connection that still answers RSET, else a new one */
+	while ((k = pool_take(c)) != NULL) {
+		if (reply_command(&k->cl, "RSET") == 0 && k->cl.code == 250)
+			break;
+		close_conn(k, false);
+	}
+	if (k != NULL) {
+		cl = &k->cl;
+		goto transaction;
+	}
+	k = xcalloc(1, sizeof(*k));
+	cl = &k->cl;
 	reply_client_init(cl, conn_read, conn_write, &k->fd);
 	if ((k->fd = lmtp_connect(c, why, sizeof(why))) < 0) {
 		delivery_set_all(rcpts, n, NULL, DELIVERY_DEFER, "4.4.1", why, false);
@@ -180,6 +267,7 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 		goto ioerr;
 	if (cl->code != 250)
 		goto badreply;
+transaction:
 	stage = "MAIL FROM";
 	if (reply_command(cl, "MAIL FROM:<%s>", msg->env->sender) < 0)
 		goto ioerr;
@@ -189,7 +277,8 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 	if (reply_rcpt_to(cl, rcpts, n, decided, NULL, c->relay, &n_acc) < 0)
 		goto ioerr;
 	if (n_acc == 0) {
-		(void)reply_command(cl, "QUIT");
+		pool_put(c, k);          /* the next one starts with RSET */
+		k = NULL;
 		goto out;
 	}
 	stage = "DATA";
@@ -209,7 +298,8 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 		reply_set_rcpt(&rcpts[i], cl, NULL, c->relay);
 		decided[i] = true;
 	}
-	(void)reply_command(cl, "QUIT");
+	pool_put(c, k);                  /* every reply read: clean */
+	k = NULL;
 	goto out;
 ioerr:
 	delivery_set_all_lost(rcpts, n, decided, c->relay, stage, errno);
@@ -219,9 +309,7 @@ badreply:
 	reply_set_all(rcpts, n, decided, cl, stage, c->relay);
 	(void)reply_command(cl, "QUIT");
 out:
-	if (k->fd >= 0)
-		close(k->fd);
-	free(k);
+	close_conn(k, false);
 	free(decided);
 }
 

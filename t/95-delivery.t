@@ -266,6 +266,16 @@ ok(wait_for(lambda: len(lm.msgs("gina@example.test")) == 2 and len(lm.msgs("alic
 got = [x for x in lm.msgs("gina@example.test") if "Subject: dots" in x]
 like(got[0] if got else "", r"\n\.\.leading dots\r?\n\.\r?\nend", "dot-stuffing round trip")
 
+# the LMTP connection is kept for the next messages (as Postfix caches it)
+conns = lambda: len(re.findall(r"Connect from local", lm.log()))
+before = conns()
+for i in range(4):
+    send_mail(d2, ["gina@example.test"], "kept %d" % i)
+    ok(wait_for(lambda: d2.queue_files() == []), "kept-connection message %d delivered" % i)
+ok(len([x for x in lm.msgs("gina@example.test") if "Subject: kept" in x]) == 4,
+   "four messages in gina's mailbox")
+ok(conns() - before <= 1, "over one LMTP connection (%d new)" % (conns() - before), lm.log()[-1500:])
+
 # LMTP 550 for a user Dovecot does not know (msagate's passwd file has it,
 # so the relay policy accepts it): a bounce to the (local) sender
 send_mail(d2, ["nosuchuser@example.test"], "will bounce")
