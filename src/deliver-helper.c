@@ -127,13 +127,6 @@ deliver_helper_call(const struct helper_request *req,
 	char *buf;
 	struct hreq h;
 	struct hrep rep;
-	struct msghdr mh;
-	struct iovec iov;
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-	} cm;
-	struct cmsghdr *ch;
 	size_t off = sizeof(h);
 	int rp[2], fds[2], secs;
 	ssize_t n;
@@ -166,24 +159,9 @@ deliver_helper_call(const struct helper_request *req,
 		free(buf);
 		return;
 	}
-	memset(&mh, 0, sizeof(mh));
-	memset(&cm, 0, sizeof(cm));
-	iov.iov_base = buf;
-	iov.iov_len = off;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cm.buf;
-	mh.msg_controllen = sizeof(cm.buf);
-	ch = CMSG_FIRSTHDR(&mh);
-	ch->cmsg_level = SOL_SOCKET;
-	ch->cmsg_type = SCM_RIGHTS;
-	ch->cmsg_len = CMSG_LEN(2 * sizeof(int));
 	fds[0] = msg->fd;
 	fds[1] = rp[1];
-	memcpy(CMSG_DATA(ch), fds, sizeof(fds));
-	do
-		n = sendmsg(helper_fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	n = send_fds(helper_fd, buf, off, fds, 2, 0);
 	free(buf);
 	close(rp[1]);
 	if (n < 0) {

@@ -893,34 +893,9 @@ conn_flush(struct qconn *c)
 	if (c->dead)
 		return;
 	while ((r = TAILQ_FIRST(&c->replies)) != NULL && r->ready) {
-		struct msghdr msg;
-		struct iovec iov;
-		union {
-			struct cmsghdr hdr;
-			char buf[CMSG_SPACE(sizeof(int))];
-		} cm;
-
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = r->text;
-		iov.iov_len = r->len;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		if (r->fd >= 0) {
-			struct cmsghdr *ch;
-
-			memset(&cm, 0, sizeof(cm));
-			msg.msg_control = cm.buf;
-			msg.msg_controllen = sizeof(cm.buf);
-			ch = CMSG_FIRSTHDR(&msg);
-			ch->cmsg_level = SOL_SOCKET;
-			ch->cmsg_type = SCM_RIGHTS;
-			ch->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(ch), &r->fd, sizeof(int));
-		}
-		n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = send_fds(c->fd, r->text, r->len, &r->fd, r->fd >= 0 ? 1 : 0,
+		    MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
 				event_add(c->wev, NULL);
 				return;

@@ -419,34 +419,46 @@ write_all(int fd, const void *buf, size_t n)
 	return (ssize_t)n;
 }
 
+ssize_t
+send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int flags)
+{
+	struct msghdr mh;
+	struct iovec iov = { (void *)(uintptr_t)buf, len };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	ssize_t n;
+
+	if (nfds < 0 || nfds > 4) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (nfds > 0) {
+		struct cmsghdr *ch;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		ch = CMSG_FIRSTHDR(&mh);
+		ch->cmsg_level = SOL_SOCKET;
+		ch->cmsg_type = SCM_RIGHTS;
+		ch->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(ch), fds, (size_t)nfds * sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
 int
 send_fd(int sock, int fd, char tag)
 {
-	struct msghdr mh;
-	struct iovec iov = { &tag, 1 };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct cmsghdr *ch;
-
-	memset(&mh, 0, sizeof(mh));
-	memset(&u, 0, sizeof(u));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	ch = CMSG_FIRSTHDR(&mh);
-	ch->cmsg_level = SOL_SOCKET;
-	ch->cmsg_type = SCM_RIGHTS;
-	ch->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(ch), &fd, sizeof(int));
-	for (;;) {
-		if (sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
-			return 0;
-		if (errno != EINTR)
-			return -1;
-	}
+	return send_fds(sock, &tag, 1, &fd, 1, MSG_DONTWAIT) == 1 ? 0 : -1;
 }
 
 int

@@ -63,7 +63,14 @@ void random_bytes(void *buf, size_t n);
 int set_nonblock(int fd);
 int set_cloexec(int fd);
 ssize_t write_all(int fd, const void *buf, size_t n);   /* -1 with errno */
-/* One byte `tag` with descriptor fd (SCM_RIGHTS) on a UNIX socket; 0 or -1. */
+/*
+ * send_fds - one sendmsg(2) of buf with up to 4 descriptors (SCM_RIGHTS;
+ * none if nfds is 0), MSG_NOSIGNAL plus `flags`; EINTR is retried.
+ * Returns what sendmsg returned (-1 with errno).
+ */
+ssize_t send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds,
+    int flags);
+/* One byte `tag` with descriptor fd (SCM_RIGHTS), not waiting; 0 or -1. */
 int send_fd(int sock, int fd, char tag);
 /* The other side: 1 with *fd (-1 if none came; close-on-exec) and *tag,
  * 0 at EOF, -1 with errno (EAGAIN: nothing yet).  Extra descriptors are
