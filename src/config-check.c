@@ -71,6 +71,13 @@ check_tls(const struct msagate_config *cfg, struct config_errors *errs)
 	else if (SSL_CTX_check_private_key(ctx) != 1)
 		config_errors_add(errs, cfg->file, cfg->tls.key_line, "tls.key %s does not match tls.cert %s",
 		    cfg->tls.key, cfg->tls.cert);
+	/* what tls.c applies: a list OpenSSL refuses stops every listener */
+	ERR_clear_error();
+	if (cfg->tls.ciphers != NULL && cfg->tls.ciphers[0] != '\0' &&
+	    SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers) != 1)
+		config_errors_add(errs, cfg->file, config_line(cfg, "tls.ciphers"),
+		    "tls.ciphers \"%s\": OpenSSL accepts no cipher of it (%s)",
+		    cfg->tls.ciphers, ssl_error(eb, sizeof(eb)));
 	SSL_CTX_free(ctx);
 }
 

@@ -735,6 +735,9 @@ load_relay_alias_targets(struct loader *L, struct msagate_config *cfg,
 	}
 }
 
+static void check_maildir_path(struct loader *L, const config_setting_t *d,
+    const char *path);
+
 static void
 load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t *root)
 {
@@ -869,6 +872,57 @@ load_relay(struct loader *L, struct msagate_config *cfg, const config_setting_t 
 		config_errors_add(L->errs, L->file, line_of(d),
 		    "relay.delivery.method \"%s\" unknown (maildir, lmtp or discard)",
 		    cfg->relay.delivery_method);
+	if (strcmp(cfg->relay.delivery_method, "maildir") == 0)
+		check_maildir_path(L, d, cfg->relay.delivery_path);
+	else if (strcmp(cfg->relay.delivery_method, "lmtp") == 0 &&
+	    (cfg->relay.delivery_socket == NULL || cfg->relay.delivery_socket[0] == '\0'))
+		config_errors_add(L->errs, L->file, line_of(d),
+		    "relay.delivery.socket is required for lmtp (unix:/path or inet:host:port)");
+}
+
+/*
+ * check_maildir_path - relay.delivery.path for Maildir delivery: absolute
+ * (or under %h), only the escapes the delivery knows (%d %n %u %h %%),
+ * and one that tells users apart: a typo such as %x or %Ln would put
+ * every recipient's mail into one shared mailbox.
+ */
+static void
+check_maildir_path(struct loader *L, const config_setting_t *d, const char *path)
+{
+	int line = d ? line_of(config_setting_get_member(d, "path")) : 0;
+	bool per_user = false;
+
+	if (line == 0)
+		line = d ? line_of(d) : 1;
+	if (path[0] != '/' && strncmp(path, "%h", 2) != 0)
+		config_errors_add(L->errs, L->file, line, "relay.delivery.path \"%s\" "
+		    "must be an absolute path (or start with %%h)", path);
+	for (const char *p = path; *p != '\0'; p++) {
+		if (*p != '%')
+			continue;
+		switch (p[1]) {
+		case 'd':
+		case '%':
+			p++;
+			break;
+		case 'n':
+		case 'u':
+		case 'h':
+			per_user = true;
+			p++;
+			break;
+		default:
+			config_errors_add(L->errs, L->file, line, "relay.delivery.path "
+			    "\"%s\": unknown escape %%%.1s (known: %%d domain, %%n local "
+			    "part, %%u user@domain, %%h home, %%%% a percent sign)", path,
+			    p[1] ? p + 1 : "");
+			return;
+		}
+	}
+	if (!per_user)
+		config_errors_add(L->errs, L->file, line, "relay.delivery.path \"%s\" "
+		    "names no user (%%n, %%u or %%h): every recipient would share one "
+		    "mailbox", path);
 }
 
 static void

@@ -79,7 +79,7 @@ build(struct sbuf *out, const char *hostname, const struct qenvelope *orig,
 	} else {
 		sbuf_addstr(out, ".\r\n\r\nI'm sorry to have to inform you that your "
 		    "message could not\r\nbe delivered to one or more recipients. "
-		    "It's attached below.\r\n\r\n");
+		    "Its headers are attached below.\r\n\r\n");
 	}
 	for (i = 0; i < n; i++) {
 		sbuf_addstr(out, "<");

@@ -77,6 +77,16 @@ cases = [
      "ANONYMOUS", r"\"ANONYMOUS\" is not supported: it would let anyone submit mail"),
     ("a -PLUS mechanism", good.replace('mechanisms = [ "PLAIN"', 'mechanisms = [ "SCRAM-SHA-256-PLUS", "PLAIN"'),
      "SCRAM-SHA-256-PLUS", r"no TLS channel binding"),
+    ("an unknown cipher list", good.replace('min_protocol = "TLSv1.2";', 'min_protocol = "TLSv1.2";\n  ciphers = "BOGUS";'),
+     'ciphers = "BOGUS"', r"tls\.ciphers \"BOGUS\": OpenSSL accepts no cipher"),
+    ("a Maildir path with an unknown escape", good.replace("relay = {", 'relay = {\n  delivery = { method = "maildir"; path = "/var/mail/%d/%x/Maildir"; };', 1),
+     "%x", r"unknown escape %x"),
+    ("a relative Maildir path", good.replace("relay = {", 'relay = {\n  delivery = { method = "maildir"; path = "Maildir/%n"; };', 1),
+     "Maildir/%n", r"must be an absolute path"),
+    ("a Maildir path shared by every user", good.replace("relay = {", 'relay = {\n  delivery = { method = "maildir"; path = "/var/mail/%d/Maildir"; };', 1),
+     "/var/mail/%d/Maildir", r"names no user"),
+    ("lmtp without a socket", good.replace("relay = {", 'relay = {\n  delivery = { method = "lmtp"; };', 1),
+     'method = "lmtp"', r"socket is required for lmtp"),
     ("no auth section", re.sub(r"\nauth = \{.*?\n\};", "", good, flags=re.S), None, r"no \"auth\" section"),
 ]
 for name, text, needle, pattern in cases:
