@@ -722,11 +722,11 @@ expand_addr(struct expand *x, const char *addr, const char *parent_domain)
 	for (int i = 0; i < x->depth; i++)
 		if (x->stack[i] != NULL && strcmp(x->stack[i], name) == 0) {
 			x->error = xasprintf("alias loop at \"%.100s\"", name);
-			return -1;
+			return -2;
 		}
 	if (x->depth >= ALIASES_MAX_DEPTH) {
 		x->error = xstrdup("aliases nested too deeply");
-		return -1;
+		return -2;
 	}
 	x->stack[x->depth++] = name;
 	for (size_t i = 0; i < n && r == 0; i++)
@@ -741,6 +741,7 @@ aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
     char **error)
 {
 	struct expand x;
+	int rc;
 
 	memset(&x, 0, sizeof(x));
 	x.a = a;
@@ -750,11 +751,11 @@ aliases_expand(const struct aliases *a, const struct aliases_policy *pol,
 		*kinds = NULL;
 	*n_out = 0;
 	*error = NULL;
-	if (expand_addr(&x, address, NULL) != 0) {
+	if ((rc = expand_addr(&x, address, NULL)) != 0) {
 		aliases_free_list(x.out, x.n_out);
 		free(x.kinds);
 		*error = x.error ? x.error : xstrdup("alias expansion failed");
-		return -1;
+		return rc == -2 ? -2 : -1;
 	}
 	*out = x.out;
 	if (kinds != NULL)

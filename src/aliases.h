@@ -64,8 +64,9 @@ enum alias_kind {
  * malloc'd array of malloc'd strings (deduplicated) and, when kinds is not
  * NULL, a malloc'd array of their kinds.  Only a target of the aliases (or
  * include) files is ever a command, file or include, never the address
- * being expanded.  Returns 0, or -1 with *error (loop, too deep, refused
- * target kind without keep_refused, unreadable or unsafe include file).
+ * being expanded.  Returns 0, -2 with *error for what no retry can mend
+ * (an alias loop, nesting too deep), or -1 with *error (refused target kind
+ * without keep_refused, unreadable or unsafe include file).
  *
  * Include files are read when allowed: the aliases' target syntax (comma
  * or newline separated, '#' comment lines), at most ALIASES_MAX_DEPTH

@@ -1145,7 +1145,7 @@ client_line(void *arg, char *line)
 	 * every field a line can hold (unknown parameters are ignored, as
 	 * Dovecot does, however many): the event loop's thread only
 	 */
-	static char *argv[AUTH_PROTO_MAX_LINE / 2 + 1];
+	static char *argv[AUTH_PROTO_MAX_LINE + 1];
 	size_t argc;
 	unsigned int pid;
 

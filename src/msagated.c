@@ -493,23 +493,27 @@ signal_role(enum role_kind kind, int sig)
  * queue role waiting for its restart starts with it anyway.
  */
 static void
-send_queue_reload(void)
+send_queue_reload(int fd)
 {
+	struct stat a, b;
 	size_t i;
-	int fd;
 
+	/* the file checked must be the one handed over (opened before the
+	 * check; not replaced or edited since) */
+	if (fd < 0 || fstat(fd, &a) != 0 || stat(cfg->file, &b) != 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino || a.st_size != b.st_size ||
+	    a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec) {
+		log_warnx("reload: %s changed while it was being checked; the queue "
+		    "role keeps its settings (reload again)", cfg->file);
+		return;
+	}
 	for (i = 0; i < n_children; i++) {
 		struct child *c = &children[i];
 
 		if (c->kind != ROLE_QUEUE || c->retiring || c->pid <= 0 || c->ctl < 0)
 			continue;
-		if ((fd = open(cfg->file, O_RDONLY | O_CLOEXEC)) < 0) {
-			log_warn("reload: %s", cfg->file);
-			return;
-		}
-		if (send_fd(c->ctl, fd, 'R') < 0)
+		if (lseek(fd, 0, SEEK_SET) != 0 || send_fd(c->ctl, fd, 'R') < 0)
 			log_warn("reload: cannot reach the queue role");
-		close(fd);
 	}
 }
 
@@ -542,11 +546,15 @@ reload(void)
 	struct msagate_config *n;
 	size_t i;
 	bool auth_changed, auth_swap;
+	int cfd;
 
 	log_info("SIGHUP: reloading %s", cfg->file);
+	cfd = open(cfg->file, O_RDONLY | O_CLOEXEC);   /* what the queue role gets */
 	n = load_checked(cfg->file, false);
 	if (n == NULL) {
 		log_errx("configuration has errors; keeping the running one");
+		if (cfd >= 0)
+			close(cfd);
 		return;
 	}
 	if (n->n_listen != cfg->n_listen ||
@@ -580,6 +588,12 @@ reload(void)
 	n->n_listen = cfg->n_listen < n->n_listen ? cfg->n_listen : n->n_listen;
 	free(n->auth.socket);
 	n->auth.socket = xstrdup(cfg->auth.socket);
+	free(n->auth.userdb_socket);
+	n->auth.userdb_socket = xstrdup(cfg->auth.userdb_socket);
+	for (i = 0; i < n->auth.n_listeners && i < cfg->auth.n_listeners; i++) {
+		free(n->auth.listeners[i].path);
+		n->auth.listeners[i].path = xstrdup(cfg->auth.listeners[i].path);
+	}
 	free(n->run_dir);
 	n->run_dir = xstrdup(cfg->run_dir);
 	free(n->state_dir);
@@ -610,7 +624,9 @@ reload(void)
 		    "them; the old one stops once its clients have moved over");
 	} else
 		signal_role(ROLE_AUTH, SIGHUP);
-	send_queue_reload();
+	send_queue_reload(cfd);
+	if (cfd >= 0)
+		close(cfd);
 	start_smtp_generation();
 }
 

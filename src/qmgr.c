@@ -336,7 +336,20 @@ static bool
 final_listed(const struct attempt *a, const char *final, enum alias_kind kind)
 {
 	for (size_t i = 0; i < a->n_items; i++)
-		if (a->items[i].kind == kind && strcasecmp(a->items[i].final, final) == 0)
+		if (a->items[i].kind == kind && (kind == ALIAS_ADDRESS ?
+		    strcasecmp(a->items[i].final, final) == 0 :
+		    strcmp(a->items[i].final, final) == 0))
+			return true;
+	return false;
+}
+
+/* final_done_by_other - was final delivered (or bounced) for another
+ * recipient of the message in an earlier attempt? */
+static bool
+final_done_by_other(const struct attempt *a, size_t idx, const char *final)
+{
+	for (size_t j = 0; j < a->env.n_rcpts; j++)
+		if (j != idx && qstatus_final_done(&a->st, j, final))
 			return true;
 	return false;
 }
@@ -396,7 +409,8 @@ aliases_maybe_refresh(struct qmgr *m, time_t now)
 
 /*
  * The final addresses of envelope recipient idx: alias expansion for
- * local ones.  Returns 0, or -1 with *error (the recipient is deferred).
+ * local ones.  Returns 0, or -1 with *error (the recipient is deferred),
+ * or -2 with *error (an alias loop: it bounces).
  */
 static int
 expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
@@ -407,6 +421,7 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
 	const char *rcpt = a->env.rcpts[idx];
 	struct aliases_policy pol;
 	int rc = 0;
+	bool have = false;       /* an aliases table was consulted (under the lock) */
 
 	*out = NULL;
 	*kinds = NULL;
@@ -415,7 +430,7 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
 	if (address_is_local(cfg, rcpt)) {
 		pthread_mutex_lock(&m->alias_mu);
 		aliases_maybe_refresh(m, a->now);
-		if (m->aliases != NULL) {
+		if ((have = m->aliases != NULL)) {
 			memset(&pol, 0, sizeof(pol));
 			pol.local_domains = (const char *const *)cfg->relay.local_domains;
 			pol.n_local_domains = cfg->relay.n_local_domains;
@@ -430,13 +445,13 @@ expand_rcpt(struct attempt *a, size_t idx, char ***out, enum alias_kind **kinds,
 		}
 		pthread_mutex_unlock(&m->alias_mu);
 		if (rc < 0)
-			return -1;
-		if (m->aliases != NULL && *n == 0) {
+			return rc;
+		if (have && *n == 0) {
 			aliases_free_list(*out, 0);
 			free(*kinds);
 			*out = NULL;
 			*kinds = NULL;
-		} else if (m->aliases != NULL) {
+		} else if (have) {
 			/* bare names from the aliases file: the recipient's domain */
 			const char *at = strrchr(rcpt, '@');
 
@@ -933,6 +948,7 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 	struct stat sb;
 	int qfd;
 	bool all_done = true;
+	bool *idx_dup = NULL;      /* recipient idx had a copy skipped as a duplicate */
 
 	memset(&a, 0, sizeof(a));
 	a.m = m;
@@ -990,19 +1006,25 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 	}
 	a.expired = a.now - a.env.arrival >= g->lifetime;
 	a.idx_open = xcalloc(a.env.n_rcpts ? a.env.n_rcpts : 1, sizeof(bool));
+	idx_dup = xcalloc(a.env.n_rcpts ? a.env.n_rcpts : 1, sizeof(bool));
 
 	/* what is left to do */
 	for (size_t idx = 0; idx < a.env.n_rcpts; idx++) {
 		char **finals, *err;
 		enum alias_kind *kinds;
 		size_t nf, before = a.n_items;
+		int xrc;
 
 		if (qstatus_rcpt_complete(&a.st, idx))
 			continue;
-		if (expand_rcpt(&a, idx, &finals, &kinds, &nf, &err) < 0) {
+		if ((xrc = expand_rcpt(&a, idx, &finals, &kinds, &nf, &err)) < 0) {
 			add_item(&a, idx, a.env.rcpts[idx], ALIAS_ADDRESS, false);
-			delivery_set(&a.items[before].r, DELIVERY_DEFER, "4.3.5",
-			    "alias expansion failed: %s", err ? err : "error");
+			if (xrc == -2)      /* as Postfix: mail forwarding loop */
+				delivery_set(&a.items[before].r, DELIVERY_BOUNCE, "5.4.6",
+				    "mail forwarding loop: %s", err ? err : "error");
+			else
+				delivery_set(&a.items[before].r, DELIVERY_DEFER, "4.3.5",
+				    "alias expansion failed: %s", err ? err : "error");
 			a.items[before].decided = true;
 			free(err);
 			a.idx_open[idx] = true;
@@ -1010,8 +1032,16 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 		}
 		for (size_t f = 0; f < nf; f++) {
 			if (final_listed(&a, finals[f], kinds[f])) {
+				/* delivered (or not) as the other recipient's; this
+				 * one is complete only once that copy is done */
 				log_debug("%s: %s: %s once only (duplicate)", qm->id,
 				    a.env.rcpts[idx], finals[f]);
+				idx_dup[idx] = true;
+				continue;
+			}
+			if (final_done_by_other(&a, idx, finals[f])) {
+				log_debug("%s: %s: %s already delivered for another "
+				    "recipient", qm->id, a.env.rcpts[idx], finals[f]);
 				continue;
 			}
 			if (!qstatus_final_done(&a.st, idx, finals[f]))
@@ -1076,6 +1106,19 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 			all_done = false;
 			continue;
 		}
+		/* its copies went with another recipient's, not all done yet:
+		 * the next attempt expands it again (and skips what is done) */
+		if (idx_dup[idx]) {
+			bool pending = false;
+
+			for (size_t i = 0; i < a.n_items; i++)
+				if (!qstatus_final_done(&a.st, a.items[i].idx, a.items[i].final))
+					pending = true;
+			if (pending) {
+				all_done = false;
+				continue;
+			}
+		}
 		struct item c = { .idx = idx };
 		if (!record(&a, 'C', &c))
 			all_done = false;
@@ -1099,6 +1142,7 @@ out:
 		free(a.items[i].final);
 	free(a.items);
 	free(a.idx_open);
+	free(idx_dup);
 	qstatus_free(&a.st);
 	qenvelope_free(&a.env);
 }

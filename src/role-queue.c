@@ -42,6 +42,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +116,6 @@ struct qconn {
 
 struct qrole {
 	struct msagate_config *cfg;  /* as started (state_dir, user) */
-	struct msagate_config *run_cfg; /* a reload's, if qmgr started with it */
 	struct event_base *base;
 	int listen_fd;
 	int ctl_fd;                  /* from the parent: reloads (-1: none) */
@@ -1143,6 +1143,14 @@ static void
 keep_started(const struct msagate_config *o, struct msagate_config *n,
     bool started_as_root)
 {
+	static const size_t paths[] = {
+		offsetof(struct msagate_config, user),
+		offsetof(struct msagate_config, state_dir),
+		offsetof(struct msagate_config, run_dir),
+		offsetof(struct msagate_config, queue_socket),
+		offsetof(struct msagate_config, pid_file),
+		offsetof(struct msagate_config, auth.userdb_socket),
+	};
 	bool helper_keys = n->relay.allow_alias_commands != o->relay.allow_alias_commands ||
 	    n->relay.allow_alias_files != o->relay.allow_alias_files ||
 	    n->relay.delivery_min_uid != o->relay.delivery_min_uid ||
@@ -1151,6 +1159,14 @@ keep_started(const struct msagate_config *o, struct msagate_config *n,
 	    o->relay.alias_user ? o->relay.alias_user : "") != 0;
 	char *t;
 
+	/* directories, sockets and the user: as running (msagated says so) */
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		char **np = (char **)(void *)((char *)n + paths[i]);
+		char *const *op = (char *const *)(const void *)((const char *)o + paths[i]);
+
+		free(*np);
+		*np = *op != NULL ? xstrdup(*op) : NULL;
+	}
 	if (helper_keys)
 		log_warnx("queue: reload: relay.allow_alias_commands, allow_alias_files, "
 		    "alias_user, alias_command_timeout and delivery.min_uid change "
@@ -1209,28 +1225,36 @@ reload(struct qrole *q, int cfd)
 	n = config_load_fp(fp, q->cfg->file, &errs);
 	for (size_t i = 0; i < errs.n; i++)
 		log_warnx("queue: reload: %s", errs.msg[i]);
+	if (n != NULL && errs.n > 0) {
+		config_free(n);
+		n = NULL;
+	}
 	config_errors_free(&errs);
 	if (n == NULL) {
 		log_warnx("queue: reload: keeping the running settings");
 		return;
 	}
-	keep_started(q->cfg, n, q->started_as_root);
-	pthread_mutex_lock(&q->mu);
-	q->sync_fs = n->queue_sync_fs;
-	pthread_mutex_unlock(&q->mu);
-	if (q->qmgr != NULL) {
-		(void)qmgr_reconfigure(q->qmgr, n);     /* takes n */
-		return;
-	}
-	/* delivery was not configured until now */
-	if ((q->qmgr = qmgr_new(n, q->base, q->in_dfd, q->q_dfd, q->st_dfd)) == NULL) {
+	if (q->qmgr == NULL) {
+		/*
+		 * Starting the queue manager now would race the commits in
+		 * flight (a message found by the scan and handed over again
+		 * by its commit): only a start does that.
+		 */
+		log_warnx("queue: reload: delivery was not configured at start; "
+		    "restart msagated to start delivering");
 		config_free(n);
 		return;
 	}
-	config_free(q->run_cfg);
-	q->run_cfg = n;
-	qmgr_set_spares(q->qmgr, q->spares);
-	qmgr_scan(q->qmgr);
+	keep_started(q->cfg, n, q->started_as_root);
+	{
+		bool fs = n->queue_sync_fs;
+
+		if (qmgr_reconfigure(q->qmgr, n) == 0) {        /* takes n */
+			pthread_mutex_lock(&q->mu);
+			q->sync_fs = fs;
+			pthread_mutex_unlock(&q->mu);
+		}
+	}
 }
 
 /* ctl_cb - the parent's socket: a reload (a descriptor of the checked
@@ -1394,7 +1418,6 @@ role_queue_main(struct msagate_config *cfg, int listen_fd, int ctl_fd)
 	pthread_mutex_unlock(&q->mu);
 	pthread_join(q->th, NULL);
 	qmgr_free(q->qmgr);
-	config_free(q->run_cfg);
 	qspare_clear(q->spares);
 	qspare_free(q->spares);
 

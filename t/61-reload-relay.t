@@ -152,6 +152,24 @@ send("dave@new.test", "after a refused reload")
 ok(wait_for(lambda: any("after a refused reload" in m for m in maildir_msgs("new.test", "dave"))),
    "the running settings stay in force")
 
+# a changed run_dir waits for a restart everywhere: lookups and deliveries
+# keep using the running sockets
+write_conf('relayhost = "[127.0.0.1]:%d";' % sink.port)
+with open(d.conf) as f:
+    text = f.read()
+newrun = os.path.join(d.dir, "run2")
+os.mkdir(newrun)
+with open(d.conf, "w") as f:
+    f.write(text.replace('run_dir = "%s";' % d.run_dir, 'run_dir = "%s";' % newrun))
+os.kill(d.proc.pid, signal.SIGHUP)      # msagatectl would look for the pid in run2
+ok(d.wait_log(r"listeners, sockets and directories change only on restart"),
+   "a changed run_dir: msagated says it needs a restart")
+time.sleep(1)
+send("dave@new.test", "after a run_dir change")
+ok(wait_for(lambda: any("after a run_dir change" in m for m in maildir_msgs("new.test", "dave"))),
+   "local mail is still accepted and delivered (the running sockets stay)",
+   d.read_log()[-2000:])
+
 is_(d.stop(), 0, "msagated stops cleanly")
 ok(not re.search(r"AddressSanitizer|runtime error", d.read_log()), "no sanitizer reports")
 done()

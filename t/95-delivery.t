@@ -13,7 +13,7 @@ from dovecotauth import PrivateDovecot, user_exists
 
 
 # every recipient must exist for the relay policy (passwd file or aliases)
-LOCALS = ["carol", "dora", "erin", "frank", "gina", "nosuchuser"]
+LOCALS = ["carol", "dora", "erin", "frank", "gina", "hank", "nosuchuser"]
 USERS = dict(Daemon.USERS, **{"%s@example.test" % u: "pw-" + u for u in LOCALS})
 USERS["jörg@example.test"] = "pw-joerg"          # an SMTPUTF8 local part
 
@@ -25,7 +25,9 @@ chown_run_user(mail, d.user)
 aliases = os.path.join(d.dir, "aliases")
 with open(aliases, "w") as f:
     f.write("# test aliases\nteam: alice@example.test, bob@example.test\n"
-            "postmaster: frank@example.test\n")
+            "postmaster: frank@example.test\n"
+            "staff: hank@example.test, someone@far.test\n"
+            "loopa: loopb\nloopb: loopa\n")
 os.chmod(aliases, 0o644)
 d.relay_extra = ('aliases = "%s";\n  delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };'
                  % (aliases, mail))
@@ -61,6 +63,26 @@ ok(wait_for(lambda: len(maildir_msgs(box("bob"))) == 3 and d.queue_files() == []
    "the alias and a direct recipient: delivered", d.read_log()[-3000:])
 time.sleep(0.3)
 is_(len(maildir_msgs(box("alice"))), 2, "alice got one copy, not two or three")
+
+# one copy also across retries: hank directly and through an alias whose
+# other member (far away, no relayhost) is deferred
+send_mail(d, ["hank@example.test", "staff@example.test"], "hank twice")
+ok(d.wait_log(r"to=<someone@far\.test> orig_to=<staff@example\.test> .*status=deferred"),
+   "the alias's foreign member is deferred", d.read_log()[-2000:])
+ok(wait_for(lambda: len(maildir_msgs(box("hank"))) == 1), "hank has his copy")
+for i in range(2):
+    d.ctl("queue", "flush")
+    time.sleep(1.5)
+is_(len(maildir_msgs(box("hank"))), 1, "still one copy after two retries of the alias")
+r = d.ctl("queue", "list")
+like(r.stdout, r"staff@example\.test\s+\(deferred", "the alias stays listed as deferred", r.stdout)
+for q in d.queue_files():
+    d.ctl("queue", "delete", q)
+
+# an alias loop bounces at once (5.4.6, as Postfix), not deferred for days
+send_mail(d, ["loopa@example.test"], "loop")
+ok(d.wait_log(r"to=<loopa@example\.test> .*status=bounced \(5\.4\.6 mail forwarding loop"),
+   "alias loop: bounced 5.4.6", d.read_log()[-2000:])
 
 send_mail(d, ["carol+lists@example.test"], "tagged")
 ok(wait_for(lambda: len(maildir_msgs(box("carol"))) == 1), "user+tag goes to user's Maildir",
