@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -330,6 +331,41 @@ close_auth_fds(void)
 	for (i = 0; i < auth_fds.n_client; i++)
 		close(auth_fds.client[i]);
 	close(auth_fds.userdb);
+}
+
+/*
+ * raise_fd_hard_limit - as root, make room for smtp.max_connections
+ * descriptors in every SMTP process (a session is one) before the roles
+ * start: the hard RLIMIT_NOFILE up to what the kernel allows
+ * (fs.nr_open); the roles raise their soft limit to it.
+ */
+static void
+raise_fd_hard_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)(cfg->smtp.max_connections > 0 ?
+	    cfg->smtp.max_connections : 20000) + 1024;
+	FILE *fp;
+	unsigned long long nr_open = 0;
+
+	if (geteuid() != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+	    rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want)
+		return;
+	if ((fp = fopen("/proc/sys/fs/nr_open", "r")) != NULL) {
+		if (fscanf(fp, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(fp);
+	}
+	if (nr_open > 0 && want > (rlim_t)nr_open)
+		want = (rlim_t)nr_open;
+	if (want <= rl.rlim_max)
+		return;
+	rl.rlim_max = want;
+	/* without CAP_SYS_RESOURCE (a container): the SMTP role says what
+	 * the limit means for max_connections */
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_debug("cannot raise the descriptor limit to %llu: %s",
+		    (unsigned long long)want, strerror(errno));
 }
 
 /* start_child - fork one role; the child never returns. */
@@ -786,6 +822,7 @@ main(int argc, char **argv)
 
 	log_info("msagated %s starting: %zu listener(s), auth socket %s, state %s",
 	    MSAGATE_VERSION, cfg->n_listen, cfg->auth.socket, cfg->state_dir);
+	raise_fd_hard_limit();
 	add_child(ROLE_QUEUE, 0);
 	add_child(ROLE_AUTH, 0);
 	start_smtp_generation();
