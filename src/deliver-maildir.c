@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "deliver-helper.h"
@@ -170,7 +171,10 @@ expand_path(const char *tmpl, const char *local, const char *domain,
 /*
  * Whose mailbox: *o from the userdb when we may write as others (root)
  * or the path needs %h.  false with r's verdict set when it cannot be
- * decided or is refused.
+ * decided or is refused.  An address an alias led to must be a user:
+ * the SMTP side checked only the alias, and a typo in the aliases file
+ * would otherwise make a mailbox nobody reads (5.1.1, as Postfix's
+ * "unknown user").
  */
 static bool
 find_owner(struct maildir_ctx *c, struct delivery_rcpt *r, const char *local,
@@ -178,9 +182,12 @@ find_owner(struct maildir_ctx *c, struct delivery_rcpt *r, const char *local,
 {
 	char err[200], why[160];
 	bool privileged = deliver_helper_privileged();
+	/* (no userdb socket - only in unit tests - means nobody to ask) */
+	bool via_alias = r->orig != NULL && strcasecmp(r->orig, r->address) != 0 &&
+	    c->userdb_socket[0] != '\0';
 
 	memset(o, 0, sizeof(*o));
-	if (!privileged && !c->wants_home)
+	if (!privileged && !c->wants_home && !via_alias)
 		return true;
 	switch (mailbox_owner_lookup(c->userdb_socket, local, domain,
 	    OWNER_TIMEOUT_MS, o, err, sizeof(err))) {
@@ -189,6 +196,12 @@ find_owner(struct maildir_ctx *c, struct delivery_rcpt *r, const char *local,
 		    "owner: %s", err);
 		return false;
 	case OWNER_NOTFOUND:
+		if (via_alias) {
+			delivery_set(r, DELIVERY_BOUNCE, "5.1.1", "unknown user: "
+			    "an alias of <%.200s> leads here, but no such user exists",
+			    r->orig);
+			return false;
+		}
 		memset(o, 0, sizeof(*o));
 		return true;
 	case OWNER_FOUND:

@@ -19,6 +19,7 @@ if not os.access(SINK, os.X_OK):
 
 users = dict(Daemon.USERS)
 users["dave@new.test"] = "dave-secret-1"
+users["carol@new.test"] = "carol-secret-1"
 d = Daemon(start=False, users=users)
 mail = d.deliver_to_maildirs()
 base_relay = d.relay_extra

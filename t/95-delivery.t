@@ -27,7 +27,8 @@ with open(aliases, "w") as f:
     f.write("# test aliases\nteam: alice@example.test, bob@example.test\n"
             "postmaster: frank@example.test\n"
             "staff: hank@example.test, someone@far.test\n"
-            "loopa: loopb\nloopb: loopa\n")
+            "loopa: loopb\nloopb: loopa\n"
+            "typo: gnia@example.test\n")
 os.chmod(aliases, 0o644)
 d.relay_extra = ('aliases = "%s";\n  delivery = { method = "maildir"; path = "%s/%%d/%%n/Maildir"; };'
                  % (aliases, mail))
@@ -78,6 +79,13 @@ r = d.ctl("queue", "list")
 like(r.stdout, r"staff@example\.test\s+\(deferred", "the alias stays listed as deferred", r.stdout)
 for q in d.queue_files():
     d.ctl("queue", "delete", q)
+
+# an alias whose target is no user (a typo in the aliases file): bounced
+# 5.1.1, no Maildir made for it
+send_mail(d, ["typo@example.test"], "typo")
+ok(d.wait_log(r"to=<gnia@example\.test> orig_to=<typo@example\.test> .*status=bounced \(5\.1\.1 unknown user"),
+   "alias to a user that does not exist: bounced 5.1.1", d.read_log()[-2000:])
+ok(not os.path.exists(box("gnia")), "no Maildir for the typo")
 
 # an alias loop bounces at once (5.4.6, as Postfix), not deferred for days
 send_mail(d, ["loopa@example.test"], "loop")
