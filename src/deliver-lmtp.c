@@ -15,10 +15,13 @@
  * caches them): after a transaction whose every reply was read, the
  * connection goes to a small pool; the next delivery takes it, checks it
  * with RSET (a failure there means a fresh connection, never a failed
- * delivery) and skips the greeting and LHLO.  A connection idle for more
- * than LMTP_IDLE_SECS, or used LMTP_MAX_TX times, is closed with QUIT.
+ * delivery) and skips the greeting and LHLO.  A connection found idle for
+ * more than LMTP_IDLE_SECS when the next delivery looks, or used
+ * LMTP_MAX_TX times, is closed with QUIT; the pool is closed when the
+ * settings are replaced (reload) or the queue role stops.
  */
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -35,7 +38,8 @@
 
 #define LMTP_TIMEOUT_SECS  120    /* per read or write */
 #define LMTP_POOL_MAX      8      /* idle connections kept */
-#define LMTP_IDLE_SECS     10     /* kept idle at most (servers time out later) */
+#define LMTP_IDLE_SECS     10     /* reused only if idle at most this long */
+#define LMTP_PROBE_SECS    5      /* the RSET of a kept connection, at most */
 #define LMTP_MAX_TX        1000   /* transactions on one connection */
 
 struct lmtp_conn;
@@ -61,17 +65,41 @@ struct lmtp_conn {
 	unsigned n_tx;               /* transactions done on it */
 };
 
-/* close_conn - QUIT (best effort, when it is in a clean state) and free. */
+/*
+ * close_conn - free k; quit: it is in a clean state, so say QUIT first,
+ * without waiting for the answer (this may run on the queue role's event
+ * loop when a reload frees the pool, and a server may not answer).
+ */
 static void
 close_conn(struct lmtp_conn *k, bool quit)
 {
 	if (k == NULL)
 		return;
 	if (quit && k->fd >= 0)
-		(void)reply_command(&k->cl, "QUIT");
+		(void)send(k->fd, "QUIT\r\n", 6, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (k->fd >= 0)
 		close(k->fd);
 	free(k);
+}
+
+/*
+ * probe - does kept connection k still answer?  RSET with a short wait
+ * (a dead server must not hold the delivery for the full timeout), and
+ * nothing may be left unread after its reply.
+ */
+static bool
+probe(struct lmtp_conn *k)
+{
+	struct timeval shortw = { LMTP_PROBE_SECS, 0 }, full = { LMTP_TIMEOUT_SECS, 0 };
+	bool ok;
+
+	if (reply_reader_pending(&k->cl.rd) != 0)
+		return false;
+	(void)setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &shortw, sizeof(shortw));
+	ok = reply_command(&k->cl, "RSET") == 0 && k->cl.code == 250 &&
+	    reply_reader_pending(&k->cl.rd) == 0;
+	(void)setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &full, sizeof(full));
+	return ok;
 }
 
 /* pool_take - the newest idle connection still fresh enough, or NULL. */
@@ -102,6 +130,11 @@ static void
 pool_put(struct lmtp_ctx *c, struct lmtp_conn *k)
 {
 	k->used = time(NULL);
+	/* bytes the server sent beyond its replies: not in a known state */
+	if (reply_reader_pending(&k->cl.rd) != 0) {
+		close_conn(k, false);
+		return;
+	}
 	if (++k->n_tx < LMTP_MAX_TX) {
 		pthread_mutex_lock(&c->mu);
 		if (c->n_idle < LMTP_POOL_MAX) {
@@ -243,7 +276,7 @@ lmtp_deliver(void *ctx, const struct delivery_msg *msg,
 
 	/* a kept connection that still answers RSET, else a new one */
 	while ((k = pool_take(c)) != NULL) {
-		if (reply_command(&k->cl, "RSET") == 0 && k->cl.code == 250)
+		if (probe(k))
 			break;
 		close_conn(k, false);
 	}

@@ -528,17 +528,24 @@ signal_role(enum role_kind kind, int sig)
  * checked, as a descriptor (the file may be readable by root only).  A
  * queue role waiting for its restart starts with it anyway.
  */
+static bool
+same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
 static void
-send_queue_reload(int fd)
+send_queue_reload(int fd, const struct stat *opened)
 {
 	struct stat a, b;
 	size_t i;
 
-	/* the file checked must be the one handed over (opened before the
-	 * check; not replaced or edited since) */
+	/* the file checked must be the one handed over: opened before the
+	 * check, and neither replaced nor edited in place since */
 	if (fd < 0 || fstat(fd, &a) != 0 || stat(cfg->file, &b) != 0 ||
-	    a.st_dev != b.st_dev || a.st_ino != b.st_ino || a.st_size != b.st_size ||
-	    a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec) {
+	    !same_file_state(&a, &b) || !same_file_state(&a, opened)) {
 		log_warnx("reload: %s changed while it was being checked; the queue "
 		    "role keeps its settings (reload again)", cfg->file);
 		return;
@@ -583,9 +590,14 @@ reload(void)
 	size_t i;
 	bool auth_changed, auth_swap;
 	int cfd;
+	struct stat cst;
 
 	log_info("SIGHUP: reloading %s", cfg->file);
 	cfd = open(cfg->file, O_RDONLY | O_CLOEXEC);   /* what the queue role gets */
+	if (cfd >= 0 && fstat(cfd, &cst) != 0) {
+		close(cfd);
+		cfd = -1;
+	}
 	n = load_checked(cfg->file, false);
 	if (n == NULL) {
 		log_errx("configuration has errors; keeping the running one");
@@ -660,7 +672,7 @@ reload(void)
 		    "them; the old one stops once its clients have moved over");
 	} else
 		signal_role(ROLE_AUTH, SIGHUP);
-	send_queue_reload(cfd);
+	send_queue_reload(cfd, &cst);
 	if (cfd >= 0)
 		close(cfd);
 	start_smtp_generation();

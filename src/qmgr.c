@@ -346,11 +346,18 @@ final_listed(const struct attempt *a, const char *final, enum alias_kind kind)
 /* final_done_by_other - was final delivered (or bounced) for another
  * recipient of the message in an earlier attempt? */
 static bool
-final_done_by_other(const struct attempt *a, size_t idx, const char *final)
+final_done_by_other(const struct attempt *a, size_t idx, const char *final,
+    enum alias_kind kind)
 {
-	for (size_t j = 0; j < a->env.n_rcpts; j++)
-		if (j != idx && qstatus_final_done(&a->st, j, final))
+	/* addresses in any case, as final_listed compares them */
+	for (size_t i = 0; i < a->st.n; i++) {
+		const struct qstatus_entry *e = &a->st.e[i];
+
+		if ((e->kind == 'S' || e->kind == 'B') && e->idx != idx &&
+		    e->final != NULL && (kind == ALIAS_ADDRESS ?
+		    strcasecmp(e->final, final) == 0 : strcmp(e->final, final) == 0))
 			return true;
+	}
 	return false;
 }
 
@@ -1039,7 +1046,7 @@ attempt_message(struct qmgr *m, const struct qgen *g, struct qmsg *qm)
 				idx_dup[idx] = true;
 				continue;
 			}
-			if (final_done_by_other(&a, idx, finals[f])) {
+			if (final_done_by_other(&a, idx, finals[f], kinds[f])) {
 				log_debug("%s: %s: %s already delivered for another "
 				    "recipient", qm->id, a.env.rcpts[idx], finals[f]);
 				continue;

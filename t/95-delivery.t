@@ -79,6 +79,16 @@ r = d.ctl("queue", "list")
 like(r.stdout, r"staff@example\.test\s+\(deferred", "the alias stays listed as deferred", r.stdout)
 for q in d.queue_files():
     d.ctl("queue", "delete", q)
+# the same mailbox named in two cases, with a deferred recipient beside it
+send_mail(d, ["hank@example.test", "Hank@example.test", "other@far.test"], "hank cases")
+ok(d.wait_log(r"to=<other@far\.test> .*status=deferred"), "the foreign one is deferred")
+for i in range(2):
+    d.ctl("queue", "flush")
+    time.sleep(1.5)
+is_(len([m for m in maildir_msgs(box("hank")) if "Subject: hank cases" in m]), 1,
+    "hank@ and Hank@: one copy, also after retries")
+for q in d.queue_files():
+    d.ctl("queue", "delete", q)
 
 # an alias whose target is no user (a typo in the aliases file): bounced
 # 5.1.1, no Maildir made for it
