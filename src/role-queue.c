@@ -42,7 +42,6 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1132,41 +1131,41 @@ sighup_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("queue: SIGHUP: reloads come from msagated (send it SIGHUP)");
 }
 
+/* keep_str - *n becomes a copy of o (the running value). */
+static void
+keep_str(char **n, const char *o)
+{
+	char *old = *n;
+
+	*n = o != NULL ? xstrdup(o) : NULL;
+	free(old);
+}
+
 /*
  * keep_started - settings the queue role cannot change while it runs stay
  * as started in n (the reloaded configuration), with a log line when they
- * differ: the delivery helper's (forked as root at start: alias user,
- * commands, files, minimum uid, and whether it exists at all for Maildir
- * delivery as other users) and the number of delivery threads.
+ * differ: directories, sockets and the user (msagated says so itself),
+ * the delivery helper's (forked as root at start: alias user, commands,
+ * files, minimum uid, and whether it exists at all for Maildir delivery
+ * as other users) and the number of delivery threads.
  */
 static void
 keep_started(const struct msagate_config *o, struct msagate_config *n,
     bool started_as_root)
 {
-	static const size_t paths[] = {
-		offsetof(struct msagate_config, user),
-		offsetof(struct msagate_config, state_dir),
-		offsetof(struct msagate_config, run_dir),
-		offsetof(struct msagate_config, queue_socket),
-		offsetof(struct msagate_config, pid_file),
-		offsetof(struct msagate_config, auth.userdb_socket),
-	};
 	bool helper_keys = n->relay.allow_alias_commands != o->relay.allow_alias_commands ||
 	    n->relay.allow_alias_files != o->relay.allow_alias_files ||
 	    n->relay.delivery_min_uid != o->relay.delivery_min_uid ||
 	    n->relay.alias_command_timeout_ms != o->relay.alias_command_timeout_ms ||
 	    strcmp(n->relay.alias_user ? n->relay.alias_user : "",
 	    o->relay.alias_user ? o->relay.alias_user : "") != 0;
-	char *t;
 
-	/* directories, sockets and the user: as running (msagated says so) */
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-		char **np = (char **)(void *)((char *)n + paths[i]);
-		char *const *op = (char *const *)(const void *)((const char *)o + paths[i]);
-
-		free(*np);
-		*np = *op != NULL ? xstrdup(*op) : NULL;
-	}
+	keep_str(&n->user, o->user);
+	keep_str(&n->state_dir, o->state_dir);
+	keep_str(&n->run_dir, o->run_dir);
+	keep_str(&n->queue_socket, o->queue_socket);
+	keep_str(&n->pid_file, o->pid_file);
+	keep_str(&n->auth.userdb_socket, o->auth.userdb_socket);
 	if (helper_keys)
 		log_warnx("queue: reload: relay.allow_alias_commands, allow_alias_files, "
 		    "alias_user, alias_command_timeout and delivery.min_uid change "
@@ -1175,9 +1174,7 @@ keep_started(const struct msagate_config *o, struct msagate_config *n,
 	n->relay.allow_alias_files = o->relay.allow_alias_files;
 	n->relay.delivery_min_uid = o->relay.delivery_min_uid;
 	n->relay.alias_command_timeout_ms = o->relay.alias_command_timeout_ms;
-	t = n->relay.alias_user;
-	n->relay.alias_user = o->relay.alias_user ? xstrdup(o->relay.alias_user) : NULL;
-	free(t);
+	keep_str(&n->relay.alias_user, o->relay.alias_user);
 	if (n->relay.delivery_workers != o->relay.delivery_workers) {
 		log_warnx("queue: reload: relay.delivery_workers changes only on a "
 		    "restart of msagated");
@@ -1191,17 +1188,9 @@ keep_started(const struct msagate_config *o, struct msagate_config *n,
 		log_warnx("queue: reload: a change of relay.delivery to maildir needs a "
 		    "restart of msagated (the delivery helper is started only then); "
 		    "delivering by %s until then", o->relay.delivery_method);
-		t = n->relay.delivery_method;
-		n->relay.delivery_method = xstrdup(o->relay.delivery_method);
-		free(t);
-		t = n->relay.delivery_path;
-		n->relay.delivery_path = o->relay.delivery_path ?
-		    xstrdup(o->relay.delivery_path) : NULL;
-		free(t);
-		t = n->relay.delivery_socket;
-		n->relay.delivery_socket = o->relay.delivery_socket ?
-		    xstrdup(o->relay.delivery_socket) : NULL;
-		free(t);
+		keep_str(&n->relay.delivery_method, o->relay.delivery_method);
+		keep_str(&n->relay.delivery_path, o->relay.delivery_path);
+		keep_str(&n->relay.delivery_socket, o->relay.delivery_socket);
 	}
 }
 
