@@ -332,13 +332,18 @@ struct attempt {
  * (another recipient or an alias that leads to the same mailbox)?  Each
  * mailbox gets one copy, as Postfix's duplicate filter gives.
  */
+/* same_final - one mailbox: addresses in any case, commands and files exactly */
+static bool
+same_final(const char *x, const char *y, enum alias_kind kind)
+{
+	return kind == ALIAS_ADDRESS ? strcasecmp(x, y) == 0 : strcmp(x, y) == 0;
+}
+
 static bool
 final_listed(const struct attempt *a, const char *final, enum alias_kind kind)
 {
 	for (size_t i = 0; i < a->n_items; i++)
-		if (a->items[i].kind == kind && (kind == ALIAS_ADDRESS ?
-		    strcasecmp(a->items[i].final, final) == 0 :
-		    strcmp(a->items[i].final, final) == 0))
+		if (a->items[i].kind == kind && same_final(a->items[i].final, final, kind))
 			return true;
 	return false;
 }
@@ -349,13 +354,11 @@ static bool
 final_done_by_other(const struct attempt *a, size_t idx, const char *final,
     enum alias_kind kind)
 {
-	/* addresses in any case, as final_listed compares them */
 	for (size_t i = 0; i < a->st.n; i++) {
 		const struct qstatus_entry *e = &a->st.e[i];
 
 		if ((e->kind == 'S' || e->kind == 'B') && e->idx != idx &&
-		    e->final != NULL && (kind == ALIAS_ADDRESS ?
-		    strcasecmp(e->final, final) == 0 : strcmp(e->final, final) == 0))
+		    e->final != NULL && same_final(e->final, final, kind))
 			return true;
 	}
 	return false;
