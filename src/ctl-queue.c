@@ -5,7 +5,8 @@
  * state from state_dir/status (qstatus.h).  Queue files are never changed
  * here, only listed, shown or removed.  Strings from the envelope came
  * from SMTP clients, so control characters are masked before printing.
- * `flush` asks the queue role over its socket ("FLUSH").
+ * `flush` asks the queue role over its socket ("FLUSH"); after `delete`
+ * it is told to forget and log the deleted messages ("SWEEP").
  */
 #include <sys/types.h>
 #include <sys/socket.h>
@@ -362,6 +363,9 @@ queue_show(const struct msagate_config *cfg, const char *id)
 	return CTL_OK;
 }
 
+static int queue_ask(const struct msagate_config *cfg, const char *req, char *buf,
+    size_t size, bool quiet);
+
 static int
 queue_delete(const struct msagate_config *cfg, const char *arg)
 {
@@ -410,21 +414,29 @@ queue_delete(const struct msagate_config *cfg, const char *arg)
 		rc = errno == EACCES || errno == EPERM ? CTL_USAGE : CTL_TEMPFAIL;
 	}
 	if (deleted > 0) {
+		char buf[64];
+
 		(void)fsync(dfd);        /* make the removal durable too */
 		printf("msagatectl: deleted %zu message%s\n", deleted,
 		    deleted == 1 ? "" : "s");
+		/* the queue role forgets and logs them now (if it runs) */
+		(void)queue_ask(cfg, "SWEEP", buf, sizeof(buf), true);
 	}
 	close(dfd);
 	return rc;
 }
 
-/* Ask the queue role to retry every deferred message now. */
+/*
+ * queue_ask - one request to the queue role over its socket, its answer
+ * into buf; CTL_OK, or (with a message on stderr unless quiet) CTL_USAGE
+ * or CTL_TEMPFAIL.
+ */
 static int
-queue_flush(const struct msagate_config *cfg)
+queue_ask(const struct msagate_config *cfg, const char *req, char *buf,
+    size_t size, bool quiet)
 {
 	struct sockaddr_un sun;
 	struct timeval tv = { 30, 0 };
-	char buf[256];
 	ssize_t n;
 	int fd;
 
@@ -432,7 +444,8 @@ queue_flush(const struct msagate_config *cfg)
 	sun.sun_family = AF_UNIX;
 	if (cfg->queue_socket == NULL ||
 	    strlen(cfg->queue_socket) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "msagatectl: bad queue socket path\n");
+		if (!quiet)
+			fprintf(stderr, "msagatectl: bad queue socket path\n");
 		return CTL_USAGE;
 	}
 	memcpy(sun.sun_path, cfg->queue_socket, strlen(cfg->queue_socket) + 1);
@@ -440,22 +453,36 @@ queue_flush(const struct msagate_config *cfg)
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
 
-		fprintf(stderr, "msagatectl: cannot connect to %s: %s (is msagated "
-		    "running? run as root or as user %s)\n", cfg->queue_socket,
-		    strerror(e), cfg->user ? cfg->user : "msagate");
+		if (!quiet)
+			fprintf(stderr, "msagatectl: cannot connect to %s: %s (is "
+			    "msagated running? run as root or as user %s)\n",
+			    cfg->queue_socket, strerror(e), cfg->user ? cfg->user : "msagate");
 		if (fd >= 0)
 			close(fd);
 		return e == EACCES ? CTL_USAGE : CTL_TEMPFAIL;
 	}
 	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (send(fd, "FLUSH", 5, MSG_NOSIGNAL) != 5 ||
-	    (n = recv(fd, buf, sizeof(buf) - 1, 0)) <= 0) {
-		fprintf(stderr, "msagatectl: no answer from the queue role\n");
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) ||
+	    (n = recv(fd, buf, size - 1, 0)) <= 0) {
+		if (!quiet)
+			fprintf(stderr, "msagatectl: no answer from the queue role\n");
 		close(fd);
 		return CTL_TEMPFAIL;
 	}
 	close(fd);
 	buf[n] = '\0';
+	return CTL_OK;
+}
+
+/* Ask the queue role to retry every deferred message now. */
+static int
+queue_flush(const struct msagate_config *cfg)
+{
+	char buf[256];
+	int rc;
+
+	if ((rc = queue_ask(cfg, "FLUSH", buf, sizeof(buf), false)) != CTL_OK)
+		return rc;
 	if (strncmp(buf, "OK ", 3) != 0) {
 		fprintf(stderr, "msagatectl: queue role refused the flush: ");
 		put_safe(stderr, buf);

@@ -1377,6 +1377,38 @@ qmgr_flush(struct qmgr *m)
 	return n;
 }
 
+/* gone_from - take the messages of list l whose file was deleted. */
+static size_t
+gone_from(struct qmgr *m, struct qmsg_list *l, size_t *count)
+{
+	struct qmsg *qm, *next;
+	size_t n = 0;
+
+	for (qm = TAILQ_FIRST(l); qm != NULL; qm = next) {
+		next = TAILQ_NEXT(qm, link);
+		if (faccessat(m->q_dfd, qm->id, F_OK, 0) == 0 || errno != ENOENT)
+			continue;
+		TAILQ_REMOVE(l, qm, link);
+		(*count)--;
+		(void)unlinkat(m->st_dfd, qm->id, 0);
+		log_info("%s: removed (msagatectl queue delete)", qm->id);
+		free(qm);
+		n++;
+	}
+	return n;
+}
+
+size_t
+qmgr_sweep_deleted(struct qmgr *m)
+{
+	size_t n = gone_from(m, &m->waiting, &m->n_waiting) +
+	    gone_from(m, &m->ready, &m->n_ready);
+
+	if (n > 0)
+		arm_timer(m);
+	return n;
+}
+
 void
 qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active)
 {

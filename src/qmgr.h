@@ -66,6 +66,9 @@ void qmgr_scan(struct qmgr *m);
 void qmgr_add(struct qmgr *m, const char *qid);
 /* Make every deferred message due now; returns how many were waiting. */
 size_t qmgr_flush(struct qmgr *m);
+/* Forget (and log) the waiting or ready messages whose file msagatectl
+ * deleted; one being delivered notices by itself.  Returns how many. */
+size_t qmgr_sweep_deleted(struct qmgr *m);
 /* Counts for log lines: waiting for a retry, ready or being delivered. */
 void qmgr_counts(const struct qmgr *m, size_t *waiting, size_t *active);
 /* Stop dispatching and wait for the deliveries in progress. */

@@ -19,7 +19,8 @@
  * Delivery: the queue manager (qmgr.c) runs on this loop too; every
  * committed message is handed to it at once (qmgr_committed()), and
  * "FLUSH" on this socket (msagatectl queue flush) makes every deferred
- * message due now ("OK <n>").  Per-recipient state is in
+ * message due now ("OK <n>"); "SWEEP" (after msagatectl queue delete)
+ * forgets and logs the messages whose files were deleted ("OK <n>").  Per-recipient state is in
  * state_dir/status/ID (qstatus.h).
  *
  * Before it drops root the role forks the delivery helper
@@ -814,6 +815,16 @@ do_flush(struct qconn *c)
 	reply_set(reply_slot(c), -1, "OK %zu", n);
 }
 
+/* SWEEP: msagatectl deleted messages; log their removal now */
+static void
+do_sweep(struct qconn *c)
+{
+	struct qrole *q = c->q;
+	size_t n = q->qmgr != NULL ? qmgr_sweep_deleted(q->qmgr) : 0;
+
+	reply_set(reply_slot(c), -1, "OK %zu", n);
+}
+
 static void
 handle_packet(struct qconn *c, char *buf, size_t n)
 {
@@ -832,6 +843,8 @@ handle_packet(struct qconn *c, char *buf, size_t n)
 		do_abort(c, buf + 6);
 	else if (strcmp(buf, "FLUSH") == 0)
 		do_flush(c);
+	else if (strcmp(buf, "SWEEP") == 0)
+		do_sweep(c);
 	else {
 		char safe[64];
 
